@@ -1,1 +1,55 @@
-fn main(){}
+//! The `cairn` binary: parses the command line, runs one command, maps the outcome to an exit
+//! code. The work itself is in the `engine` crate; this crate only converts arguments into
+//! engine options and results into text or JSON.
+
+mod args;
+mod commands;
+mod output;
+mod password;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+
+/// How a command that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything worked.
+    Ok,
+    /// Done, but some items were skipped (exit 3).
+    Warnings,
+    /// Done, but some items failed (exit 1).
+    Partial,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Init(a) => commands::init::run(&cli.global, a),
+        Command::Backup(a) => commands::backup::run(&cli.global, a),
+        Command::Snapshots(a) => commands::snapshots::run(&cli.global, a),
+        Command::Ls(a) => commands::ls::run(&cli.global, a),
+        Command::Restore(a) => commands::restore::run(&cli.global, a),
+        Command::Dump(a) => commands::dump::run(&cli.global, a),
+        Command::Cat(a) => commands::cat::run(&cli.global, a),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Warnings) => ExitCode::from(3),
+        Ok(Outcome::Partial) => ExitCode::from(1),
+        Err(e) => {
+            // A closed pipe (`cairn dump … | head`) is how the reader says "enough", not an error.
+            if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,1 +1,38 @@
-//! wip
+//! cairn's engine: everything that does I/O or runs concurrently.
+//!
+//! - [`backend`]: the one storage trait (local directory, object stores) and its adapters;
+//! - [`repository`]: [`repository::init`] and [`repository::Repository`], which ties a backend, the
+//!   opened keys, the config and the local [`index::cache::IndexCache`] together;
+//! - [`archiver`]: backups of directories and streams ([`archiver::backup`]);
+//! - [`restorer`]: verified, parallel restore and dump;
+//! - [`ls`]: walking a snapshot's trees;
+//! - [`progress`]: how long operations report progress (the engine never prints).
+//!
+//! The byte formats live in the `repo_format` crate (SPEC.md); this crate never encodes a byte
+//! itself. Its surface is synchronous: a [`repository::Repository`] owns a tokio runtime for
+//! backend I/O, CPU work runs on threads and rayon.
+//!
+//! ```no_run
+//! use engine::archiver::{backup, BackupOptions, Source};
+//! use engine::progress::NoProgress;
+//! use engine::repository::{init, InitOptions, OpenOptions, Repository};
+//!
+//! # fn main() -> Result<(), engine::Error> {
+//! init("/tmp/repo", b"secret", &InitOptions::default())?;
+//! let repo = Repository::open("/tmp/repo", b"secret", &OpenOptions::default())?;
+//! let result = backup(&repo, BackupOptions::new(Source::Paths(vec!["/etc".into()])), &NoProgress)?;
+//! println!("snapshot {}", result.id);
+//! # Ok(()) }
+//! ```
+
+pub mod archiver;
+pub mod backend;
+pub mod error;
+pub mod host;
+pub mod index;
+pub mod ls;
+pub mod progress;
+pub mod repository;
+pub mod restorer;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Backs up and restores the same dump-like stream with cairn, restic and borg, and prints a table.
+#
+#   benches/compare.sh                 1 GiB stream, all tools installed
+#   SIZE_MB=256 benches/compare.sh     a smaller stream
+#   TOOLS="restic borg" benches/compare.sh
+#
+# For each tool, all through stdin, on the same generated data (benches/src/bin/gen-dump.rs):
+#   backup    the day-1 dump into an empty repository
+#   again     the same dump again (nothing new: measures the dedup pass)
+#   day2      the day-2 dump: ~0.5 % of rows edited in place ("added" = repository growth)
+#   restore   the latest snapshot's stream back to a file, checked against the day-2 checksum
+# and reports wall seconds, throughput (MiB of stream per second), MiB per CPU-second
+# (user+sys), peak RSS, repository size and bytes added; then cairn/restic and cairn/borg ratios.
+#
+# Settings comparable to cairn's defaults (zstd level 3, AES-256, keyed-hash ids):
+#   restic  repository version 2, --compression auto (zstd), its default chunker (~1 MiB chunks)
+#   borg    -e repokey, --compression zstd,3, its default chunker (~2 MiB chunks)
+#
+# Environment:
+#   SIZE_MB      stream size in MiB (default 1024)
+#   TOOLS        tools to measure (default "cairn restic borg"; missing peers are skipped, a
+#                cairn that fails to build or run stops the script)
+#   BENCH_DIR    where the temporary directory goes (default ${TMPDIR:-/tmp}); it needs about
+#                3 x SIZE_MB free. KEEP=1 keeps it.
+#   CAIRN        a cairn binary to use instead of building one (release) here
+#   SKIP_SETUP=1 do not run scripts/setup --bench (which installs restic, borg and GNU time)
+# Each figure comes from one run on a machine that may be doing other things: repeat before
+# drawing conclusions from differences of a few percent. The input file is in the page cache.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:-/root}/.cache/cairn/target}"
+SIZE_MB="${SIZE_MB:-1024}"
+TOOLS="${TOOLS:-cairn restic borg}"
+PASSWORD="compare-sh-bench-password"
+
+die() { echo "compare: $*" >&2; exit 1; }
+[[ "$SIZE_MB" =~ ^[1-9][0-9]*$ ]] || die "SIZE_MB must be a positive whole number of MiB"
+
+if [[ "${SKIP_SETUP:-0}" != 1 ]]; then
+  scripts/setup --bench || echo "compare: scripts/setup --bench failed; using what is installed" >&2
+fi
+[[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time) is missing: apt-get install time"
+
+# --- Build ------------------------------------------------------------------------------------
+want() { [[ " $TOOLS " == *" $1 "* ]]; }
+build=(cargo build --release --quiet -p cairn-benches --bin gen-dump)
+if want cairn && [[ -z "${CAIRN:-}" ]]; then build+=(-p cairn-cli --bin cairn); fi
+echo "compare: ${build[*]}"
+"${build[@]}" || die "build failed (TOOLS=\"restic borg\" measures the peers without cairn)"
+GEN="$CARGO_TARGET_DIR/release/gen-dump"
+if want cairn; then
+  CAIRN="${CAIRN:-$CARGO_TARGET_DIR/release/cairn}"
+  [[ -x "$CAIRN" ]] || die "no cairn binary at $CAIRN"
+fi
+
+# --- Work directory ---------------------------------------------------------------------------
+mkdir -p "${BENCH_DIR:-${TMPDIR:-/tmp}}"
+WORK="$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/cairn-compare.XXXXXX")"
+cleanup() {
+  if [[ "${KEEP:-0}" == 1 ]]; then echo "compare: kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+free_mb=$(($(df -Pk "$WORK" | awk 'NR == 2 { print $4 }') / 1024))
+if ((free_mb < 3 * SIZE_MB + 512)); then
+  die "$WORK has $free_mb MiB free; SIZE_MB=$SIZE_MB needs about $((3 * SIZE_MB + 512))"
+fi
+
+# Keep every tool's caches and config inside $WORK, so runs start cold and leave nothing behind.
+export RESTIC_PASSWORD="$PASSWORD" RESTIC_CACHE_DIR="$WORK/restic-cache"
+export BORG_PASSPHRASE="$PASSWORD" BORG_BASE_DIR="$WORK/borg-base" BORG_DISPLAY_PASSPHRASE=n
+export CAIRN_PASSWORD="$PASSWORD"
+unset RESTIC_REPOSITORY BORG_REPO CAIRN_REPOSITORY
+
+# --- Environment and versions -----------------------------------------------------------------
+echo
+echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)," \
+  "$(free -g | awk '/^Mem:/ { print $2 }') GiB; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+tools=()
+for t in $TOOLS; do
+  case "$t" in
+    cairn) echo "cairn:  $("$CAIRN" --version 2>&1 | head -n1)"; tools+=(cairn) ;;
+    restic | borg)
+      if command -v "$t" >/dev/null; then
+        if [[ $t == restic ]]; then echo "restic: $(restic version)"; else echo "borg:   $(borg --version)"; fi
+        tools+=("$t")
+      else
+        echo "$t: not installed, skipped (scripts/setup --bench installs it)"
+      fi
+      ;;
+    *) die "unknown tool in TOOLS: $t" ;;
+  esac
+done
+((${#tools[@]} > 0)) || die "no tool to measure"
+
+# --- Data -------------------------------------------------------------------------------------
+echo
+echo "compare: generating ${SIZE_MB} MiB day-1 and day-2 dumps in $WORK"
+"$GEN" "$SIZE_MB" >"$WORK/day1.sql"
+"$GEN" --day2 "$SIZE_MB" >"$WORK/day2.sql"
+sum1="$(sha256sum <"$WORK/day1.sql" | cut -d' ' -f1)"
+sum2="$(sha256sum <"$WORK/day2.sql" | cut -d' ' -f1)"
+differing="$(cmp -l "$WORK/day1.sql" "$WORK/day2.sql" | wc -l || true)"
+echo "compare: day-2 differs from day 1 in $differing bytes"
+
+# --- Measuring --------------------------------------------------------------------------------
+rows=() # "tool op wall user sys rss_kb repo_bytes added_bytes check"
+failures=0
+
+# measure TOOL OP REPO INPUT OUTPUT CMD...: runs CMD with INPUT on stdin and OUTPUT as stdout
+# under GNU time; records wall, CPU, peak RSS and the repository's growth. A failing command
+# stops the script with its log, so the table never shows figures from a failed run.
+measure() {
+  local tool="$1" op="$2" repo="$3" in="$4" out="$5" status=0
+  shift 5
+  local tf="$WORK/time.$tool.$op" log="$WORK/log.$tool.$op" before after
+  before="$(du -sb "$repo" | cut -f1)"
+  /usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" <"$in" >"$out" 2>"$log" || status=$?
+  if ((status != 0)) && ! [[ $tool == cairn && $status == 3 ]]; then
+    echo "compare: $tool $op failed (exit $status): $*" >&2
+    tail -n 20 "$log" >&2
+    exit 1
+  fi
+  ((status == 0)) || echo "compare: $tool $op finished with warnings (exit 3)" >&2
+  after="$(du -sb "$repo" | cut -f1)"
+  local wall user sys rss
+  read -r wall user sys rss < <(tail -n 1 "$tf")
+  rows+=("$tool $op $wall $user $sys $rss $after $((after - before)) -")
+  printf '  %-7s %-8s %8.2fs\n' "$tool" "$op" "$wall"
+}
+
+# check_restore TOOL FILE: compares the restored stream with day 2 and marks the last row.
+check_restore() {
+  local got
+  got="$(sha256sum <"$2" | cut -d' ' -f1)"
+  rm -f "$2"
+  local last="${rows[-1]}"
+  if [[ "$got" == "$sum2" ]]; then
+    rows[-1]="${last% -} ok"
+  else
+    rows[-1]="${last% -} MISMATCH"
+    failures=$((failures + 1))
+    echo "compare: $1 restored a stream that differs from day 2 ($got != $sum2)" >&2
+  fi
+}
+
+run_cairn() {
+  local r="$WORK/cairn-repo"
+  "$CAIRN" init --repo "$r" >"$WORK/log.cairn.init" 2>&1 </dev/null ||
+    { cat "$WORK/log.cairn.init" >&2; die "cairn init failed"; }
+  local b=("$CAIRN" backup --repo "$r" --stdin --stdin-name dump.sql)
+  measure cairn backup "$r" "$WORK/day1.sql" /dev/null "${b[@]}"
+  measure cairn again "$r" "$WORK/day1.sql" /dev/null "${b[@]}"
+  measure cairn day2 "$r" "$WORK/day2.sql" /dev/null "${b[@]}"
+  measure cairn restore "$r" /dev/null "$WORK/out.sql" "$CAIRN" dump --repo "$r" latest dump.sql
+  check_restore cairn "$WORK/out.sql"
+}
+
+run_restic() {
+  local r="$WORK/restic-repo"
+  restic init --repo "$r" --repository-version 2 >"$WORK/log.restic.init" 2>&1 </dev/null ||
+    { cat "$WORK/log.restic.init" >&2; die "restic init failed"; }
+  local b=(restic --repo "$r" backup --stdin --stdin-filename dump.sql --host bench
+    --compression auto)
+  measure restic backup "$r" "$WORK/day1.sql" /dev/null "${b[@]}"
+  measure restic again "$r" "$WORK/day1.sql" /dev/null "${b[@]}"
+  measure restic day2 "$r" "$WORK/day2.sql" /dev/null "${b[@]}"
+  measure restic restore "$r" /dev/null "$WORK/out.sql" restic --repo "$r" dump latest /dump.sql
+  check_restore restic "$WORK/out.sql"
+}
+
+run_borg() {
+  local r="$WORK/borg-repo"
+  borg init -e repokey "$r" >"$WORK/log.borg.init" 2>&1 </dev/null ||
+    { cat "$WORK/log.borg.init" >&2; die "borg init failed"; }
+  local b=(borg create --compression zstd,3 --stdin-name dump.sql)
+  measure borg backup "$r" "$WORK/day1.sql" /dev/null "${b[@]}" "$r::day1" -
+  measure borg again "$r" "$WORK/day1.sql" /dev/null "${b[@]}" "$r::day1-again" -
+  measure borg day2 "$r" "$WORK/day2.sql" /dev/null "${b[@]}" "$r::day2" -
+  measure borg restore "$r" /dev/null "$WORK/out.sql" borg extract --stdout "$r::day2" dump.sql
+  check_restore borg "$WORK/out.sql"
+}
+
+echo
+echo "compare: measuring (${SIZE_MB} MiB stream)"
+for t in "${tools[@]}"; do "run_$t"; done
+
+# --- Report -----------------------------------------------------------------------------------
+echo
+echo "Stream: $SIZE_MB MiB of dump-like SQL (gen-dump); MiB = 2^20 bytes; CPU = user + sys."
+echo "'added' is the repository's growth during the operation (added% of the stream size)."
+printf '%s\n' "${rows[@]}" | awk -v mb="$SIZE_MB" '
+  BEGIN {
+    printf "%-7s %-8s %8s %8s %9s %8s %9s %12s %7s %8s\n", "tool", "op", "seconds", "MiB/s",
+      "MiB/CPU-s", "RSS MiB", "repo MiB", "added bytes", "added%", "check"
+  }
+  {
+    cpu = $4 + $5
+    printf "%-7s %-8s %8.2f %8.1f %9.1f %8.1f %9.1f %12d %7.2f %8s\n", $1, $2, $3,
+      ($3 > 0 ? mb / $3 : 0), (cpu > 0 ? mb / cpu : 0), $6 / 1024, $7 / 1048576, $8,
+      100 * $8 / (mb * 1048576), $9
+  }'
+
+# Ratios: cairn's figure divided by the peer's, per operation (below 1 = cairn smaller/faster).
+if [[ " ${tools[*]} " == *" cairn "* ]]; then
+  for peer in restic borg; do
+    [[ " ${tools[*]} " == *" $peer "* ]] || continue
+    echo
+    echo "cairn/$peer (below 1: cairn takes less)"
+    printf '%s\n' "${rows[@]}" | awk -v peer="$peer" '
+      { key = $1 SUBSEP $2; wall[key] = $3; cpu[key] = $4 + $5; rss[key] = $6; repo[key] = $7; add[key] = $8 }
+      function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
+      END {
+        printf "%-8s %9s %9s %9s %9s %9s\n", "op", "seconds", "CPU-s", "RSS", "repo", "added"
+        n = split("backup again day2 restore", ops, " ")
+        for (i = 1; i <= n; i++) {
+          c = "cairn" SUBSEP ops[i]; p = peer SUBSEP ops[i]
+          printf "%-8s %9s %9s %9s %9s %9s\n", ops[i], ratio(wall[c], wall[p]),
+            ratio(cpu[c], cpu[p]), ratio(rss[c], rss[p]), ratio(repo[c], repo[p]), ratio(add[c], add[p])
+        }
+      }'
+  done
+fi
+
+if ((failures > 0)); then die "$failures restore(s) did not match the day-2 stream"; fi

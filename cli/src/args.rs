@@ -1,0 +1,166 @@
+//! The command line, as clap sees it. Each subcommand's arguments become engine options in
+//! its own file under `commands/`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// cairn: deduplicating, compressed, encrypted snapshots of files, directories and dump streams.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about, long_about = None, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Shown at the end of `--help`.
+pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 error; 2 usage error; 3 done with warnings (e.g. unreadable files).";
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Repository: a local path, file:///path or memory://.
+    #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
+    pub repo: Option<String>,
+    /// Read the password from this file (first line).
+    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Run this shell command and use its output as the password.
+    #[arg(long, env = "CAIRN_PASSWORD_COMMAND", global = true)]
+    pub password_command: Option<String>,
+    /// Local cache directory (default: $XDG_CACHE_HOME/cairn or ~/.cache/cairn).
+    #[arg(long, env = "CAIRN_CACHE_DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress display and no summary line.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new repository.
+    Init(InitArgs),
+    /// Back up paths, standard input, or a command's output.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots(SnapshotsArgs),
+    /// List the files in a snapshot.
+    Ls(LsArgs),
+    /// Restore a snapshot (or parts of it) into a directory.
+    Restore(RestoreArgs),
+    /// Write one file of a snapshot to standard output.
+    Dump(DumpArgs),
+    /// Print a repository object, decrypted (for debugging).
+    Cat(CatArgs),
+}
+
+/// `cairn init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// zstd level for new data, 1-19 (0 stores everything raw).
+    #[arg(long)]
+    pub compression: Option<i32>,
+    /// Argon2id memory in KiB for the key file (default 65536).
+    #[arg(long, hide = true)]
+    pub kdf_memory_kib: Option<u32>,
+    /// Argon2id iterations for the key file (default 3).
+    #[arg(long, hide = true)]
+    pub kdf_iterations: Option<u32>,
+}
+
+/// `cairn backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Files and directories to back up.
+    pub paths: Vec<PathBuf>,
+    /// Back up standard input as one file.
+    #[arg(long, conflicts_with_all = ["paths", "stdin_from_command"])]
+    pub stdin: bool,
+    /// Run the command after `--` and back up its standard output; fail (no snapshot) if it exits non-zero.
+    #[arg(long, requires = "command")]
+    pub stdin_from_command: bool,
+    /// The file name to store standard input or the command's output under.
+    #[arg(long, default_value = "stdin")]
+    pub stdin_name: String,
+    /// Tag the snapshot (repeat for several).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Host name to record instead of this machine's.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Re-read every file, even those unchanged since the parent snapshot.
+    #[arg(long)]
+    pub force: bool,
+    /// Use this snapshot as the parent instead of the newest of the same host and paths.
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Snapshot time, "YYYY-MM-DD HH:MM:SS" in local time (default: now).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// The command for --stdin-from-command.
+    #[arg(last = true)]
+    pub command: Vec<OsString>,
+}
+
+/// `cairn snapshots`.
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// Only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only snapshots with this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+}
+
+/// `cairn ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Snapshot id, id prefix, or `latest`.
+    pub snapshot: String,
+    /// Only list below this path.
+    pub path: Option<String>,
+    /// Long listing: mode, owner, size, mtime.
+    #[arg(short, long)]
+    pub long: bool,
+}
+
+/// `cairn restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Snapshot id, id prefix, or `latest`.
+    pub snapshot: String,
+    /// Directory to restore into (created if missing).
+    #[arg(short, long)]
+    pub target: PathBuf,
+    /// Restore only this path of the snapshot (repeat for several).
+    #[arg(long = "include")]
+    pub includes: Vec<PathBuf>,
+}
+
+/// `cairn dump`.
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Snapshot id, id prefix, or `latest`.
+    pub snapshot: String,
+    /// The file's path inside the snapshot, as `cairn ls` shows it.
+    pub path: String,
+}
+
+/// `cairn cat`.
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// config, key, snapshot, index, pack or blob.
+    pub kind: String,
+    /// The object's id (not needed for config).
+    pub id: Option<String>,
+}

@@ -1,0 +1,42 @@
+//! One file per subcommand; each turns its arguments into engine options and prints results.
+
+pub mod backup;
+pub mod cat;
+pub mod dump;
+pub mod init;
+pub mod ls;
+pub mod restore;
+pub mod snapshots;
+
+use anyhow::{Context, Result, anyhow};
+use engine::repository::{OpenOptions, Repository};
+
+use crate::args::GlobalArgs;
+use crate::password::{PasswordSource, read_password};
+
+/// The repository location, or a clear error.
+pub fn location(g: &GlobalArgs) -> Result<&str> {
+    g.repo.as_deref().ok_or_else(|| anyhow!("no repository given: pass --repo PATH or set CAIRN_REPOSITORY"))
+}
+
+/// The password sources from the global flags.
+pub fn password_source(g: &GlobalArgs) -> PasswordSource {
+    PasswordSource { file: g.password_file.clone(), command: g.password_command.clone() }
+}
+
+/// Opens the repository named by the global flags.
+pub fn open(g: &GlobalArgs) -> Result<Repository> {
+    let loc = location(g)?;
+    let password = read_password(&password_source(g), false)?;
+    let opts = OpenOptions { cache_dir: g.cache_dir.clone() };
+    Repository::open(loc, &password, &opts).with_context(|| format!("cannot open the repository {loc}"))
+}
+
+/// Prints a JSON value on stdout.
+pub fn print_json(v: &serde_json::Value) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v).context("cannot write JSON output")?;
+    writeln!(out).context("cannot write output")?;
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! `cairn snapshots`: the snapshot list, as a table or JSON.
+
+use anyhow::Result;
+
+use super::{open, print_json};
+use crate::Outcome;
+use crate::args::{GlobalArgs, SnapshotsArgs};
+use crate::output::{lossy, size, snapshot_json, time};
+
+/// Runs `cairn snapshots`.
+pub fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<Outcome> {
+    let repo = open(g)?;
+    let snaps: Vec<_> = repo
+        .list_snapshots()?
+        .into_iter()
+        .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.hostname == h))
+        .filter(|(_, s)| a.tag.as_ref().is_none_or(|t| s.tags.contains(t)))
+        .collect();
+    if g.json {
+        return print_json(&serde_json::Value::Array(snaps.iter().map(|(id, s)| snapshot_json(id, s)).collect()))
+            .map(|()| Outcome::Ok);
+    }
+    println!("{:<8}  {:<19}  {:<16}  {:<16}  {:>10}  paths", "id", "time", "host", "tags", "size");
+    for (id, s) in &snaps {
+        let total = s.summary.map_or(0, |x| x.total_bytes);
+        let paths = s.paths.iter().map(|p| lossy(p)).collect::<Vec<_>>().join(", ");
+        println!(
+            "{:<8}  {:<19}  {:<16}  {:<16}  {:>10}  {}",
+            id.0.short(),
+            time(s.time_ns, s.utc_offset),
+            s.hostname,
+            s.tags.join(","),
+            size(total),
+            paths
+        );
+    }
+    if !g.quiet {
+        println!("{} snapshots", snaps.len());
+    }
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,81 @@
+//! Where the repository password comes from, in order: `--password-file`,
+//! `--password-command`, `$CAIRN_PASSWORD`, then a prompt on the terminal.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// The password sources the user gave.
+#[derive(Debug, Default, Clone)]
+pub struct PasswordSource {
+    /// `--password-file`.
+    pub file: Option<std::path::PathBuf>,
+    /// `--password-command`.
+    pub command: Option<String>,
+}
+
+/// Reads the password; `confirm` asks twice when prompting (for `init`).
+pub fn read_password(src: &PasswordSource, confirm: bool) -> Result<Vec<u8>> {
+    if let Some(path) = &src.file {
+        return from_file(path);
+    }
+    if let Some(cmd) = &src.command {
+        return from_command(cmd);
+    }
+    if let Some(p) = std::env::var_os("CAIRN_PASSWORD") {
+        return Ok(p.into_encoded_bytes());
+    }
+    if std::io::stderr().is_terminal() {
+        let p = rpassword::prompt_password("repository password: ").context("cannot read the password from the terminal")?;
+        if confirm {
+            let again = rpassword::prompt_password("repeat the password: ").context("cannot read the password")?;
+            if again != p {
+                bail!("the passwords do not match");
+            }
+        }
+        if p.is_empty() {
+            bail!("an empty password is not allowed");
+        }
+        return Ok(p.into_bytes());
+    }
+    bail!("no password given: set CAIRN_PASSWORD, or pass --password-file or --password-command")
+}
+
+fn trim_newline(mut v: Vec<u8>) -> Vec<u8> {
+    if v.last() == Some(&b'\n') {
+        v.pop();
+        if v.last() == Some(&b'\r') {
+            v.pop();
+        }
+    }
+    v
+}
+
+fn from_file(path: &Path) -> Result<Vec<u8>> {
+    let v = std::fs::read(path).with_context(|| format!("cannot read the password file {}", path.display()))?;
+    let v = trim_newline(v);
+    if v.is_empty() {
+        bail!("the password file {} is empty", path.display());
+    }
+    Ok(v)
+}
+
+fn from_command(cmd: &str) -> Result<Vec<u8>> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run the password command `{cmd}`"))?;
+    if !out.status.success() {
+        bail!("the password command `{cmd}` failed ({})", out.status);
+    }
+    let v = trim_newline(out.stdout);
+    if v.is_empty() {
+        bail!("the password command `{cmd}` printed nothing");
+    }
+    Ok(v)
+}

@@ -1,0 +1,389 @@
+//! Backup: directory trees and streams into a snapshot.
+//!
+//! [`backup`] runs the pipeline of [`saver`] with one producer: the directory [`walk`]er or a
+//! stream ([`content`]). When the producer is done, the saver stores the last packs and index
+//! file, and only then is the snapshot written (SPEC §12), so a crash at any point leaves no
+//! snapshot that names missing data.
+//!
+//! Directory backups pick a parent snapshot (the newest of the same host and paths) and reuse
+//! the contents of files whose size, mtime, ctime and inode are unchanged.
+
+pub mod content;
+pub mod saver;
+pub mod walk;
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use repo_format::{Chunker, ChunkerProfile, Node, NodeKind, Snapshot, SnapshotId, SnapshotStatus, Summary, Timestamp, Tree};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::progress::Progress;
+use crate::repository::Repository;
+use content::{ContentError, save_content};
+use saver::BlobSaver;
+use walk::{WalkCounts, Walker};
+
+/// What to back up.
+pub enum Source {
+    /// Files and directories (made absolute; each becomes a node of the root tree).
+    Paths(Vec<PathBuf>),
+    /// A byte stream stored as one file named `name` (e.g. `pg_dump` on stdin).
+    Stream {
+        /// The file name in the snapshot.
+        name: String,
+        /// Where the bytes come from.
+        reader: Box<dyn Read + Send>,
+    },
+    /// A command whose standard output is stored as one file named `name`; the backup fails,
+    /// and writes no snapshot, if the command exits unsuccessfully.
+    Command {
+        /// The file name in the snapshot.
+        name: String,
+        /// The program and its arguments.
+        argv: Vec<OsString>,
+    },
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Paths(p) => f.debug_tuple("Paths").field(p).finish(),
+            Source::Stream { name, .. } => f.debug_struct("Stream").field("name", name).finish_non_exhaustive(),
+            Source::Command { name, argv } => f.debug_struct("Command").field("name", name).field("argv", argv).finish(),
+        }
+    }
+}
+
+/// Options for [`backup`].
+#[derive(Debug)]
+pub struct BackupOptions {
+    /// What to read.
+    pub source: Source,
+    /// Tags for the snapshot.
+    pub tags: Vec<String>,
+    /// Host name to record (default: this machine's).
+    pub host: Option<String>,
+    /// Re-read every file even when the parent says it is unchanged.
+    pub force: bool,
+    /// Use this parent instead of choosing one.
+    pub parent: Option<SnapshotId>,
+    /// Snapshot time in Unix nanoseconds (default: now).
+    pub time_ns: Option<i64>,
+    /// Chunker profile name (default: `file` for paths, `stream` for streams).
+    pub chunker_profile: Option<String>,
+    /// Compression/encryption threads (default: the number of cores).
+    pub workers: Option<usize>,
+}
+
+impl BackupOptions {
+    /// Options for backing up `source` with every other setting at its default.
+    pub fn new(source: Source) -> Self {
+        BackupOptions {
+            source,
+            tags: Vec::new(),
+            host: None,
+            force: false,
+            parent: None,
+            time_ns: None,
+            chunker_profile: None,
+            workers: None,
+        }
+    }
+}
+
+/// One item that could not be backed up as it was (the backup went on).
+#[derive(Clone, Debug)]
+pub struct Warning {
+    /// The file or directory concerned.
+    pub path: PathBuf,
+    /// What happened.
+    pub message: String,
+}
+
+/// What [`backup`] produced.
+#[derive(Debug)]
+pub struct BackupResult {
+    /// The new snapshot's id.
+    pub id: SnapshotId,
+    /// The snapshot as written (its summary has the figures).
+    pub snapshot: Snapshot,
+    /// Items that could not be read.
+    pub warnings: Vec<Warning>,
+}
+
+/// Runs a backup and writes its snapshot.
+pub fn backup(repo: &Repository, opts: BackupOptions, progress: &dyn Progress) -> Result<BackupResult> {
+    let start_ns = now_ns();
+    let host = opts.host.clone().unwrap_or_else(crate::host::hostname);
+    let is_stream = !matches!(opts.source, Source::Paths(_));
+    let profile_name = opts.chunker_profile.clone().unwrap_or_else(|| if is_stream { "stream" } else { "file" }.to_string());
+    let profile = repo.config().profile(&profile_name).cloned().ok_or_else(|| {
+        Error::new(ErrorKind::InvalidInput, format!("the repository has no chunker profile named '{profile_name}'"))
+    })?;
+    let chunker = Chunker::new(profile.params, repo.keys().chunker_seed())
+        .map_err(|e| Error::format(format!("chunker profile '{profile_name}' is invalid"), e))?;
+    let workers = opts.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+
+    let (paths, parent) = match &opts.source {
+        Source::Paths(p) => {
+            let paths = normalize_paths(p)?;
+            let parent = find_parent(repo, &host, &paths, opts.parent)?;
+            (paths, parent)
+        }
+        Source::Stream { name, .. } | Source::Command { name, .. } => {
+            validate_stream_name(name)?;
+            (vec![PathBuf::from(name)], None)
+        }
+    };
+    let parent_tree = match &parent {
+        Some((_, snap)) => Some(repo.load_tree(&snap.tree)?),
+        None => None,
+    };
+
+    let mut warnings = Vec::new();
+    let mut counts = WalkCounts::default();
+    let (tree, totals) = std::thread::scope(|scope| -> Result<_> {
+        let saver = BlobSaver::start(scope, repo, workers);
+        let tree = match opts.source {
+            Source::Paths(_) => {
+                let mut walker = Walker {
+                    repo,
+                    saver: &saver,
+                    chunker,
+                    force: opts.force,
+                    progress,
+                    warnings: Vec::new(),
+                    counts: WalkCounts::default(),
+                };
+                // Deep trees recurse deeply: walk on a thread with a generous stack.
+                let result = std::thread::scope(|walk_scope| {
+                    std::thread::Builder::new()
+                        .name("cairn-walk".into())
+                        .stack_size(256 << 20)
+                        .spawn_scoped(walk_scope, || {
+                            let r = walker.save_roots(&paths, parent_tree.as_ref());
+                            (r, walker.warnings, walker.counts)
+                        })
+                        .map_err(|e| Error::io("cannot start the directory walker", e))?
+                        .join()
+                        .map_err(|_| Error::new(ErrorKind::Io, "the directory walker panicked"))
+                })?;
+                let (r, w, c) = result;
+                warnings = w;
+                counts = c;
+                r?
+            }
+            Source::Stream { name, mut reader } => {
+                let node = save_stream(repo, &saver, &chunker, &name, &mut *reader, progress, &mut counts)?;
+                saver.save_if_new(repo_format::BlobType::Tree, encode_tree(Tree { nodes: vec![node] })?)?
+            }
+            Source::Command { name, argv } => {
+                let node = save_command(repo, &saver, &chunker, &name, &argv, progress, &mut counts)?;
+                saver.save_if_new(repo_format::BlobType::Tree, encode_tree(Tree { nodes: vec![node] })?)?
+            }
+        };
+        let totals = saver.finish()?;
+        Ok((tree, totals))
+    })?;
+
+    let end_ns = now_ns();
+    let summary = Summary {
+        start_ns,
+        end_ns,
+        files_new: counts.files_new,
+        files_changed: counts.files_changed,
+        files_unmodified: counts.files_unmodified,
+        dirs: counts.dirs,
+        bytes_read: counts.bytes_read,
+        total_bytes: counts.total_bytes,
+        blobs_added: totals.blobs,
+        data_added_raw: totals.raw,
+        data_added_stored: totals.stored,
+        warnings: warnings.len() as u64,
+        total_files: counts.total_files,
+    };
+    let mut tags = opts.tags.clone();
+    tags.sort();
+    tags.dedup();
+    let snapshot = Snapshot {
+        time_ns: opts.time_ns.unwrap_or(start_ns),
+        utc_offset: local_utc_offset(),
+        tree,
+        paths: paths.iter().map(|p| p.as_os_str().as_encoded_bytes().to_vec()).collect(),
+        hostname: host,
+        username: crate::host::username(),
+        tags,
+        parent: parent.map(|(id, _)| id),
+        summary: Some(summary),
+        status: SnapshotStatus::Complete,
+        chunker: Some(ChunkerProfile { name: profile.name.clone(), params: profile.params }),
+        program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+    };
+    let id = repo.save_snapshot(&snapshot)?;
+    Ok(BackupResult { id, snapshot, warnings })
+}
+
+fn encode_tree(tree: Tree) -> Result<Vec<u8>> {
+    tree.encode().map_err(|e| Error::format("cannot encode a tree", e))
+}
+
+/// A file node for a stream: owned by the current user, mode 0644, timestamped now.
+fn stream_node(name: &str, content: repo_format::Content, size: u64) -> Node {
+    let now = jiff::Timestamp::now();
+    let ts = Timestamp { sec: now.as_second(), nsec: u32::try_from(now.subsec_nanosecond().max(0)).unwrap_or(0) };
+    Node {
+        name: name.as_bytes().to_vec(),
+        kind: NodeKind::File { content },
+        mode: 0o644,
+        uid: crate::host::uid(),
+        gid: crate::host::gid(),
+        mtime: ts,
+        ctime: ts,
+        inode: 0,
+        device: 0,
+        nlink: 1,
+        size,
+    }
+}
+
+fn save_stream(
+    repo: &Repository,
+    saver: &BlobSaver<'_>,
+    chunker: &Chunker,
+    name: &str,
+    reader: &mut dyn Read,
+    progress: &dyn Progress,
+    counts: &mut WalkCounts,
+) -> Result<Node> {
+    progress.file_started(Path::new(name));
+    let saved = save_content(saver, repo.keys(), chunker, reader, progress).map_err(|e| match e {
+        ContentError::Read(e) => Error::io(format!("cannot read the input stream for {name}"), e),
+        ContentError::Repo(e) => e,
+    })?;
+    progress.file_done();
+    counts.files_new = 1;
+    counts.total_files = 1;
+    counts.bytes_read = saved.size;
+    counts.total_bytes = saved.size;
+    Ok(stream_node(name, saved.content, saved.size))
+}
+
+fn save_command(
+    repo: &Repository,
+    saver: &BlobSaver<'_>,
+    chunker: &Chunker,
+    name: &str,
+    argv: &[OsString],
+    progress: &dyn Progress,
+    counts: &mut WalkCounts,
+) -> Result<Node> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "--stdin-from-command needs a command after `--`"))?;
+    let shown = argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::with_source(ErrorKind::Command, format!("cannot run `{shown}`"), e))?;
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::new(ErrorKind::Command, format!("no output pipe from `{shown}`")))?;
+    let result = save_stream(repo, saver, chunker, name, &mut stdout, progress, counts);
+    if result.is_err() {
+        // Our side failed: don't leave the command blocked on a full pipe.
+        let _ = child.kill();
+    }
+    drop(stdout);
+    let status = child
+        .wait()
+        .map_err(|e| Error::with_source(ErrorKind::Command, format!("cannot wait for `{shown}`"), e))?;
+    let node = result?;
+    if !status.success() {
+        return Err(Error::new(
+            ErrorKind::Command,
+            format!("`{shown}` failed ({status}); no snapshot was written, so its partial output is not a backup"),
+        ));
+    }
+    Ok(node)
+}
+
+fn validate_stream_name(name: &str) -> Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("'{name}' cannot be a file name: --stdin-name takes a plain name such as clawdbot.dump"),
+        ));
+    }
+    Ok(())
+}
+
+/// Makes paths absolute and lexically clean, and refuses two with the same last component
+/// (they would collide in the root tree).
+pub fn normalize_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if paths.is_empty() {
+        return Err(Error::new(ErrorKind::InvalidInput, "nothing to back up: name at least one path, or use --stdin"));
+    }
+    let mut out: Vec<PathBuf> = Vec::with_capacity(paths.len());
+    for p in paths {
+        let abs = std::path::absolute(p).map_err(|e| Error::io(format!("cannot resolve {}", p.display()), e))?;
+        let mut clean = PathBuf::new();
+        for c in abs.components() {
+            match c {
+                Component::ParentDir => {
+                    clean.pop();
+                }
+                Component::CurDir => {}
+                other => clean.push(other),
+            }
+        }
+        walk::root_name(&clean)?;
+        out.push(clean);
+    }
+    out.sort();
+    out.dedup();
+    for pair in out.windows(2) {
+        if pair[0].file_name() == pair[1].file_name() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{} and {} have the same name and would collide in the snapshot; back them up separately",
+                    pair[0].display(),
+                    pair[1].display()
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The parent: the one asked for, else the newest complete snapshot of this host and paths.
+fn find_parent(
+    repo: &Repository,
+    host: &str,
+    paths: &[PathBuf],
+    explicit: Option<SnapshotId>,
+) -> Result<Option<(SnapshotId, Snapshot)>> {
+    if let Some(id) = explicit {
+        return Ok(Some((id, repo.load_snapshot(&id)?)));
+    }
+    let want: Vec<Vec<u8>> = paths.iter().map(|p| p.as_os_str().as_encoded_bytes().to_vec()).collect();
+    Ok(repo
+        .list_snapshots()?
+        .into_iter()
+        .rev()
+        .find(|(_, s)| s.hostname == host && s.paths == want && s.status == SnapshotStatus::Complete))
+}
+
+fn now_ns() -> i64 {
+    i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
+}
+
+fn local_utc_offset() -> i32 {
+    jiff::Zoned::now().offset().seconds()
+}

@@ -1,0 +1,297 @@
+//! The blob saver: everything between "here is a blob's plaintext and id" and "its pack and
+//! index entry are stored".
+//!
+//! ```text
+//! producer (walker/chunker thread)      workers (one per core)            tokio (I/O)
+//!   id = keyed BLAKE3(chunk)
+//!   need(id)? -- no --> dedup hit
+//!     | yes
+//!     +--> bounded queue -------------> zstd + AES-GCM (seal_blob)
+//!                                        append to the open pack of its type
+//!                                        pack full? finish + seal header --> put pack (bounded
+//!                                                                              number in flight)
+//!                                                                            --> entries queued
+//!   maybe_flush_index(): every 65 536 uploaded entries, write an index file  <--+
+//! ```
+//!
+//! Memory is bounded by the queue length, the open packs, the uploads in flight and the index
+//! entries not yet flushed (at most [`INDEX_FLUSH_ENTRIES`]); none grows with the input size.
+//! The `pending` set holds only blobs of packs not yet named by an index file: after a flush
+//! they are in the local cache and leave the set.
+//!
+//! Durability order (SPEC §12): an index file names only packs whose upload finished; the
+//! caller writes the snapshot after [`BlobSaver::finish`], which waits for every upload and
+//! flushes the last index file.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use repo_format::{BlobId, BlobType, IndexFile, IndexPack, PackWriter, SealedBlob, seal_blob};
+
+use crate::backend::FileType;
+use crate::error::{Error, ErrorKind, Result};
+use crate::repository::{Repository, put_content_addressed, random_bytes};
+
+/// An index file is written once this many uploaded blobs are not yet in one (SPEC §12).
+pub const INDEX_FLUSH_ENTRIES: usize = 65_536;
+
+/// Packs uploading at once; with 16 MiB packs this bounds upload buffers to ~64 MiB.
+const UPLOADS_IN_FLIGHT: usize = 4;
+
+/// A blob waiting to be compressed and sealed.
+struct Job {
+    blob_type: BlobType,
+    id: BlobId,
+    data: Vec<u8>,
+}
+
+/// Counters of what this saver added to the repository.
+#[derive(Debug, Default)]
+pub struct SaverStats {
+    /// Blobs added.
+    pub blobs: AtomicU64,
+    /// Their plaintext bytes.
+    pub raw: AtomicU64,
+    /// Their stored bytes (compressed and sealed).
+    pub stored: AtomicU64,
+}
+
+/// State shared by the producer, the workers and the upload tasks.
+struct Shared<'r> {
+    repo: &'r Repository,
+    pending: Mutex<HashSet<BlobId>>,
+    packers: [Mutex<PackWriter>; 2],
+    uploaded: Arc<Mutex<Vec<IndexPack>>>,
+    uploads: Mutex<Vec<tokio::task::JoinHandle<Result<()>>>>,
+    slots: Arc<tokio::sync::Semaphore>,
+    failure: Mutex<Option<Error>>,
+    stats: SaverStats,
+}
+
+/// Accepts blobs from one producer thread and stores them (see the module docs).
+pub struct BlobSaver<'s> {
+    shared: Arc<Shared<'s>>,
+    queue: Option<Sender<Job>>,
+    workers: Vec<std::thread::ScopedJoinHandle<'s, ()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock means a worker panicked; the data it guards (sets, vectors, a pack in
+    // progress) is still structurally valid, and the panic itself fails the backup.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl<'s> BlobSaver<'s> {
+    /// Starts the workers inside `scope`; they stop when the saver is finished or dropped.
+    pub fn start(scope: &'s std::thread::Scope<'s, '_>, repo: &'s Repository, workers: usize) -> BlobSaver<'s> {
+        let shared = Arc::new(Shared {
+            repo,
+            pending: Mutex::new(HashSet::new()),
+            packers: [Mutex::new(PackWriter::new()), Mutex::new(PackWriter::new())],
+            uploaded: Arc::new(Mutex::new(Vec::new())),
+            uploads: Mutex::new(Vec::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(UPLOADS_IN_FLIGHT)),
+            failure: Mutex::new(None),
+            stats: SaverStats::default(),
+        });
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(workers.max(1) * 4);
+        let workers = (0..workers.max(1))
+            .map(|_| {
+                let rx: Receiver<Job> = rx.clone();
+                let shared = Arc::clone(&shared);
+                scope.spawn(move || {
+                    for job in rx {
+                        if let Err(e) = shared.seal_and_pack(job) {
+                            shared.fail(e);
+                        }
+                    }
+                })
+            })
+            .collect();
+        BlobSaver { shared, queue: Some(tx), workers }
+    }
+
+    /// Whether the blob must be stored: false if the repository or this session already has it.
+    /// A `true` answer reserves the id, so the caller must then [`save`](Self::save) it.
+    pub fn need(&self, id: &BlobId) -> Result<bool> {
+        if lock(&self.shared.pending).contains(id) {
+            return Ok(false);
+        }
+        if self.shared.repo.cache().contains(id).map_err(|e| Error::cache("cannot read the index cache", e))? {
+            return Ok(false);
+        }
+        Ok(lock(&self.shared.pending).insert(*id))
+    }
+
+    /// Queues a blob for sealing and packing (after [`need`](Self::need) said yes).
+    pub fn save(&self, blob_type: BlobType, id: BlobId, data: Vec<u8>) -> Result<()> {
+        self.check()?;
+        let queue = self.queue.as_ref().ok_or_else(|| Error::new(ErrorKind::Io, "blob saver already finished"))?;
+        queue
+            .send(Job { blob_type, id, data })
+            .map_err(|_| self.take_failure().unwrap_or_else(|| Error::new(ErrorKind::Io, "the blob workers stopped")))?;
+        self.maybe_flush_index(false)
+    }
+
+    /// Stores `data` as a blob unless it is already there; returns its id.
+    pub fn save_if_new(&self, blob_type: BlobType, data: Vec<u8>) -> Result<BlobId> {
+        let id = self.shared.repo.keys().blob_id(&data);
+        if self.need(&id)? {
+            self.save(blob_type, id, data)?;
+        }
+        Ok(id)
+    }
+
+    /// Whether `id` is stored or on its way (for reusing a parent snapshot's file contents).
+    pub fn known(&self, id: &BlobId) -> Result<bool> {
+        Ok(lock(&self.shared.pending).contains(id)
+            || self.shared.repo.cache().contains(id).map_err(|e| Error::cache("cannot read the index cache", e))?)
+    }
+
+    /// Fails fast if a worker or an upload has failed.
+    pub fn check(&self) -> Result<()> {
+        match self.take_failure() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> &SaverStats {
+        &self.shared.stats
+    }
+
+    fn take_failure(&self) -> Option<Error> {
+        lock(&self.shared.failure).take()
+    }
+
+    /// Writes an index file for the uploaded packs once enough entries wait (or `force`).
+    fn maybe_flush_index(&self, force: bool) -> Result<()> {
+        let packs = {
+            let mut up = lock(&self.shared.uploaded);
+            let entries: usize = up.iter().map(|p| p.entries.len()).sum();
+            if entries == 0 || (!force && entries < INDEX_FLUSH_ENTRIES) {
+                return Ok(());
+            }
+            std::mem::take(&mut *up)
+        };
+        let file = IndexFile { supersedes: Vec::new(), packs };
+        self.shared.repo.save_index(&file)?;
+        let mut pending = lock(&self.shared.pending);
+        for p in &file.packs {
+            for e in &p.entries {
+                pending.remove(&e.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the workers, stores the last partial packs, waits for every upload and writes the
+    /// last index file. After this returns Ok, every saved blob is stored and indexed.
+    pub fn finish(mut self) -> Result<SaverTotals> {
+        // Closing the queue lets the workers drain it and exit; the packs still open are then
+        // flushed here, on this thread.
+        drop(self.queue.take());
+        for w in self.workers.drain(..) {
+            w.join().map_err(|_| Error::new(ErrorKind::Io, "a blob worker thread panicked"))?;
+        }
+        self.check()?;
+        for t in [BlobType::Data, BlobType::Tree] {
+            let pack = std::mem::replace(&mut *lock(&self.shared.packers[t as usize]), PackWriter::new());
+            if !pack.is_empty() {
+                self.shared.upload(pack)?;
+            }
+        }
+        let handles = std::mem::take(&mut *lock(&self.shared.uploads));
+        for h in handles {
+            self.shared
+                .repo
+                .block_on(h)
+                .map_err(|e| Error::new(ErrorKind::Io, format!("an upload task failed: {e}")))??;
+        }
+        self.check()?;
+        self.maybe_flush_index(true)?;
+        let s = &self.shared.stats;
+        Ok(SaverTotals {
+            blobs: s.blobs.load(Ordering::Relaxed),
+            raw: s.raw.load(Ordering::Relaxed),
+            stored: s.stored.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// What a finished saver added.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SaverTotals {
+    /// Blobs added.
+    pub blobs: u64,
+    /// Their plaintext bytes.
+    pub raw: u64,
+    /// Their stored bytes.
+    pub stored: u64,
+}
+
+impl Drop for BlobSaver<'_> {
+    fn drop(&mut self) {
+        // Closing the queue lets the workers exit so the thread scope can end, on error paths too.
+        drop(self.queue.take());
+    }
+}
+
+impl Shared<'_> {
+    fn fail(&self, e: Error) {
+        let mut f = lock(&self.failure);
+        if f.is_none() {
+            *f = Some(e);
+        }
+    }
+
+    fn seal_and_pack(&self, job: Job) -> Result<()> {
+        let repo = self.repo;
+        let config = repo.config();
+        let sealed: SealedBlob =
+            seal_blob(repo.keys(), job.blob_type, job.id, &job.data, config.compression_level, random_bytes::<16>()?);
+        drop(job.data);
+        self.stats.blobs.fetch_add(1, Ordering::Relaxed);
+        self.stats.raw.fetch_add(u64::from(sealed.entry.raw_len), Ordering::Relaxed);
+        self.stats.stored.fetch_add(u64::from(sealed.entry.stored_len), Ordering::Relaxed);
+        let target = match job.blob_type {
+            BlobType::Data => config.data_pack_size,
+            BlobType::Tree => config.tree_pack_size,
+        } as usize;
+        let full = {
+            let mut packer = lock(&self.packers[job.blob_type as usize]);
+            packer.add(sealed);
+            if packer.len() >= target { Some(std::mem::replace(&mut *packer, PackWriter::new())) } else { None }
+        };
+        match full {
+            Some(pack) => self.upload(pack),
+            None => Ok(()),
+        }
+    }
+
+    /// Seals the pack's header and starts its upload (waiting for a free slot first).
+    fn upload(&self, pack: PackWriter) -> Result<()> {
+        let repo = self.repo;
+        let finished = pack
+            .finish(repo.keys(), random_bytes::<16>()?)
+            .map_err(|e| Error::format("a pack failed its own header check", e))?;
+        let permit = repo
+            .block_on(Arc::clone(&self.slots).acquire_owned())
+            .map_err(|e| Error::new(ErrorKind::Io, format!("upload slots closed: {e}")))?;
+        let backend = Arc::clone(repo.backend());
+        let uploaded = Arc::clone(&self.uploaded);
+        let handle = repo.runtime().spawn(async move {
+            let id = finished.id;
+            put_content_addressed(&*backend, FileType::Pack, id.0, Bytes::from(finished.bytes)).await?;
+            drop(permit);
+            lock(&uploaded).push(IndexPack { id, entries: finished.entries });
+            Ok(())
+        });
+        lock(&self.uploads).push(handle);
+        Ok(())
+    }
+}

@@ -1,0 +1,245 @@
+//! Directory backups: walk the paths depth-first, one tree per directory, bottom-up.
+//!
+//! For each entry the walker `lstat`s, then:
+//! - regular file: reuse the parent snapshot's content when size, mtime, ctime and inode are
+//!   unchanged and every blob is still known (unless `--force`), else read and chunk it;
+//! - directory: recurse (with the parent's subtree, if any), then store the tree blob;
+//! - symlink: store the target; fifo, socket, device: store the metadata and warn.
+//!
+//! A file or directory that cannot be read becomes a warning and is left out (an unreadable
+//! directory is stored empty); the backup goes on. Only repository errors abort.
+
+use std::ffi::OsStr;
+use std::fs::{self, Metadata};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use repo_format::{BlobType, Chunker, Node, NodeKind, Timestamp, Tree};
+
+use super::content::{ContentError, content_known, save_content};
+use super::saver::BlobSaver;
+use super::Warning;
+use crate::error::{Error, ErrorKind, Result};
+use crate::progress::Progress;
+use crate::repository::Repository;
+
+/// Counters for the snapshot summary.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WalkCounts {
+    /// Files with no counterpart in the parent snapshot.
+    pub files_new: u64,
+    /// Files that were in the parent but changed.
+    pub files_changed: u64,
+    /// Files reused from the parent without reading.
+    pub files_unmodified: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Bytes read from files.
+    pub bytes_read: u64,
+    /// Size of all files in the snapshot.
+    pub total_bytes: u64,
+    /// Files in the snapshot.
+    pub total_files: u64,
+}
+
+/// The walker's state for one backup.
+pub struct Walker<'a, 's> {
+    pub(super) repo: &'a Repository,
+    pub(super) saver: &'a BlobSaver<'s>,
+    pub(super) chunker: Chunker,
+    pub(super) force: bool,
+    pub(super) progress: &'a dyn Progress,
+    pub(super) warnings: Vec<Warning>,
+    pub(super) counts: WalkCounts,
+}
+
+/// A node's metadata fields, from `lstat`.
+pub fn node_from_metadata(name: Vec<u8>, kind: NodeKind, m: &Metadata) -> Node {
+    let size = if matches!(kind, NodeKind::File { .. }) { m.size() } else { 0 };
+    Node {
+        name,
+        kind,
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        gid: m.gid(),
+        mtime: Timestamp { sec: m.mtime(), nsec: clamp_nsec(m.mtime_nsec()) },
+        ctime: Timestamp { sec: m.ctime(), nsec: clamp_nsec(m.ctime_nsec()) },
+        inode: m.ino(),
+        device: m.dev(),
+        nlink: m.nlink(),
+        size,
+    }
+}
+
+fn clamp_nsec(n: i64) -> u32 {
+    u32::try_from(n.clamp(0, 999_999_999)).unwrap_or(0)
+}
+
+impl Walker<'_, '_> {
+    fn warn(&mut self, path: &Path, message: String) {
+        self.progress.warning(path, &message);
+        self.warnings.push(Warning { path: path.to_path_buf(), message });
+    }
+
+    /// Builds the root tree: one node per backed-up path, named by its last component.
+    pub fn save_roots(&mut self, paths: &[PathBuf], parent: Option<&Tree>) -> Result<repo_format::BlobId> {
+        let mut nodes = Vec::new();
+        for path in paths {
+            let name = root_name(path)?;
+            let parent_node = parent.and_then(|t| t.find(&name));
+            if let Some(node) = self.save_path(path, name, parent_node)? {
+                nodes.push(node);
+            }
+        }
+        self.save_tree(Tree { nodes })
+    }
+
+    fn save_tree(&mut self, tree: Tree) -> Result<repo_format::BlobId> {
+        let bytes = tree.encode().map_err(|e| Error::format("cannot encode a tree", e))?;
+        self.saver.save_if_new(BlobType::Tree, bytes)
+    }
+
+    /// Saves one entry and everything below it; `None` when it had to be left out.
+    fn save_path(&mut self, path: &Path, name: Vec<u8>, parent: Option<&Node>) -> Result<Option<Node>> {
+        self.saver.check()?;
+        let meta = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.warn(path, format!("cannot stat: {e}; left out"));
+                return Ok(None);
+            }
+        };
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            self.save_dir(path, name, &meta, parent).map(Some)
+        } else if ft.is_file() {
+            self.save_file(path, name, &meta, parent)
+        } else if ft.is_symlink() {
+            match fs::read_link(path) {
+                Ok(target) => {
+                    let kind = NodeKind::Symlink { target: target.as_os_str().as_bytes().to_vec() };
+                    Ok(Some(node_from_metadata(name, kind, &meta)))
+                }
+                Err(e) => {
+                    self.warn(path, format!("cannot read symlink: {e}; left out"));
+                    Ok(None)
+                }
+            }
+        } else {
+            let (kind, what) = if ft.is_fifo() {
+                (NodeKind::Fifo, "fifo")
+            } else if ft.is_socket() {
+                (NodeKind::Socket, "socket")
+            } else if ft.is_char_device() {
+                (NodeKind::CharDevice { rdev: meta.rdev() }, "character device")
+            } else {
+                (NodeKind::BlockDevice { rdev: meta.rdev() }, "block device")
+            };
+            self.warn(path, format!("{what}: stored as metadata only, its contents are not read"));
+            Ok(Some(node_from_metadata(name, kind, &meta)))
+        }
+    }
+
+    fn save_dir(&mut self, path: &Path, name: Vec<u8>, meta: &Metadata, parent: Option<&Node>) -> Result<Node> {
+        self.counts.dirs += 1;
+        let parent_tree = match parent.map(|n| &n.kind) {
+            Some(NodeKind::Dir { subtree }) => match self.repo.load_tree(subtree) {
+                Ok(t) => Some(t),
+                // A damaged parent only costs re-reading this directory.
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        match fs::read_dir(path) {
+            Ok(rd) => {
+                for entry in rd {
+                    match entry {
+                        Ok(e) => names.push(e.file_name().as_bytes().to_vec()),
+                        Err(e) => self.warn(path, format!("error while listing the directory: {e}")),
+                    }
+                }
+            }
+            Err(e) => self.warn(path, format!("cannot list the directory: {e}; stored empty")),
+        }
+        names.sort_unstable();
+        let mut nodes = Vec::with_capacity(names.len());
+        for child in names {
+            let child_path = path.join(OsStr::from_bytes(&child));
+            let child_parent = parent_tree.as_ref().and_then(|t| t.find(&child));
+            if let Some(node) = self.save_path(&child_path, child, child_parent)? {
+                nodes.push(node);
+            }
+        }
+        let subtree = self.save_tree(Tree { nodes })?;
+        Ok(node_from_metadata(name, NodeKind::Dir { subtree }, meta))
+    }
+
+    fn save_file(&mut self, path: &Path, name: Vec<u8>, meta: &Metadata, parent: Option<&Node>) -> Result<Option<Node>> {
+        self.counts.total_files += 1;
+        self.progress.file_started(path);
+        if let Some(p) = parent {
+            if let NodeKind::File { content } = &p.kind {
+                if !self.force && unchanged(p, meta) && content_known(self.saver, content)? {
+                    self.counts.files_unmodified += 1;
+                    self.counts.total_bytes += meta.size();
+                    self.progress.bytes_done(meta.size());
+                    self.progress.file_done();
+                    let kind = NodeKind::File { content: content.clone() };
+                    return Ok(Some(node_from_metadata(name, kind, meta)));
+                }
+            }
+        }
+        let mut file = match fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.counts.total_files -= 1;
+                self.warn(path, format!("cannot open: {e}; left out"));
+                return Ok(None);
+            }
+        };
+        let saved = match save_content(self.saver, self.repo.keys(), &self.chunker, &mut file, self.progress) {
+            Ok(s) => s,
+            Err(ContentError::Read(e)) => {
+                self.counts.total_files -= 1;
+                self.warn(path, format!("read error: {e}; left out"));
+                return Ok(None);
+            }
+            Err(ContentError::Repo(e)) => return Err(e),
+        };
+        if saved.size != meta.size() {
+            self.warn(path, format!("changed while being read ({} bytes, then {}); stored as read", meta.size(), saved.size));
+        }
+        if parent.is_some() {
+            self.counts.files_changed += 1;
+        } else {
+            self.counts.files_new += 1;
+        }
+        self.counts.bytes_read += saved.size;
+        self.counts.total_bytes += saved.size;
+        self.progress.file_done();
+        let mut node = node_from_metadata(name, NodeKind::File { content: saved.content }, meta);
+        node.size = saved.size;
+        Ok(Some(node))
+    }
+}
+
+/// The parent's node still describes the file on disk.
+fn unchanged(parent: &Node, m: &Metadata) -> bool {
+    parent.size == m.size()
+        && parent.mtime == Timestamp { sec: m.mtime(), nsec: clamp_nsec(m.mtime_nsec()) }
+        && parent.ctime == Timestamp { sec: m.ctime(), nsec: clamp_nsec(m.ctime_nsec()) }
+        && parent.inode == m.ino()
+}
+
+/// The name a backed-up path gets in the root tree: its last component.
+pub fn root_name(path: &Path) -> Result<Vec<u8>> {
+    match path.file_name() {
+        Some(n) => Ok(n.as_bytes().to_vec()),
+        None => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("cannot back up {}: name a directory below it (a path needs a last component)", path.display()),
+        )),
+    }
+}

@@ -1,0 +1,746 @@
+//! [`IndexCache`]: the local, rebuildable RocksDB cache of the repository's index files (SPEC §13).
+//!
+//! The index files in the repository are the truth about where blobs are; this cache answers
+//! "where is blob X?" without reading them all on every run. Deleting it costs time only.
+//!
+//! # Layout (cache format version [`CACHE_FORMAT_VERSION`])
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `default` | `cairn-index-cache-format` | u32 LE: the cache format version |
+//! | `blobs` | blob id (32) | pack id (32) ‖ blob type u8 ‖ compression u8 ‖ offset u32 ‖ stored_len u32 ‖ raw_len u32 (46 bytes, LE) |
+//! | `files` | index file id (32) | u64 LE: how many blob entries the file had |
+//!
+//! A database written with another format version (or with column families this version does
+//! not know) is destroyed and recreated empty on [`IndexCache::open`]; the caller then reloads
+//! every index file, as for a fresh cache.
+//!
+//! # Consistency
+//!
+//! An index file is marked as loaded (`files`) in the same write batch as its last blob entries
+//! ([`IndexCache::add_index_file`]). RocksDB applies a batch atomically and recovers batches in
+//! order, so after a crash either the marker and all entries are there, or the marker is missing
+//! and the file is simply loaded again (re-writing identical entries). Entries without a marker
+//! are harmless: they point at blobs that an index file names.
+//!
+//! A blob that several index files name (SPEC §7 allows duplicates) keeps the location from
+//! whichever file was added last; every such location is valid.
+//!
+//! # Memory
+//!
+//! Bounded and modest: one 32 MiB LRU block cache shared by the column families (index and
+//! filter blocks included), 16 MiB write buffers (at most two per family), at most 256 open
+//! files. `blobs` has a bloom filter so the common backup question "is this new blob already
+//! stored?" usually answers "no" without reading a data block.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use repo_format::{BlobId, BlobType, Compression, Id, IndexEntry, IndexFile, IndexId, PackId};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Options, WriteBatch,
+};
+
+/// Version of the cache's own layout (not the repository format). Bump it when the keys or
+/// values below change: caches written by other versions are then wiped and rebuilt.
+pub const CACHE_FORMAT_VERSION: u32 = 1;
+
+/// Key of the format version, in the default column family.
+const FORMAT_VERSION_KEY: &[u8] = b"cairn-index-cache-format";
+
+/// Column family: blob id → location.
+const CF_BLOBS: &str = "blobs";
+/// Column family: index file id → blob count.
+const CF_FILES: &str = "files";
+/// Every column family this version uses.
+const COLUMN_FAMILIES: [&str; 3] = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, CF_BLOBS, CF_FILES];
+
+/// Length of an encoded blob location: pack id, type, compression, offset, stored and raw length.
+pub const LOCATION_LEN: usize = 32 + 1 + 1 + 4 + 4 + 4;
+
+/// Shared LRU block cache (data, index and filter blocks).
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
+/// Memtable size per column family.
+const WRITE_BUFFER_BYTES: usize = 16 << 20;
+/// Upper bound on the SST files RocksDB keeps open.
+const MAX_OPEN_FILES: i32 = 256;
+/// Blob entries per write batch while adding one index file (bounds the batch's memory).
+const ENTRIES_PER_BATCH: usize = 65_536;
+
+/// Where a blob is stored: its pack and its entry in that pack (offset, lengths, type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// The pack that holds the blob.
+    pub pack: PackId,
+    /// The blob's index entry (its `id` is the blob id looked up).
+    pub entry: IndexEntry,
+}
+
+/// An error of the index cache. The cache can always be rebuilt: on [`CacheError::Corrupt`],
+/// [`IndexCache::clear`] it and reload the index files; if it cannot even be opened,
+/// [`IndexCache::destroy`] the directory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// RocksDB could not open (or recreate) the database.
+    #[error("cannot open the index cache at {}", path.display())]
+    Open {
+        /// The cache directory.
+        path: PathBuf,
+        /// RocksDB's error.
+        #[source]
+        source: rocksdb::Error,
+    },
+    /// Another process (another cairn on the same repository) has the database open.
+    #[error("the index cache at {} is in use by another process", path.display())]
+    Locked {
+        /// The cache directory.
+        path: PathBuf,
+        /// RocksDB's error.
+        #[source]
+        source: rocksdb::Error,
+    },
+    /// A read or write failed.
+    #[error("cannot {op} the index cache at {}", path.display())]
+    Db {
+        /// What was being done, e.g. `read a blob location from`.
+        op: &'static str,
+        /// The cache directory.
+        path: PathBuf,
+        /// RocksDB's error.
+        #[source]
+        source: rocksdb::Error,
+    },
+    /// A stored key or value is not what this version writes; clear the cache and rebuild it.
+    #[error("the index cache at {} is corrupt: {cf} key {key}: {detail}", path.display())]
+    Corrupt {
+        /// The cache directory.
+        path: PathBuf,
+        /// The column family.
+        cf: &'static str,
+        /// The key, in hex.
+        key: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+}
+
+/// The local index cache of one repository. `Send + Sync`: share it by reference.
+pub struct IndexCache {
+    db: DB,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for IndexCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexCache").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// The database options: see "Memory" in the module docs.
+fn db_options() -> Result<Options, rocksdb::Error> {
+    let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES)?;
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&cache);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    table.set_bloom_filter(10.0, false);
+
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_block_based_table_factory(&table);
+    opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+    opts.set_max_write_buffer_number(2);
+    opts.set_max_open_files(MAX_OPEN_FILES);
+    opts.set_max_background_jobs(2);
+    opts.set_level_compaction_dynamic_level_bytes(true);
+    // Keys are hashes and values mostly hashes: compression would cost CPU for nothing.
+    opts.set_compression_type(DBCompressionType::None);
+    // Keep RocksDB's own log files from piling up in the cache directory.
+    opts.set_keep_log_file_num(2);
+    opts.set_max_log_file_size(1 << 20);
+    Ok(opts)
+}
+
+/// Encodes a blob location as the `blobs` value (see the module docs).
+pub fn encode_location(pack: &PackId, entry: &IndexEntry) -> [u8; LOCATION_LEN] {
+    let mut out = [0u8; LOCATION_LEN];
+    out[..32].copy_from_slice(&pack.0.0);
+    out[32] = entry.blob_type as u8;
+    out[33] = entry.compression as u8;
+    out[34..38].copy_from_slice(&entry.offset.to_le_bytes());
+    out[38..42].copy_from_slice(&entry.stored_len.to_le_bytes());
+    out[42..46].copy_from_slice(&entry.raw_len.to_le_bytes());
+    out
+}
+
+/// Decodes a `blobs` value for blob `id`; `Err` says what is wrong with it.
+pub fn decode_location(id: BlobId, value: &[u8]) -> Result<BlobLocation, String> {
+    let value: &[u8; LOCATION_LEN] = value
+        .try_into()
+        .map_err(|_| format!("value is {} bytes, expected {LOCATION_LEN}", value.len()))?;
+    let (pack, rest) = value.split_at(32);
+    let mut pack_id = [0u8; 32];
+    pack_id.copy_from_slice(pack);
+    let blob_type = match rest[0] {
+        0 => BlobType::Data,
+        1 => BlobType::Tree,
+        t => return Err(format!("unknown blob type {t}")),
+    };
+    let compression = match rest[1] {
+        0 => Compression::Raw,
+        1 => Compression::Zstd,
+        c => return Err(format!("unknown compression {c}")),
+    };
+    let u32_at = |i: usize| u32::from_le_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
+    Ok(BlobLocation {
+        pack: PackId(Id(pack_id)),
+        entry: IndexEntry {
+            blob_type,
+            compression,
+            offset: u32_at(2),
+            stored_len: u32_at(6),
+            raw_len: u32_at(10),
+            id,
+        },
+    })
+}
+
+impl IndexCache {
+    /// Opens (or creates) the cache in `dir`. A cache of another format version is wiped.
+    pub fn open(dir: &Path) -> Result<IndexCache, CacheError> {
+        let path = dir.to_path_buf();
+        let open_err = |source: rocksdb::Error| {
+            if is_lock_error(&source) {
+                CacheError::Locked { path: path.clone(), source }
+            } else {
+                CacheError::Open { path: path.clone(), source }
+            }
+        };
+        if let Some(parent) = dir.parent() {
+            // RocksDB creates only the last directory itself.
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let opts = db_options().map_err(open_err)?;
+        // Open every column family the database has (opening fails otherwise), plus ours.
+        let existing = DB::list_cf(&opts, dir).unwrap_or_default();
+        let unknown = existing.iter().any(|cf| !COLUMN_FAMILIES.contains(&cf.as_str()));
+        let mut names: Vec<String> = COLUMN_FAMILIES.iter().map(|s| (*s).to_owned()).collect();
+        names.extend(existing.iter().filter(|cf| !COLUMN_FAMILIES.contains(&cf.as_str())).cloned());
+        let db = open_db(&opts, dir, &names).map_err(open_err)?;
+        let cache = IndexCache { db, path: path.clone() };
+
+        let version = cache
+            .db
+            .get(FORMAT_VERSION_KEY)
+            .map_err(|source| cache.db_err("read the format version of", source))?;
+        let fresh = version.is_none() && cache.is_empty()?;
+        let current = version.as_deref() == Some(&CACHE_FORMAT_VERSION.to_le_bytes()[..]);
+        if (current || fresh) && !unknown {
+            if fresh {
+                cache.write_version()?;
+            }
+            return Ok(cache);
+        }
+
+        // Another layout: start over.
+        drop(cache);
+        DB::destroy(&opts, dir).map_err(open_err)?;
+        let names: Vec<String> = COLUMN_FAMILIES.iter().map(|s| (*s).to_owned()).collect();
+        let db = open_db(&opts, dir, &names).map_err(open_err)?;
+        let cache = IndexCache { db, path };
+        cache.write_version()?;
+        Ok(cache)
+    }
+
+    /// Deletes the cache in `dir` (it must not be open). For a cache that cannot be opened.
+    pub fn destroy(dir: &Path) -> Result<(), CacheError> {
+        let path = dir.to_path_buf();
+        let opts = db_options().map_err(|source| CacheError::Open { path: path.clone(), source })?;
+        DB::destroy(&opts, dir).map_err(|source| CacheError::Open { path, source })
+    }
+
+    /// The cache directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The ids of the index files whose entries are all in the cache.
+    pub fn known_index_files(&self) -> Result<HashSet<IndexId>, CacheError> {
+        let cf = self.cf(CF_FILES)?;
+        let mut out = HashSet::new();
+        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (key, _) = item.map_err(|source| self.db_err("list the index files of", source))?;
+            out.insert(IndexId(self.id_key(CF_FILES, &key)?));
+        }
+        Ok(out)
+    }
+
+    /// Adds every entry of index file `id` and marks the file as loaded, the marker in the same
+    /// write batch as the last entries (see "Consistency" in the module docs).
+    pub fn add_index_file(&self, id: IndexId, file: &IndexFile) -> Result<(), CacheError> {
+        let blobs = self.cf(CF_BLOBS)?;
+        let files = self.cf(CF_FILES)?;
+        let mut batch = WriteBatch::default();
+        let mut in_batch = 0usize;
+        let mut total = 0u64;
+        for pack in &file.packs {
+            for entry in &pack.entries {
+                batch.put_cf(blobs, entry.id.0.0, encode_location(&pack.id, entry));
+                in_batch += 1;
+                total += 1;
+                if in_batch == ENTRIES_PER_BATCH {
+                    self.db
+                        .write(std::mem::take(&mut batch))
+                        .map_err(|source| self.db_err("write index entries to", source))?;
+                    in_batch = 0;
+                }
+            }
+        }
+        batch.put_cf(files, id.0.0, total.to_le_bytes());
+        self.db
+            .write(batch)
+            .map_err(|source| self.db_err("write index entries to", source))
+    }
+
+    /// Where blob `id` is stored, if any loaded index file names it.
+    pub fn lookup(&self, id: &BlobId) -> Result<Option<BlobLocation>, CacheError> {
+        let cf = self.cf(CF_BLOBS)?;
+        let value = self
+            .db
+            .get_pinned_cf(cf, id.0.0)
+            .map_err(|source| self.db_err("read a blob location from", source))?;
+        value.map(|v| self.decode(*id, &v)).transpose()
+    }
+
+    /// [`IndexCache::lookup`] for many blobs in one batched read; results in the order of `ids`.
+    pub fn lookup_many(&self, ids: &[BlobId]) -> Result<Vec<Option<BlobLocation>>, CacheError> {
+        let cf = self.cf(CF_BLOBS)?;
+        let values = self.db.batched_multi_get_cf(cf, ids.iter().map(|id| id.0.0), false);
+        ids.iter()
+            .zip(values)
+            .map(|(id, value)| {
+                let value = value.map_err(|source| self.db_err("read blob locations from", source))?;
+                value.map(|v| self.decode(*id, &v)).transpose()
+            })
+            .collect()
+    }
+
+    /// Whether any loaded index file names blob `id`.
+    pub fn contains(&self, id: &BlobId) -> Result<bool, CacheError> {
+        let cf = self.cf(CF_BLOBS)?;
+        // The bloom filter answers most "no"s without touching a data block.
+        if !self.db.key_may_exist_cf(cf, id.0.0) {
+            return Ok(false);
+        }
+        self.db
+            .get_pinned_cf(cf, id.0.0)
+            .map(|v| v.is_some())
+            .map_err(|source| self.db_err("read a blob location from", source))
+    }
+
+    /// Drops every entry and every index file marker (one atomic batch), then compacts so the
+    /// space is reclaimed. The format version stays.
+    pub fn clear(&self) -> Result<(), CacheError> {
+        let mut batch = WriteBatch::default();
+        // Keys are 32 bytes, so "" ..< [0xff; 40] covers them all, and stray keys of other
+        // lengths (corruption) too, unless they start with 40 bytes of 0xff.
+        let end = [0xffu8; 40];
+        for name in [CF_BLOBS, CF_FILES] {
+            batch.delete_range_cf(self.cf(name)?, &[][..], &end[..]);
+        }
+        self.db
+            .write(batch)
+            .map_err(|source| self.db_err("clear", source))?;
+        for name in [CF_BLOBS, CF_FILES] {
+            self.db
+                .compact_range_cf(self.cf(name)?, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+
+    /// RocksDB's estimate of the number of blob entries (exact after a [`IndexCache::clear`] of
+    /// an empty cache, approximate otherwise: it counts overwritten and deleted keys until
+    /// compaction).
+    pub fn blob_count_estimate(&self) -> Result<u64, CacheError> {
+        let cf = self.cf(CF_BLOBS)?;
+        self.db
+            .property_int_value_cf(cf, "rocksdb.estimate-num-keys")
+            .map(Option::unwrap_or_default)
+            .map_err(|source| self.db_err("read the size of", source))
+    }
+
+    fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily, CacheError> {
+        self.db.cf_handle(name).ok_or_else(|| CacheError::Corrupt {
+            path: self.path.clone(),
+            cf: name,
+            key: String::new(),
+            detail: "the column family is missing".to_owned(),
+        })
+    }
+
+    fn db_err(&self, op: &'static str, source: rocksdb::Error) -> CacheError {
+        CacheError::Db { op, path: self.path.clone(), source }
+    }
+
+    fn decode(&self, id: BlobId, value: &[u8]) -> Result<BlobLocation, CacheError> {
+        decode_location(id, value).map_err(|detail| CacheError::Corrupt {
+            path: self.path.clone(),
+            cf: CF_BLOBS,
+            key: id.0.to_hex(),
+            detail,
+        })
+    }
+
+    /// A 32-byte key as an id, or [`CacheError::Corrupt`].
+    fn id_key(&self, cf: &'static str, key: &[u8]) -> Result<Id, CacheError> {
+        <[u8; 32]>::try_from(key).map(Id).map_err(|_| CacheError::Corrupt {
+            path: self.path.clone(),
+            cf,
+            key: hex::encode(key),
+            detail: format!("key is {} bytes, expected 32", key.len()),
+        })
+    }
+
+    fn write_version(&self) -> Result<(), CacheError> {
+        self.db
+            .put(FORMAT_VERSION_KEY, CACHE_FORMAT_VERSION.to_le_bytes())
+            .map_err(|source| self.db_err("write the format version of", source))
+    }
+
+    /// True if neither `blobs` nor `files` has a key.
+    fn is_empty(&self) -> Result<bool, CacheError> {
+        for name in [CF_BLOBS, CF_FILES] {
+            let mut it = self.db.iterator_cf(self.cf(name)?, rocksdb::IteratorMode::Start);
+            match it.next() {
+                None => {}
+                Some(Ok(_)) => return Ok(false),
+                Some(Err(source)) => return Err(self.db_err("read", source)),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Opens the database with the given column families, all with the same options.
+fn open_db(opts: &Options, dir: &Path, names: &[String]) -> Result<DB, rocksdb::Error> {
+    let cfs = names
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, opts.clone()));
+    DB::open_cf_descriptors(opts, dir, cfs)
+}
+
+/// RocksDB reports a held `LOCK` file as an I/O error mentioning the lock.
+fn is_lock_error(e: &rocksdb::Error) -> bool {
+    let msg = e.as_ref().to_ascii_lowercase();
+    msg.contains("lock") && (msg.contains("temporarily unavailable") || msg.contains("hold"))
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use repo_format::IndexPack;
+
+    fn id(tag: u8, n: u32) -> Id {
+        let mut b = [tag; 32];
+        b[..4].copy_from_slice(&n.to_le_bytes());
+        Id(b)
+    }
+
+    fn entry(n: u32, offset: u32) -> IndexEntry {
+        IndexEntry {
+            blob_type: if n.is_multiple_of(3) { BlobType::Tree } else { BlobType::Data },
+            compression: if n.is_multiple_of(2) { Compression::Zstd } else { Compression::Raw },
+            offset,
+            stored_len: 100 + n,
+            raw_len: 1000 + n,
+            id: BlobId(id(0xb1, n)),
+        }
+    }
+
+    /// An index file with `packs` packs of `per_pack` blobs, blob numbers from `first`.
+    fn index_file(first: u32, packs: u32, per_pack: u32) -> IndexFile {
+        let mut file = IndexFile::default();
+        for p in 0..packs {
+            let mut offset = 0;
+            let entries = (0..per_pack)
+                .map(|i| {
+                    let e = entry(first + p * per_pack + i, offset);
+                    offset += e.stored_len;
+                    e
+                })
+                .collect();
+            file.packs.push(IndexPack { id: PackId(id(0xa0, first + p)), entries });
+        }
+        file
+    }
+
+    fn all_locations(file: &IndexFile) -> Vec<BlobLocation> {
+        file.packs
+            .iter()
+            .flat_map(|p| p.entries.iter().map(|e| BlobLocation { pack: p.id, entry: *e }))
+            .collect()
+    }
+
+    fn open(dir: &tempfile::TempDir) -> IndexCache {
+        IndexCache::open(&dir.path().join("cache")).expect("open")
+    }
+
+    #[test]
+    fn add_lookup_known_clear() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = open(&dir);
+        assert!(cache.known_index_files().expect("known").is_empty());
+        assert_eq!(cache.blob_count_estimate().expect("count"), 0);
+
+        let (f1, f2) = (index_file(0, 3, 10), index_file(1000, 2, 7));
+        let (i1, i2) = (IndexId(id(0x11, 1)), IndexId(id(0x11, 2)));
+        cache.add_index_file(i1, &f1).expect("add 1");
+        cache.add_index_file(i2, &f2).expect("add 2");
+        assert_eq!(cache.known_index_files().expect("known"), HashSet::from([i1, i2]));
+
+        let locs: Vec<BlobLocation> = all_locations(&f1).into_iter().chain(all_locations(&f2)).collect();
+        assert_eq!(locs.len(), 44);
+        for loc in &locs {
+            assert_eq!(cache.lookup(&loc.entry.id).expect("lookup"), Some(*loc));
+            assert!(cache.contains(&loc.entry.id).expect("contains"));
+        }
+        let unknown = BlobId(id(0xee, 5));
+        assert_eq!(cache.lookup(&unknown).expect("lookup"), None);
+        assert!(!cache.contains(&unknown).expect("contains"));
+
+        // Batched: order kept, unknown ids None, duplicates fine, empty input fine.
+        let mut ids: Vec<BlobId> = locs.iter().rev().map(|l| l.entry.id).collect();
+        ids.insert(3, unknown);
+        ids.push(locs[0].entry.id);
+        let found = cache.lookup_many(&ids).expect("lookup_many");
+        assert_eq!(found.len(), ids.len());
+        for (id, found) in ids.iter().zip(&found) {
+            assert_eq!(*found, cache.lookup(id).expect("lookup"));
+        }
+        assert_eq!(found[3], None);
+        assert!(cache.lookup_many(&[]).expect("empty").is_empty());
+        assert!(cache.blob_count_estimate().expect("count") > 0);
+
+        cache.clear().expect("clear");
+        assert!(cache.known_index_files().expect("known").is_empty());
+        for loc in &locs {
+            assert_eq!(cache.lookup(&loc.entry.id).expect("lookup"), None);
+        }
+        assert!(cache.lookup_many(&ids).expect("many").iter().all(Option::is_none));
+        // Usable after a clear.
+        cache.add_index_file(i2, &f2).expect("add again");
+        assert_eq!(cache.known_index_files().expect("known"), HashSet::from([i2]));
+        assert_eq!(cache.lookup(&locs[40].entry.id).expect("lookup"), Some(locs[40]));
+    }
+
+    #[test]
+    fn a_later_index_file_wins_for_a_duplicate_blob() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = open(&dir);
+        let f1 = index_file(0, 1, 2);
+        let mut f2 = f1.clone();
+        f2.packs[0].id = PackId(id(0xcc, 0));
+        cache.add_index_file(IndexId(id(1, 1)), &f1).expect("add");
+        cache.add_index_file(IndexId(id(1, 2)), &f2).expect("add");
+        let blob = f1.packs[0].entries[1].id;
+        assert_eq!(cache.lookup(&blob).expect("lookup").map(|l| l.pack), Some(f2.packs[0].id));
+    }
+
+    #[test]
+    fn large_index_file_spans_several_batches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = open(&dir);
+        let file = index_file(0, 3, (ENTRIES_PER_BATCH as u32) / 2 + 7);
+        cache.add_index_file(IndexId(id(2, 2)), &file).expect("add");
+        let locs = all_locations(&file);
+        let ids: Vec<BlobId> = locs.iter().map(|l| l.entry.id).collect();
+        let found = cache.lookup_many(&ids).expect("lookup_many");
+        assert!(found.iter().zip(&locs).all(|(f, l)| *f == Some(*l)));
+        assert_eq!(cache.known_index_files().expect("known").len(), 1);
+    }
+
+    #[test]
+    fn reopen_persists() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = index_file(7, 2, 5);
+        let i = IndexId(id(3, 3));
+        {
+            let cache = open(&dir);
+            cache.add_index_file(i, &file).expect("add");
+        }
+        let cache = open(&dir);
+        assert_eq!(cache.known_index_files().expect("known"), HashSet::from([i]));
+        for loc in all_locations(&file) {
+            assert_eq!(cache.lookup(&loc.entry.id).expect("lookup"), Some(loc));
+        }
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_cache_is_locked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _cache = open(&dir);
+        let e = IndexCache::open(&dir.path().join("cache")).expect_err("second open");
+        assert!(matches!(e, CacheError::Locked { .. }), "{e:?}");
+        assert!(e.to_string().contains("in use"), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn corrupt_values_are_errors_not_panics() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = open(&dir);
+        let file = index_file(0, 1, 3);
+        cache.add_index_file(IndexId(id(4, 4)), &file).expect("add");
+        let good = file.packs[0].entries[0].id;
+        let blobs = cache.cf(CF_BLOBS).expect("cf");
+        let bad_ids = [BlobId(id(0xd0, 1)), BlobId(id(0xd0, 2)), BlobId(id(0xd0, 3))];
+        let mut bad_type = encode_location(&file.packs[0].id, &file.packs[0].entries[0]);
+        bad_type[32] = 7;
+        let mut bad_compression = bad_type;
+        bad_compression[32] = 0;
+        bad_compression[33] = 9;
+        cache.db.put_cf(blobs, bad_ids[0].0.0, [1u8; 45]).expect("put");
+        cache.db.put_cf(blobs, bad_ids[1].0.0, bad_type).expect("put");
+        cache.db.put_cf(blobs, bad_ids[2].0.0, bad_compression).expect("put");
+
+        for (bad, needle) in bad_ids.iter().zip(["45 bytes", "blob type 7", "compression 9"]) {
+            let e = cache.lookup(bad).expect_err("corrupt");
+            match &e {
+                CacheError::Corrupt { key, cf, .. } => {
+                    assert_eq!(key, &bad.0.to_hex());
+                    assert_eq!(*cf, CF_BLOBS);
+                }
+                other => panic!("expected Corrupt, got {other:?}"),
+            }
+            assert!(e.to_string().contains(needle), "{e}");
+            assert!(e.to_string().contains(&bad.0.to_hex()), "{e}");
+            // contains() only asks whether the key is there.
+            assert!(cache.contains(bad).expect("contains"));
+            assert!(cache.lookup_many(&[good, *bad]).is_err());
+        }
+        assert!(cache.lookup(&good).expect("good").is_some());
+
+        // A malformed key in `files`.
+        let files = cache.cf(CF_FILES).expect("cf");
+        cache.db.put_cf(files, b"short", b"").expect("put");
+        let e = cache.known_index_files().expect_err("corrupt key");
+        assert!(matches!(e, CacheError::Corrupt { cf: CF_FILES, .. }), "{e:?}");
+        assert!(e.to_string().contains(&hex::encode(b"short")), "{e}");
+
+        // clear() removes the damage too.
+        cache.clear().expect("clear");
+        assert!(cache.known_index_files().expect("known").is_empty());
+        assert_eq!(cache.lookup(&bad_ids[0]).expect("lookup"), None);
+    }
+
+    #[test]
+    fn another_format_version_is_wiped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cache");
+        let file = index_file(0, 1, 3);
+        {
+            let cache = open(&dir);
+            cache.add_index_file(IndexId(id(5, 5)), &file).expect("add");
+            cache.db.put(FORMAT_VERSION_KEY, 999u32.to_le_bytes()).expect("put");
+        }
+        let cache = IndexCache::open(&path).expect("reopen");
+        assert!(cache.known_index_files().expect("known").is_empty());
+        assert_eq!(cache.lookup(&file.packs[0].entries[0].id).expect("lookup"), None);
+        drop(cache);
+        // And the new version sticks.
+        let cache = IndexCache::open(&path).expect("reopen");
+        cache.add_index_file(IndexId(id(5, 5)), &file).expect("add");
+        drop(cache);
+        let cache = IndexCache::open(&path).expect("reopen");
+        assert_eq!(cache.known_index_files().expect("known").len(), 1);
+    }
+
+    #[test]
+    fn unknown_column_families_and_missing_version_are_wiped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cache");
+        {
+            // A "future" layout: an extra column family, data but no version key.
+            let opts = db_options().expect("opts");
+            let names = ["default".to_owned(), "blobs".to_owned(), "files".to_owned(), "future".to_owned()];
+            let db = open_db(&opts, &path, &names).expect("open");
+            let files = db.cf_handle("files").expect("cf");
+            db.put_cf(files, [9u8; 32], 1u64.to_le_bytes()).expect("put");
+        }
+        let cache = IndexCache::open(&path).expect("open");
+        assert!(cache.known_index_files().expect("known").is_empty());
+        drop(cache);
+        let opts = db_options().expect("opts");
+        let mut cfs = DB::list_cf(&opts, &path).expect("list");
+        cfs.sort();
+        assert_eq!(cfs, ["blobs", "default", "files"]);
+    }
+
+    #[test]
+    fn destroy_removes_the_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cache");
+        {
+            let cache = open(&dir);
+            cache.add_index_file(IndexId(id(6, 6)), &index_file(0, 1, 1)).expect("add");
+        }
+        IndexCache::destroy(&path).expect("destroy");
+        let cache = IndexCache::open(&path).expect("open");
+        assert!(cache.known_index_files().expect("known").is_empty());
+    }
+
+    #[test]
+    fn cache_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<IndexCache>();
+    }
+
+    fn arb_entry() -> impl Strategy<Value = (PackId, IndexEntry)> {
+        (
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+        )
+            .prop_map(|(pack, blob, tree, zstd, offset, stored_len, raw_len)| {
+                (
+                    PackId(Id(pack)),
+                    IndexEntry {
+                        blob_type: if tree { BlobType::Tree } else { BlobType::Data },
+                        compression: if zstd { Compression::Zstd } else { Compression::Raw },
+                        offset,
+                        stored_len,
+                        raw_len,
+                        id: BlobId(Id(blob)),
+                    },
+                )
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn location_encoding_round_trips((pack, entry) in arb_entry()) {
+            let bytes = encode_location(&pack, &entry);
+            prop_assert_eq!(decode_location(entry.id, &bytes), Ok(BlobLocation { pack, entry }));
+        }
+
+        #[test]
+        fn any_value_decodes_or_errs(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
+            let id = BlobId(Id([3; 32]));
+            match decode_location(id, &bytes) {
+                Ok(loc) => {
+                    prop_assert_eq!(bytes.len(), LOCATION_LEN);
+                    prop_assert_eq!(&encode_location(&loc.pack, &loc.entry)[..], &bytes[..]);
+                }
+                Err(detail) => prop_assert!(!detail.is_empty()),
+            }
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! The local index cache.
+pub mod cache;

@@ -1,0 +1,541 @@
+//! The repository handle: a backend, the opened keys, the config and the local index cache.
+//!
+//! [`init`] creates a repository; [`Repository::open`] opens one with a password. Everything
+//! else in the engine reads and writes objects through the methods here, which enforce the
+//! rules of SPEC.md §2 (object names are the hash of their bytes, checked on every read) and
+//! §12 (write order is the caller's job: packs, then index files, then the snapshot).
+//!
+//! The engine's surface is synchronous; the handle owns a tokio runtime and drives backend
+//! futures on it, so CPU work can run on plain threads and rayon while I/O overlaps.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use repo_format::{
+    BlobId, BlobType, Config, Id, IndexEntry, IndexFile, IndexId, KdfParams, KeyFile, MasterKey, RepoKeys,
+    Snapshot, SnapshotId, object_id,
+};
+
+use crate::backend::{Backend, BackendErrorKind, FileType, open_backend};
+use crate::error::{Error, ErrorKind, Result};
+use crate::index::cache::{BlobLocation, IndexCache};
+
+/// How many objects are fetched at once when loading many small ones (snapshots, index files).
+const FETCH_CONCURRENCY: usize = 8;
+
+/// Options for [`init`].
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// Argon2id parameters for the first key file.
+    pub kdf: KdfParams,
+    /// zstd level (0 stores raw); `None` keeps the SPEC default.
+    pub compression_level: Option<i32>,
+    /// Host name recorded in the key file.
+    pub hostname: String,
+    /// User name recorded in the key file.
+    pub username: String,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            kdf: KdfParams::DEFAULT,
+            compression_level: None,
+            hostname: crate::host::hostname(),
+            username: crate::host::username(),
+        }
+    }
+}
+
+/// Options for [`Repository::open`].
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// Where the local index cache lives; `None` means [`default_cache_dir`].
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// What [`init`] created.
+#[derive(Clone, Debug)]
+pub struct InitResult {
+    /// The new repository's id.
+    pub repo_id: Id,
+    /// The id of the first key file.
+    pub key_id: Id,
+}
+
+/// Random bytes from the OS; failing to get them is fatal for whatever needed them.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| {
+        Error::new(ErrorKind::Io, format!("the operating system's random number generator failed: {e}"))
+    })?;
+    Ok(b)
+}
+
+/// The current time in Unix seconds.
+pub fn now_unix() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// The cache directory: `$CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CAIRN_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(d).join("cairn");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".cache").join("cairn"),
+        None => std::env::temp_dir().join("cairn-cache"),
+    }
+}
+
+fn new_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("cairn-io")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the I/O runtime", e))
+}
+
+/// Creates a new repository at `location` with one key file for `password`.
+///
+/// Write order: the key file, then the config. A crash between the two leaves a key file and
+/// no config: not a repository, and a later `init` simply writes a fresh one.
+pub fn init(location: &str, password: &[u8], opts: &InitOptions) -> Result<InitResult> {
+    let backend = open_backend(location).map_err(|e| Error::backend(format!("cannot open {location}"), e))?;
+    init_with_backend(backend, location, password, opts)
+}
+
+/// Like [`init`], over an already-built backend (tests, wrappers).
+pub fn init_with_backend(
+    backend: Arc<dyn Backend>,
+    location: &str,
+    password: &[u8],
+    opts: &InitOptions,
+) -> Result<InitResult> {
+    let rt = new_runtime()?;
+    rt.block_on(async {
+        match backend.exists(FileType::Config, "config").await {
+            Ok(Some(_)) => Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("a repository already exists at {location}; use it, or choose another location"),
+            )),
+            Ok(None) => Ok(()),
+            Err(e) => Err(Error::backend(format!("cannot access {location}"), e)),
+        }
+    })?;
+    opts.kdf.validate().map_err(|e| Error::with_source(ErrorKind::InvalidInput, "invalid key derivation parameters", e))?;
+    let repo_id = Id(random_bytes::<32>()?);
+    let master = MasterKey::from_bytes(random_bytes::<72>()?);
+    let keys = RepoKeys::new(repo_id, master.clone());
+    let mut config = Config::new(repo_id, now_unix());
+    if let Some(level) = opts.compression_level {
+        config.compression_level = level;
+    }
+    let key_bytes = KeyFile::create(
+        &repo_id,
+        &master,
+        password,
+        opts.kdf,
+        random_bytes::<32>()?,
+        random_bytes::<16>()?,
+        now_unix(),
+        &opts.hostname,
+        &opts.username,
+    )
+    .map_err(|e| Error::format("cannot create the key file", e))?;
+    let config_bytes = config
+        .encode(&keys, random_bytes::<16>()?)
+        .map_err(|e| Error::with_source(ErrorKind::InvalidInput, "invalid repository settings", e))?;
+    let key_id = object_id(&key_bytes);
+    rt.block_on(async {
+        backend
+            .put(FileType::Key, &key_id.to_hex(), Bytes::from(key_bytes))
+            .await
+            .map_err(|e| Error::backend("cannot write the key file", e))?;
+        backend
+            .put(FileType::Config, "config", Bytes::from(config_bytes))
+            .await
+            .map_err(|e| Error::backend("cannot write the config", e))
+    })?;
+    Ok(InitResult { repo_id, key_id })
+}
+
+/// An open repository.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    keys: RepoKeys,
+    config: Config,
+    cache: IndexCache,
+    cache_dir: PathBuf,
+    location: String,
+    key_id: Id,
+    rt: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository").field("location", &self.location).finish_non_exhaustive()
+    }
+}
+
+impl Repository {
+    /// Opens the repository at `location`: reads the config, finds a key file that opens with
+    /// `password`, and brings the local index cache up to date with the index files.
+    pub fn open(location: &str, password: &[u8], opts: &OpenOptions) -> Result<Repository> {
+        let backend = open_backend(location).map_err(|e| Error::backend(format!("cannot open {location}"), e))?;
+        Self::open_with_backend(backend, location, password, opts)
+    }
+
+    /// Like [`Repository::open`], over an already-built backend (tests, wrappers).
+    pub fn open_with_backend(
+        backend: Arc<dyn Backend>,
+        location: &str,
+        password: &[u8],
+        opts: &OpenOptions,
+    ) -> Result<Repository> {
+        let rt = new_runtime()?;
+        let config_bytes = rt.block_on(backend.get(FileType::Config, "config")).map_err(|e| {
+            if e.kind() == BackendErrorKind::NotFound {
+                Error::with_source(
+                    ErrorKind::NotFound,
+                    format!("no cairn repository at {location} (no config file); create one with `cairn init`"),
+                    e,
+                )
+            } else {
+                Error::backend(format!("cannot read the config of {location}"), e)
+            }
+        })?;
+        let repo_id = Config::peek_repo_id(&config_bytes)
+            .map_err(|e| Error::format(format!("{location}/config is not a cairn repository config"), e))?;
+        let (master, key_id) = rt.block_on(find_key(&*backend, &repo_id, password, location))?;
+        let keys = RepoKeys::new(repo_id, master);
+        let config = Config::decode(&config_bytes, &keys)
+            .map_err(|e| Error::format(format!("{location}/config is damaged"), e))?;
+        let cache_dir = opts.cache_dir.clone().unwrap_or_else(default_cache_dir).join(repo_id.to_hex());
+        let cache = IndexCache::open(&cache_dir.join("index"))
+            .map_err(|e| Error::cache(format!("cannot open the index cache in {}", cache_dir.display()), e))?;
+        let repo = Repository { backend, keys, config, cache, cache_dir, location: location.to_string(), key_id, rt };
+        repo.sync_index()?;
+        Ok(repo)
+    }
+
+    /// Where the repository is, as the user named it.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The repository's keys.
+    pub fn keys(&self) -> &RepoKeys {
+        &self.keys
+    }
+
+    /// The repository's config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The key file that opened the repository.
+    pub fn key_id(&self) -> &Id {
+        &self.key_id
+    }
+
+    /// The local index cache.
+    pub fn cache(&self) -> &IndexCache {
+        &self.cache
+    }
+
+    /// This repository's cache directory.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Runs a backend future to completion from synchronous code (never from a runtime thread).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// A handle to spawn backend work on.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        self.rt.handle()
+    }
+
+    /// Stores an object under the hash of its bytes; an object that already exists under that
+    /// name has the same bytes, so that counts as success.
+    pub fn put_object(&self, t: FileType, bytes: Vec<u8>) -> Result<Id> {
+        let id = object_id(&bytes);
+        self.block_on(put_content_addressed(&*self.backend, t, id, Bytes::from(bytes)))?;
+        Ok(id)
+    }
+
+    /// Reads a whole object and checks that its bytes hash to its name.
+    pub fn get_object(&self, t: FileType, id: &Id) -> Result<Bytes> {
+        self.block_on(get_verified(&*self.backend, t, id))
+    }
+
+    /// The ids of every object of type `t` (names that are not ids are skipped).
+    pub fn list_ids(&self, t: FileType) -> Result<Vec<Id>> {
+        let infos = self
+            .block_on(self.backend.list(t))
+            .map_err(|e| Error::backend(format!("cannot list {}/", t.dir()), e))?;
+        Ok(infos.iter().filter_map(|i| Id::from_hex(&i.name).ok()).collect())
+    }
+
+    /// Loads and decrypts one snapshot.
+    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        let bytes = self.get_object(FileType::Snapshot, &id.0)?;
+        Snapshot::decode(&self.keys, &bytes).map_err(|e| Error::format(format!("snapshot {} is damaged", id.0.short()), e))
+    }
+
+    /// Every snapshot, oldest first (ties by id).
+    pub fn list_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let ids = self.list_ids(FileType::Snapshot)?;
+        let backend = &self.backend;
+        let keys = &self.keys;
+        let mut all: Vec<(SnapshotId, Snapshot)> = self.block_on(
+            futures::stream::iter(ids.into_iter().map(|id| async move {
+                let bytes = get_verified(&**backend, FileType::Snapshot, &id).await?;
+                let snap = Snapshot::decode(keys, &bytes)
+                    .map_err(|e| Error::format(format!("snapshot {} is damaged", id.short()), e))?;
+                Ok::<_, Error>((SnapshotId(id), snap))
+            }))
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .try_collect(),
+        )?;
+        all.sort_by(|a, b| (a.1.time_ns, a.0).cmp(&(b.1.time_ns, b.0)));
+        Ok(all)
+    }
+
+    /// Finds a snapshot by full id, unique id prefix, or `latest`.
+    pub fn resolve_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        if spec == "latest" {
+            return self.list_snapshots()?.pop().ok_or_else(|| {
+                Error::new(ErrorKind::NotFound, format!("there are no snapshots in {}", self.location))
+            });
+        }
+        if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) || spec.len() > 64 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("'{spec}' is not a snapshot id: give a hex id or prefix, or `latest`"),
+            ));
+        }
+        let spec = spec.to_ascii_lowercase();
+        let matches: Vec<Id> = self.list_ids(FileType::Snapshot)?.into_iter().filter(|id| id.to_hex().starts_with(&spec)).collect();
+        match matches.as_slice() {
+            [] => Err(Error::new(ErrorKind::NotFound, format!("no snapshot matches '{spec}' in {}", self.location))),
+            [one] => {
+                let id = SnapshotId(*one);
+                Ok((id, self.load_snapshot(&id)?))
+            }
+            many => Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "'{spec}' matches {} snapshots ({}); give more digits",
+                    many.len(),
+                    many.iter().map(Id::short).collect::<Vec<_>>().join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// Encrypts and stores a snapshot; call only after every index file it needs is stored.
+    pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
+        let bytes = snapshot
+            .encode(&self.keys, random_bytes::<16>()?)
+            .map_err(|e| Error::with_source(ErrorKind::InvalidInput, "cannot encode the snapshot", e))?;
+        Ok(SnapshotId(self.put_object(FileType::Snapshot, bytes)?))
+    }
+
+    /// Encrypts and stores an index file and records it in the local cache.
+    pub fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
+        let bytes = file
+            .encode(&self.keys, self.config.compression_level, random_bytes::<16>()?)
+            .map_err(|e| Error::with_source(ErrorKind::InvalidInput, "cannot encode an index file", e))?;
+        let id = IndexId(self.put_object(FileType::Index, bytes)?);
+        self.cache.add_index_file(id, file).map_err(|e| Error::cache("cannot update the index cache", e))?;
+        Ok(id)
+    }
+
+    /// Loads and decrypts one index file (from the repository, not the cache).
+    pub fn load_index(&self, id: &IndexId) -> Result<IndexFile> {
+        let bytes = self.get_object(FileType::Index, &id.0)?;
+        IndexFile::decode(&self.keys, &bytes).map_err(|e| Error::format(format!("index file {} is damaged", id.0.short()), e))
+    }
+
+    /// Brings the local cache up to date with the repository's index files: loads the ones it
+    /// has not seen, and rebuilds from scratch if one it had loaded is gone. Returns how many
+    /// index files were loaded.
+    pub fn sync_index(&self) -> Result<usize> {
+        let listed: HashSet<IndexId> = self.list_ids(FileType::Index)?.into_iter().map(IndexId).collect();
+        let mut known = self.cache.known_index_files().map_err(|e| Error::cache("cannot read the index cache", e))?;
+        if !known.is_subset(&listed) {
+            self.cache.clear().map_err(|e| Error::cache("cannot reset the index cache", e))?;
+            known.clear();
+        }
+        let missing: Vec<IndexId> = listed.difference(&known).copied().collect();
+        let backend = &self.backend;
+        let keys = &self.keys;
+        let cache = &self.cache;
+        let n = missing.len();
+        self.block_on(
+            futures::stream::iter(missing.into_iter().map(|id| async move {
+                let bytes = get_verified(&**backend, FileType::Index, &id.0).await?;
+                let file = IndexFile::decode(keys, &bytes)
+                    .map_err(|e| Error::format(format!("index file {} is damaged", id.0.short()), e))?;
+                Ok::<_, Error>((id, file))
+            }))
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .try_for_each(|(id, file)| async move {
+                cache.add_index_file(id, &file).map_err(|e| Error::cache("cannot update the index cache", e))
+            }),
+        )?;
+        Ok(n)
+    }
+
+    /// Where a blob is stored, from the cache.
+    pub fn lookup_blob(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
+        self.cache.lookup(id).map_err(|e| Error::cache("cannot read the index cache", e))
+    }
+
+    /// Where a blob is stored; a blob that should exist but is not indexed is damage.
+    pub fn locate_blob(&self, id: &BlobId) -> Result<BlobLocation> {
+        self.lookup_blob(id)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Corrupt,
+                format!("blob {} is referenced but no index file names it (run `cairn check`)", id.0.short()),
+            )
+        })
+    }
+
+    /// Reads `len` bytes at `offset` of a pack.
+    pub fn read_pack_range(&self, pack: &repo_format::PackId, offset: u64, len: u64) -> Result<Bytes> {
+        let name = pack.0.to_hex();
+        let bytes = self
+            .block_on(self.backend.get_range(FileType::Pack, &name, offset, len))
+            .map_err(|e| Error::backend(format!("cannot read pack {}", pack.0.short()), e))?;
+        if bytes.len() as u64 != len {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("pack {} is shorter than the index says (wanted {len} bytes at {offset})", pack.0.short()),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Reads, decrypts, decompresses and verifies one blob.
+    pub fn load_blob(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
+        let bytes = self.read_pack_range(&loc.pack, u64::from(loc.entry.offset), u64::from(loc.entry.stored_len))?;
+        self.open_blob(loc, &bytes)
+    }
+
+    /// Decrypts and verifies a blob whose envelope bytes are already read.
+    pub fn open_blob(&self, loc: &BlobLocation, envelope: &[u8]) -> Result<Vec<u8>> {
+        repo_format::open_blob(&self.keys, &loc.entry, envelope).map_err(|e| {
+            Error::format(format!("blob {} in pack {} is damaged", loc.entry.id.0.short(), loc.pack.0.short()), e)
+        })
+    }
+
+    /// Loads a tree blob and decodes it.
+    pub fn load_tree(&self, id: &BlobId) -> Result<repo_format::Tree> {
+        let loc = self.locate_blob(id)?;
+        check_type(&loc.entry, BlobType::Tree)?;
+        let plain = self.load_blob(&loc)?;
+        repo_format::Tree::decode(&plain).map_err(|e| Error::format(format!("tree {} is damaged", id.0.short()), e))
+    }
+
+    /// Loads a content list blob and decodes it.
+    pub fn load_content_list(&self, id: &BlobId) -> Result<repo_format::ContentList> {
+        let loc = self.locate_blob(id)?;
+        check_type(&loc.entry, BlobType::Tree)?;
+        let plain = self.load_blob(&loc)?;
+        repo_format::ContentList::decode(&plain)
+            .map_err(|e| Error::format(format!("content list {} is damaged", id.0.short()), e))
+    }
+}
+
+fn check_type(entry: &IndexEntry, want: BlobType) -> Result<()> {
+    if entry.blob_type == want {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Corrupt,
+            format!("blob {} is indexed as {:?}, expected {want:?}", entry.id.0.short(), entry.blob_type),
+        ))
+    }
+}
+
+/// Stores a content-addressed object; "already exists" means the same bytes are there.
+pub(crate) async fn put_content_addressed(backend: &dyn Backend, t: FileType, id: Id, bytes: Bytes) -> Result<()> {
+    match backend.put(t, &id.to_hex(), bytes).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == BackendErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::backend(format!("cannot write {}", t.path(&id.to_hex())), e)),
+    }
+}
+
+/// Reads a whole object and checks its name.
+pub(crate) async fn get_verified(backend: &dyn Backend, t: FileType, id: &Id) -> Result<Bytes> {
+    let path = t.path(&id.to_hex());
+    let bytes = backend.get(t, &id.to_hex()).await.map_err(|e| Error::backend(format!("cannot read {path}"), e))?;
+    let actual = object_id(&bytes);
+    if actual != *id {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!("{path} is damaged or was replaced: its contents hash to {}", actual.short()),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Tries every key file until one opens with `password`.
+async fn find_key(backend: &dyn Backend, repo_id: &Id, password: &[u8], location: &str) -> Result<(MasterKey, Id)> {
+    let infos = backend.list(FileType::Key).await.map_err(|e| Error::backend("cannot list keys/", e))?;
+    if infos.is_empty() {
+        return Err(Error::new(ErrorKind::Corrupt, format!("{location} has no key files: the repository cannot be opened")));
+    }
+    let mut damaged = Vec::new();
+    for info in infos {
+        let Ok(id) = Id::from_hex(&info.name) else { continue };
+        let bytes = match get_verified(backend, FileType::Key, &id).await {
+            Ok(b) => b,
+            Err(e) => {
+                damaged.push(format!("{}: {e}", id.short()));
+                continue;
+            }
+        };
+        let file = match KeyFile::decode(&bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                damaged.push(format!("{}: {e}", id.short()));
+                continue;
+            }
+        };
+        // The KDF is deliberately slow and memory-hard: run it off the I/O threads.
+        let repo_id = *repo_id;
+        let password = password.to_vec();
+        let opened = tokio::task::spawn_blocking(move || file.open(&repo_id, &password))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Io, format!("key derivation task failed: {e}")))?;
+        match opened {
+            Ok(master) => return Ok((master, id)),
+            Err(repo_format::FormatError::AuthenticationFailed { .. }) => {}
+            Err(e) => damaged.push(format!("{}: {e}", id.short())),
+        }
+    }
+    let mut msg = format!("no key file in {location} opens with this password");
+    if !damaged.is_empty() {
+        msg.push_str(&format!(" ({} key files could not be read: {})", damaged.len(), damaged.join("; ")));
+    }
+    Err(Error::new(ErrorKind::WrongPassword, msg))
+}

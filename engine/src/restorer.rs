@@ -1,0 +1,424 @@
+//! Restore and dump: snapshot trees back into files, every blob verified before it is written.
+//!
+//! ```text
+//! walk the tree (sequential): mkdir directories, create symlinks, collect file jobs
+//! files in parallel (rayon):
+//!     create, set_len(size)
+//!     for each batch of blob ids (a direct list, or one content list):
+//!         look up locations in one batched cache read
+//!         group blobs that sit back to back in one pack -> one ranged read per group
+//!         groups in parallel: read, open (AEAD + keyed-hash check), write_at(offset)
+//!     chmod / chown / mtime
+//! directories' metadata last, deepest first (writing into a directory changes its mtime)
+//! ```
+//!
+//! A blob that fails verification fails only the files that need it: they are reported by
+//! path, removed, and the rest of the restore goes on. All-zero blobs are skipped after
+//! `set_len`, so sparse files stay sparse.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+use repo_format::{BlobId, Content, Node, NodeKind, Snapshot};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::index::cache::BlobLocation;
+use crate::progress::Progress;
+use crate::repository::Repository;
+
+/// Largest single ranged read when grouping neighbouring blobs.
+const MAX_GROUP_BYTES: u64 = 16 << 20;
+
+/// Options for [`restore`].
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    /// The directory to restore into (created if missing).
+    pub target: PathBuf,
+    /// Restore only these snapshot paths (and what is below them); empty means everything.
+    pub includes: Vec<PathBuf>,
+    /// Parallel file writers (default: cores + 2, since reads wait on storage).
+    pub threads: Option<usize>,
+}
+
+/// What [`restore`] did.
+#[derive(Debug, Default)]
+pub struct RestoreSummary {
+    /// Files restored completely.
+    pub files: u64,
+    /// Directories created.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Content bytes written.
+    pub bytes: u64,
+    /// Files that could not be restored, with the reason (the restore went on).
+    pub failed: Vec<(PathBuf, String)>,
+    /// Items skipped with a warning (e.g. device nodes).
+    pub warnings: Vec<(PathBuf, String)>,
+}
+
+struct FileJob {
+    path: PathBuf,
+    node: Node,
+}
+
+/// Restores `snapshot` (or the included parts of it) into `opts.target`.
+pub fn restore(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreSummary> {
+    let includes = parse_includes(&opts.includes)?;
+    fs::create_dir_all(&opts.target)
+        .map_err(|e| Error::io(format!("cannot create the restore target {}", opts.target.display()), e))?;
+    let mut summary = RestoreSummary::default();
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    walk_tree(repo, &snapshot.tree, &opts.target, &mut Vec::new(), &includes, &mut files, &mut dirs, &mut summary)?;
+    let total: u64 = files.iter().map(|f| f.node.size).sum();
+    progress.set_total(files.len() as u64, total);
+
+    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) + 2);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("cairn-restore-{i}"))
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start restore threads: {e}")))?;
+    let failed = Mutex::new(Vec::new());
+    let written = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    pool.install(|| {
+        files.par_iter().for_each(|job| {
+            progress.file_started(&job.path);
+            match restore_file(repo, job, progress) {
+                Ok(n) => {
+                    written.fetch_add(n, Ordering::Relaxed);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    let _ = fs::remove_file(&job.path);
+                    let msg = error_chain(&e);
+                    progress.warning(&job.path, &msg);
+                    failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((job.path.clone(), msg));
+                }
+            }
+            progress.file_done();
+        });
+    });
+    for (path, node) in dirs.iter().rev() {
+        if let Err(e) = apply_metadata(path, node, false) {
+            summary.warnings.push((path.clone(), error_chain(&e)));
+        }
+    }
+    summary.files = done.into_inner();
+    summary.bytes = written.into_inner();
+    summary.failed = failed.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    summary.failed.sort();
+    Ok(summary)
+}
+
+/// The error and its causes on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+/// Include paths as lists of name components (a leading `/` is ignored).
+fn parse_includes(includes: &[PathBuf]) -> Result<Vec<Vec<Vec<u8>>>> {
+    includes
+        .iter()
+        .map(|p| {
+            let comps: Vec<Vec<u8>> = p
+                .as_os_str()
+                .as_bytes()
+                .split(|&b| b == b'/')
+                .filter(|c| !c.is_empty() && *c != b".")
+                .map(<[u8]>::to_vec)
+                .collect();
+            if comps.is_empty() || comps.iter().any(|c| c == b"..") {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("--include {}: give a path inside the snapshot, as `cairn ls` shows it", p.display()),
+                ));
+            }
+            Ok(comps)
+        })
+        .collect()
+}
+
+/// How a node at `rel` relates to the include list.
+#[derive(PartialEq)]
+enum Selected {
+    All,
+    Partly,
+    No,
+}
+
+fn selected(rel: &[Vec<u8>], includes: &[Vec<Vec<u8>>]) -> Selected {
+    if includes.is_empty() {
+        return Selected::All;
+    }
+    let mut partly = false;
+    for inc in includes {
+        if rel.len() >= inc.len() && rel[..inc.len()] == inc[..] {
+            return Selected::All;
+        }
+        if inc.len() > rel.len() && inc[..rel.len()] == rel[..] {
+            partly = true;
+        }
+    }
+    if partly { Selected::Partly } else { Selected::No }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk_tree(
+    repo: &Repository,
+    tree_id: &BlobId,
+    dir: &Path,
+    rel: &mut Vec<Vec<u8>>,
+    includes: &[Vec<Vec<u8>>],
+    files: &mut Vec<FileJob>,
+    dirs: &mut Vec<(PathBuf, Node)>,
+    summary: &mut RestoreSummary,
+) -> Result<()> {
+    let tree = repo.load_tree(tree_id)?;
+    for node in tree.nodes {
+        rel.push(node.name.clone());
+        let sel = selected(rel, includes);
+        let path = dir.join(std::ffi::OsStr::from_bytes(&node.name));
+        match (&node.kind, sel) {
+            (_, Selected::No) => {}
+            (NodeKind::Dir { subtree }, _) => {
+                fs::create_dir_all(&path).map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+                summary.dirs += 1;
+                let subtree = *subtree;
+                walk_tree(repo, &subtree, &path, rel, includes, files, dirs, summary)?;
+                dirs.push((path, node));
+            }
+            (_, Selected::Partly) => {}
+            (NodeKind::File { .. }, Selected::All) => files.push(FileJob { path, node }),
+            (NodeKind::Symlink { target }, Selected::All) => {
+                let _ = fs::remove_file(&path);
+                let made = std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &path)
+                    .map_err(|e| Error::io(format!("cannot create symlink {}", path.display()), e))
+                    .and_then(|()| apply_metadata(&path, &node, true));
+                match made {
+                    Ok(()) => summary.symlinks += 1,
+                    Err(e) => summary.failed.push((path, error_chain(&e))),
+                }
+            }
+            (_, Selected::All) => {
+                summary.warnings.push((path, "special file (fifo, socket or device) not restored".to_string()));
+            }
+        }
+        rel.pop();
+    }
+    Ok(())
+}
+
+/// The data blob ids of a content, one batch at a time (a direct list, or one content list),
+/// so memory stays bounded for huge files.
+pub fn for_each_batch(
+    repo: &Repository,
+    content: &Content,
+    mut f: impl FnMut(&[BlobId]) -> Result<()>,
+) -> Result<()> {
+    match content {
+        Content::Direct(ids) => f(ids),
+        Content::Indirect(lists) => {
+            for list in lists {
+                let list = repo.load_content_list(list)?;
+                f(&list.ids)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Blobs `start..end` of a batch, stored back to back in one pack: one ranged read.
+struct ReadGroup {
+    start: usize,
+    end: usize,
+}
+
+fn group_reads(locs: &[BlobLocation]) -> Vec<ReadGroup> {
+    let mut groups: Vec<ReadGroup> = Vec::new();
+    for (i, loc) in locs.iter().enumerate() {
+        if let Some(g) = groups.last_mut() {
+            let prev = &locs[g.end - 1];
+            let first = &locs[g.start];
+            let contiguous = prev.pack == loc.pack
+                && u64::from(prev.entry.offset) + u64::from(prev.entry.stored_len) == u64::from(loc.entry.offset);
+            // Contiguous implies loc lies after first, so the span cannot underflow.
+            if contiguous
+                && u64::from(loc.entry.offset) + u64::from(loc.entry.stored_len) - u64::from(first.entry.offset)
+                    <= MAX_GROUP_BYTES
+            {
+                g.end = i + 1;
+                continue;
+            }
+        }
+        groups.push(ReadGroup { start: i, end: i + 1 });
+    }
+    groups
+}
+
+fn locate_all(repo: &Repository, ids: &[BlobId]) -> Result<Vec<BlobLocation>> {
+    let found = repo.cache().lookup_many(ids).map_err(|e| Error::cache("cannot read the index cache", e))?;
+    ids.iter()
+        .zip(found)
+        .map(|(id, loc)| {
+            loc.ok_or_else(|| {
+                Error::new(ErrorKind::Corrupt, format!("data blob {} is not in any index file (run `cairn check`)", id.0.short()))
+            })
+        })
+        .collect()
+}
+
+/// Reads one group and returns the verified plaintext of each blob in it.
+fn load_group(repo: &Repository, locs: &[BlobLocation]) -> Result<Vec<Vec<u8>>> {
+    let first = &locs[0];
+    let last = &locs[locs.len() - 1];
+    let start = u64::from(first.entry.offset);
+    let end = u64::from(last.entry.offset) + u64::from(last.entry.stored_len);
+    let bytes = repo.read_pack_range(&first.pack, start, end - start)?;
+    locs.iter()
+        .map(|loc| {
+            let off = (u64::from(loc.entry.offset) - start) as usize;
+            let env = bytes.get(off..off + loc.entry.stored_len as usize).ok_or_else(|| {
+                Error::new(ErrorKind::Corrupt, format!("pack {} is shorter than its index entries", loc.pack.0.short()))
+            })?;
+            repo.open_blob(loc, env)
+        })
+        .collect()
+}
+
+fn restore_file(repo: &Repository, job: &FileJob, progress: &dyn Progress) -> Result<u64> {
+    let NodeKind::File { content } = &job.node.kind else {
+        return Ok(0);
+    };
+    let path = &job.path;
+    let file = fs::File::create(path).map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+    file.set_len(job.node.size).map_err(|e| Error::io(format!("cannot size {}", path.display()), e))?;
+    let mut offset = 0u64;
+    for_each_batch(repo, content, |ids| {
+        let locs = locate_all(repo, ids)?;
+        let mut offsets = Vec::with_capacity(locs.len());
+        for loc in &locs {
+            offsets.push(offset);
+            offset += u64::from(loc.entry.raw_len);
+        }
+        if offset > job.node.size {
+            return Err(Error::new(ErrorKind::Corrupt, format!("{}: content is longer than the recorded size", path.display())));
+        }
+        group_reads(&locs).par_iter().try_for_each(|g| {
+            let blobs = load_group(repo, &locs[g.start..g.end])?;
+            for (k, blob) in blobs.iter().enumerate() {
+                if blob.iter().any(|&b| b != 0) {
+                    file.write_all_at(blob, offsets[g.start + k])
+                        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+                }
+                progress.bytes_done(blob.len() as u64);
+            }
+            Ok(())
+        })
+    })?;
+    if offset != job.node.size {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!("{}: content is {offset} bytes but the snapshot records {}", path.display(), job.node.size),
+        ));
+    }
+    drop(file);
+    apply_metadata(path, &job.node, false)?;
+    Ok(offset)
+}
+
+/// Sets owner (when running as root), permissions and mtime.
+fn apply_metadata(path: &Path, node: &Node, symlink: bool) -> Result<()> {
+    if crate::host::uid() == 0 {
+        let r = if symlink {
+            std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))
+        } else {
+            std::os::unix::fs::chown(path, Some(node.uid), Some(node.gid))
+        };
+        r.map_err(|e| Error::io(format!("cannot set the owner of {}", path.display()), e))?;
+    }
+    let mtime = filetime::FileTime::from_unix_time(node.mtime.sec, node.mtime.nsec);
+    if symlink {
+        filetime::set_symlink_file_times(path, mtime, mtime)
+            .map_err(|e| Error::io(format!("cannot set the times of {}", path.display()), e))?;
+        return Ok(());
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(node.mode))
+        .map_err(|e| Error::io(format!("cannot set the permissions of {}", path.display()), e))?;
+    filetime::set_file_times(path, mtime, mtime).map_err(|e| Error::io(format!("cannot set the times of {}", path.display()), e))
+}
+
+/// Writes a file's content to `out` in order, verifying every blob; returns the bytes written.
+/// Reads run ahead in parallel, a bounded window at a time.
+pub fn dump_content(repo: &Repository, node: &Node, out: &mut dyn Write, progress: &dyn Progress) -> Result<u64> {
+    let NodeKind::File { content } = &node.kind else {
+        return Err(Error::new(ErrorKind::InvalidInput, "only files can be dumped; use `cairn restore` for directories"));
+    };
+    let window = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut written = 0u64;
+    for_each_batch(repo, content, |ids| {
+        let locs = locate_all(repo, ids)?;
+        let groups = group_reads(&locs);
+        for chunk in groups.chunks(window) {
+            let loaded: Vec<Vec<Vec<u8>>> =
+                chunk.par_iter().map(|g| load_group(repo, &locs[g.start..g.end])).collect::<Result<_>>()?;
+            for blob in loaded.iter().flatten() {
+                out.write_all(blob).map_err(|e| Error::io("cannot write the output", e))?;
+                written += blob.len() as u64;
+                progress.bytes_done(blob.len() as u64);
+            }
+        }
+        Ok(())
+    })?;
+    if written != node.size {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!("content is {written} bytes but the snapshot records {}", node.size),
+        ));
+    }
+    Ok(written)
+}
+
+/// Finds the node at `path` (components separated by `/`) below the tree `root`.
+pub fn find_node(repo: &Repository, root: &BlobId, path: &[u8]) -> Result<Node> {
+    let comps: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
+    let shown = String::from_utf8_lossy(path).into_owned();
+    if comps.is_empty() {
+        return Err(Error::new(ErrorKind::InvalidInput, "give a path inside the snapshot, as `cairn ls` shows it"));
+    }
+    let mut tree = repo.load_tree(root)?;
+    for (i, comp) in comps.iter().enumerate() {
+        let node = tree
+            .find(comp)
+            .cloned()
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("{shown} is not in the snapshot (see `cairn ls`)")))?;
+        if i + 1 == comps.len() {
+            return Ok(node);
+        }
+        match &node.kind {
+            NodeKind::Dir { subtree } => tree = repo.load_tree(subtree)?,
+            _ => return Err(Error::new(ErrorKind::NotFound, format!("{shown}: a parent of it is not a directory"))),
+        }
+    }
+    Err(Error::new(ErrorKind::NotFound, format!("{shown} is not in the snapshot")))
+}

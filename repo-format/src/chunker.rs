@@ -1,0 +1,276 @@
+//! Content-defined chunking: FastCDC 2020 with a seeded gear table (SPEC §3, §6).
+//!
+//! [`Chunker::next_chunk_len`] is push-style and sans-IO: the caller keeps a buffer, asks for the
+//! length of the chunk at its start, and either cuts it off or reads more bytes. The cut points
+//! are exactly those of running `fastcdc::v2020::cut_gear` over the whole input in one go, however
+//! the input arrives:
+//!
+//! * `cut_gear` never looks past `max` bytes, so once the buffer holds `max` bytes the answer is
+//!   final;
+//! * with at least `avg` bytes, a cut found strictly inside the buffer is final too: the hash
+//!   and both masks up to that point do not depend on how much follows (the "center" only moves
+//!   when fewer than `avg` bytes remain), so more input cannot move it;
+//! * at end of input the buffer is all there is.
+//!
+//! fastcdc's own constructors `assert!` on their parameters; this module validates first and
+//! calls only `cut_gear`, which cannot panic on valid parameters.
+
+use std::ops::Range;
+
+use fastcdc::v2020::{MASKS, cut_gear, get_gear_with_seed};
+
+use crate::error::FormatError;
+use crate::format::{
+    CHUNK_AVG_MAX, CHUNK_AVG_MIN, CHUNK_MAX_MAX, CHUNK_MAX_MIN, CHUNK_MIN_MAX, CHUNK_MIN_MIN, CHUNK_NORMALIZATION,
+};
+
+/// FastCDC size limits in bytes (a chunker profile, SPEC §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChunkerParams {
+    /// Smallest chunk (except the last of an input).
+    pub min: u32,
+    /// Target average; the mask uses `round(log2(avg))` bits.
+    pub avg: u32,
+    /// Largest chunk.
+    pub max: u32,
+}
+
+impl ChunkerParams {
+    /// The `file` profile: 256 KiB / 1 MiB / 8 MiB, for regular files.
+    pub const FILE: Self = ChunkerParams { min: 256 << 10, avg: 1 << 20, max: 8 << 20 };
+    /// The `stream` profile: 4 KiB / 16 KiB / 64 KiB, for stdin and command output.
+    pub const STREAM: Self = ChunkerParams { min: 4 << 10, avg: 16 << 10, max: 64 << 10 };
+
+    /// Checks the bounds of SPEC §6: 64 ≤ min ≤ 1 MiB, 256 ≤ avg ≤ 4 MiB, 1 KiB ≤ max ≤ 16 MiB,
+    /// min ≤ avg ≤ max.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        const WHAT: &str = "chunker parameters";
+        if !(CHUNK_MIN_MIN..=CHUNK_MIN_MAX).contains(&self.min) {
+            return Err(FormatError::bounds(WHAT, "min", self.min));
+        }
+        if !(CHUNK_AVG_MIN..=CHUNK_AVG_MAX).contains(&self.avg) {
+            return Err(FormatError::bounds(WHAT, "avg", self.avg));
+        }
+        if !(CHUNK_MAX_MIN..=CHUNK_MAX_MAX).contains(&self.max) {
+            return Err(FormatError::bounds(WHAT, "max", self.max));
+        }
+        if self.min > self.avg || self.avg > self.max {
+            return Err(FormatError::corrupted(
+                WHAT,
+                format!("need min <= avg <= max, got {} / {} / {}", self.min, self.avg, self.max),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A FastCDC 2020 chunker with its masks and seeded gear tables.
+#[derive(Clone)]
+pub struct Chunker {
+    params: ChunkerParams,
+    mask_s: u64,
+    mask_l: u64,
+    gear: Box<[u64; 256]>,
+    gear_ls: Box<[u64; 256]>,
+}
+
+impl std::fmt::Debug for Chunker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The gear tables depend on the secret seed: never print them.
+        f.debug_struct("Chunker").field("params", &self.params).finish_non_exhaustive()
+    }
+}
+
+impl Chunker {
+    /// A chunker for `params` (validated) and gear `seed` (the master key's `chunker_seed`).
+    pub fn new(params: ChunkerParams, seed: u64) -> Result<Chunker, FormatError> {
+        params.validate()?;
+        // As `FastCDC::with_level_and_seed` computes them, for normalization level 1. avg is at
+        // least 256 (bits ≥ 8) and at most 4 MiB (bits ≤ 22), so both indexes are within MASKS.
+        let bits = fastcdc::v2020::logarithm2(params.avg);
+        let mask_s = MASKS[(bits + CHUNK_NORMALIZATION) as usize];
+        let mask_l = MASKS[(bits - CHUNK_NORMALIZATION) as usize];
+        let (gear, gear_ls) = get_gear_with_seed(seed);
+        Ok(Chunker { params, mask_s, mask_l, gear, gear_ls })
+    }
+
+    /// The size limits.
+    pub fn params(&self) -> ChunkerParams {
+        self.params
+    }
+
+    /// Length of the chunk that starts at `buf[0]`, when it can be decided: `Some(len)` once
+    /// `buf` holds `max` bytes (or a cut that more input cannot move), or at `eof` (then the
+    /// chunk may be shorter than `min`). `None` means "give me more bytes", or `buf` is empty.
+    /// Never `Some(0)`.
+    pub fn next_chunk_len(&self, buf: &[u8], eof: bool) -> Option<usize> {
+        if buf.is_empty() {
+            return None;
+        }
+        let max = self.params.max as usize;
+        let avg = self.params.avg as usize;
+        let window = &buf[..buf.len().min(max)];
+        if !(eof || buf.len() >= max || buf.len() >= avg) {
+            return None;
+        }
+        let (_, len) = cut_gear(
+            window,
+            self.params.min as usize,
+            avg,
+            max,
+            self.mask_s,
+            self.mask_l,
+            self.mask_s << 1,
+            self.mask_l << 1,
+            &self.gear,
+            &self.gear_ls,
+        );
+        // `len == window.len()` means "no cut found in the window": final only if nothing more
+        // can come. A shorter `len` is a real cut (see the module docs).
+        if len < window.len() || eof || buf.len() >= max { Some(len.max(1)) } else { None }
+    }
+
+    /// The chunk ranges of a whole slice, in order.
+    pub fn chunks<'a>(&'a self, data: &'a [u8]) -> impl Iterator<Item = Range<usize>> + 'a {
+        let mut pos = 0;
+        std::iter::from_fn(move || {
+            let len = self.next_chunk_len(&data[pos..], true)?;
+            let range = pos..pos + len;
+            pos += len;
+            Some(range)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn random_bytes(n: usize, mut state: u64) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 32) as u8
+            })
+            .collect()
+    }
+
+    /// What `FastCDC::with_level_and_seed(.., Level1, seed)` cuts, as ranges.
+    fn reference(data: &[u8], p: ChunkerParams, seed: u64) -> Vec<Range<usize>> {
+        fastcdc::v2020::FastCDC::with_level_and_seed(data, p.min, p.avg, p.max, fastcdc::v2020::Normalization::Level1, seed)
+            .map(|c| c.offset..c.offset + c.length)
+            .collect()
+    }
+
+    /// Feeds `data` in pieces of the given sizes through a buffering loop.
+    fn streamed(c: &Chunker, data: &[u8], pieces: &[usize]) -> Vec<Range<usize>> {
+        let mut out = Vec::new();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut base = 0;
+        let mut fed = 0;
+        let mut i = 0;
+        loop {
+            let eof = fed == data.len();
+            while let Some(len) = c.next_chunk_len(&buf, eof) {
+                assert!(len > 0 && len <= buf.len());
+                out.push(base..base + len);
+                base += len;
+                buf.drain(..len);
+            }
+            if eof {
+                assert!(buf.is_empty());
+                return out;
+            }
+            let n = pieces[i % pieces.len()].max(1).min(data.len() - fed);
+            i += 1;
+            buf.extend_from_slice(&data[fed..fed + n]);
+            fed += n;
+        }
+    }
+
+    #[test]
+    fn matches_fastcdc_and_respects_limits() {
+        let data = random_bytes(1 << 20, 7);
+        for p in [ChunkerParams::STREAM, ChunkerParams { min: 64, avg: 256, max: 1024 }, ChunkerParams::FILE] {
+            let c = Chunker::new(p, 0x0123_4567_89ab_cdef).unwrap();
+            let ranges: Vec<_> = c.chunks(&data).collect();
+            assert_eq!(ranges, reference(&data, p, 0x0123_4567_89ab_cdef));
+            assert_eq!(ranges.last().unwrap().end, data.len());
+            for r in &ranges[..ranges.len() - 1] {
+                assert!(r.len() >= p.min as usize && r.len() <= p.max as usize, "{r:?}");
+            }
+            assert!(ranges.last().unwrap().len() <= p.max as usize);
+        }
+    }
+
+    #[test]
+    fn seeds_change_cut_points() {
+        let data = random_bytes(1 << 20, 3);
+        let a: Vec<_> = Chunker::new(ChunkerParams::STREAM, 1).unwrap().chunks(&data).collect();
+        let b: Vec<_> = Chunker::new(ChunkerParams::STREAM, 2).unwrap().chunks(&data).collect();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn short_and_empty_input() {
+        let c = Chunker::new(ChunkerParams::STREAM, 1).unwrap();
+        assert_eq!(c.next_chunk_len(&[], true), None);
+        assert_eq!(c.next_chunk_len(&[], false), None);
+        assert_eq!(c.next_chunk_len(&[1; 100], false), None);
+        assert_eq!(c.next_chunk_len(&[1; 100], true), Some(100));
+        assert_eq!(c.next_chunk_len(&[1], true), Some(1));
+        // All zeros never cuts: max-sized chunks.
+        assert_eq!(c.next_chunk_len(&vec![0; 200_000], false), Some(64 << 10));
+        assert_eq!(c.chunks(&[]).count(), 0);
+    }
+
+    #[test]
+    fn validate_rejects_out_of_bounds() {
+        let ok = ChunkerParams::STREAM;
+        assert!(ok.validate().is_ok() && ChunkerParams::FILE.validate().is_ok());
+        for bad in [
+            ChunkerParams { min: 63, ..ok },
+            ChunkerParams { min: (1 << 20) + 1, avg: 2 << 20, max: 4 << 20 },
+            ChunkerParams { avg: 255, min: 64, ..ok },
+            ChunkerParams { avg: (4 << 20) + 1, max: 16 << 20, ..ok },
+            ChunkerParams { max: 1023, min: 64, avg: 256 },
+            ChunkerParams { max: (16 << 20) + 1, ..ok },
+            ChunkerParams { min: 8192, avg: 4096, max: 65536 },
+            ChunkerParams { min: 64, avg: 4096, max: 2048 },
+            ChunkerParams { min: 0, avg: 0, max: 0 },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+            assert!(Chunker::new(bad, 1).is_err());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn streaming_equals_one_go(
+            seed: u64,
+            len in 0usize..300_000,
+            pieces in proptest::collection::vec(1usize..40_000, 1..8),
+        ) {
+            let data = random_bytes(len, seed | 1);
+            let c = Chunker::new(ChunkerParams::STREAM, seed).unwrap();
+            let whole: Vec<_> = c.chunks(&data).collect();
+            prop_assert_eq!(&streamed(&c, &data, &pieces), &whole);
+            prop_assert_eq!(whole, reference(&data, ChunkerParams::STREAM, seed));
+        }
+
+        #[test]
+        fn any_valid_params_cut_like_fastcdc(min in 64u32..2048, avg_extra in 0u32..8192, max_extra in 0u32..20_000, seed: u64) {
+            let avg = (min + avg_extra).max(256);
+            let p = ChunkerParams { min, avg, max: (avg + max_extra).max(1024) };
+            let data = random_bytes(100_000, seed | 1);
+            let c = Chunker::new(p, seed).unwrap();
+            let whole: Vec<_> = c.chunks(&data).collect();
+            prop_assert_eq!(&streamed(&c, &data, &[777, 5000, 1]), &whole);
+            prop_assert_eq!(whole, reference(&data, p, seed));
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! zstd compression (SPEC §3), bounded on the way back.
+//!
+//! Decompression never trusts a size it has not checked: [`decompress_exact`] refuses a frame
+//! whose header announces another size before it allocates, and stops writing at `raw_len`;
+//! [`decompress_bounded`] streams into a growing buffer and stops at `max`, so a small
+//! "zstd bomb" costs at most `max` bytes and then fails.
+
+use std::io::Read;
+
+use crate::error::FormatError;
+
+/// zstd at `level`, or `None` if `level <= 0` or the result is not strictly smaller than `data`
+/// (the caller then stores `data` raw).
+pub fn compress(level: i32, data: &[u8]) -> Option<Vec<u8>> {
+    if level <= 0 {
+        return None;
+    }
+    let out = zstd::bulk::compress(data, level).ok()?;
+    (out.len() < data.len()).then_some(out)
+}
+
+/// Fails unless `data` is exactly one zstd frame.
+fn check_single_frame(data: &[u8], what: &'static str) -> Result<(), FormatError> {
+    match zstd::zstd_safe::find_frame_compressed_size(data) {
+        Ok(n) if n == data.len() => Ok(()),
+        Ok(n) => Err(FormatError::corrupted(what, format!("{} bytes after the zstd frame", data.len() - n))),
+        Err(code) => Err(FormatError::corrupted(
+            what,
+            format!("not a zstd frame: {}", zstd::zstd_safe::get_error_name(code)),
+        )),
+    }
+}
+
+/// Decompresses one zstd frame that must expand to exactly `raw_len` bytes.
+pub fn decompress_exact(data: &[u8], raw_len: usize, what: &'static str) -> Result<Vec<u8>, FormatError> {
+    check_single_frame(data, what)?;
+    // The frame header may announce its size: check it before allocating `raw_len`. A frame
+    // that does not announce it is streamed, so nothing is allocated before it is produced.
+    let out = match zstd::zstd_safe::get_frame_content_size(data) {
+        Ok(Some(size)) if size != raw_len as u64 => {
+            return Err(FormatError::corrupted(what, format!("zstd frame holds {size} bytes, expected {raw_len}")));
+        }
+        Ok(Some(_)) => zstd::bulk::Decompressor::new()
+            .and_then(|mut d| d.decompress(data, raw_len))
+            .map_err(|e| FormatError::corrupted(what, format!("zstd (expected {raw_len} bytes): {e}")))?,
+        _ => decompress_bounded(data, raw_len, what)?,
+    };
+    if out.len() != raw_len {
+        return Err(FormatError::corrupted(
+            what,
+            format!("decompressed to {} bytes, expected {raw_len}", out.len()),
+        ));
+    }
+    Ok(out)
+}
+
+/// Decompresses one zstd frame of at most `max` bytes without allocating more than it produces.
+pub fn decompress_bounded(data: &[u8], max: usize, what: &'static str) -> Result<Vec<u8>, FormatError> {
+    check_single_frame(data, what)?;
+    if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(data)
+        && size > max as u64
+    {
+        return Err(FormatError::bounds(what, "decompressed size", size));
+    }
+    let decoder = zstd::stream::read::Decoder::with_buffer(data)
+        .map_err(|e| FormatError::corrupted(what, format!("zstd: {e}")))?
+        .single_frame();
+    let mut out = Vec::new();
+    decoder
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| FormatError::corrupted(what, format!("zstd: {e}")))?;
+    if out.len() > max {
+        return Err(FormatError::bounds(what, "decompressed size", out.len()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn compresses_only_when_smaller() {
+        assert!(compress(3, b"abc").is_none());
+        assert!(compress(0, &[0; 1000]).is_none());
+        let c = compress(3, &[0; 1000]).unwrap();
+        assert!(c.len() < 1000);
+        assert_eq!(decompress_exact(&c, 1000, "t").unwrap(), vec![0; 1000]);
+        assert!(decompress_exact(&c, 999, "t").is_err());
+        assert!(decompress_exact(&c, 1001, "t").is_err());
+        assert_eq!(decompress_bounded(&c, 1000, "t").unwrap().len(), 1000);
+        assert!(decompress_bounded(&c, 999, "t").is_err());
+    }
+
+    #[test]
+    fn rejects_trailing_bytes_and_garbage() {
+        let mut c = compress(3, &[1; 500]).unwrap();
+        c.push(0);
+        assert!(decompress_exact(&c, 500, "t").is_err());
+        assert!(decompress_bounded(&c, 500, "t").is_err());
+        assert!(decompress_bounded(b"not zstd", 500, "t").is_err());
+        assert!(decompress_exact(b"", 0, "t").is_err());
+    }
+
+    #[test]
+    fn bomb_without_content_size_is_stopped() {
+        // A frame that does not announce its size: only the streaming bound can stop it.
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 19).unwrap();
+        enc.include_contentsize(false).unwrap();
+        std::io::Write::write_all(&mut enc, &vec![0u8; 8 << 20]).unwrap();
+        let bomb = enc.finish().unwrap();
+        assert!(bomb.len() < 2000);
+        assert!(matches!(decompress_bounded(&bomb, 1 << 20, "t"), Err(FormatError::OutOfBounds { .. })));
+        assert!(decompress_exact(&bomb, 1 << 20, "t").is_err());
+        assert_eq!(decompress_bounded(&bomb, 8 << 20, "t").unwrap().len(), 8 << 20);
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(data in proptest::collection::vec(0u8..4, 0..5000), level in 1i32..10) {
+            if let Some(c) = compress(level, &data) {
+                prop_assert_eq!(decompress_exact(&c, data.len(), "t").unwrap(), data.clone());
+                prop_assert_eq!(decompress_bounded(&c, data.len(), "t").unwrap(), data);
+            }
+        }
+
+        #[test]
+        fn never_panics(data: Vec<u8>, n in 0usize..10000) {
+            let _ = decompress_exact(&data, n, "t");
+            let _ = decompress_bounded(&data, n, "t");
+        }
+    }
+}

@@ -1,0 +1,522 @@
+//! Packs (SPEC §7): blob envelopes, then the header envelope, then its length.
+//!
+//! ```text
+//! blob 0 (envelope) | blob 1 | ... | header (envelope) | header_len u32
+//! header plaintext: version u8 = 1 | count u32 (≥ 1) | count × entry (42 bytes)
+//! entry: blob type u8 | compression u8 | stored_len u32 | raw_len u32 | blob id[32]
+//! ```
+//!
+//! Offsets are implicit: the blobs exactly fill the bytes before the header. [`PackWriter`]
+//! builds a pack in memory and, before handing it out, decodes its own header again and checks
+//! it against what it wrote (as restic's `verifyHeader` does).
+
+use crate::compress::{compress, decompress_exact};
+use crate::crypto::{ObjectType, RepoKeys, aad, open, seal_into};
+use crate::error::FormatError;
+use crate::format::{
+    ENVELOPE_OVERHEAD, MAX_HEADER_LEN, MAX_PACK_ENTRIES, MIN_HEADER_LEN, PACK_ENTRY_LEN, PACK_HEADER_FIXED_LEN,
+    PACK_HEADER_VERSION, PACK_TRAILER_LEN,
+};
+use crate::id::{BlobId, PackId, object_id};
+use crate::index::IndexEntry;
+use crate::wire::{Put, Reader};
+
+const WHAT: &str = "pack header";
+
+/// What a blob holds.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BlobType {
+    /// A chunk of file content.
+    Data = 0,
+    /// A tree or a content list.
+    Tree = 1,
+}
+
+impl BlobType {
+    pub(crate) fn from_u8(b: u8, what: &'static str) -> Result<BlobType, FormatError> {
+        match b {
+            0 => Ok(BlobType::Data),
+            1 => Ok(BlobType::Tree),
+            _ => Err(FormatError::corrupted(what, format!("unknown blob type {b}"))),
+        }
+    }
+
+    /// The envelope type of blobs of this type (SPEC §5).
+    pub fn object_type(self) -> ObjectType {
+        match self {
+            BlobType::Data => ObjectType::DataBlob,
+            BlobType::Tree => ObjectType::TreeBlob,
+        }
+    }
+}
+
+/// How a blob's plaintext was stored.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Compression {
+    /// As is.
+    Raw = 0,
+    /// One zstd frame.
+    Zstd = 1,
+}
+
+impl Compression {
+    pub(crate) fn from_u8(b: u8, what: &'static str) -> Result<Compression, FormatError> {
+        match b {
+            0 => Ok(Compression::Raw),
+            1 => Ok(Compression::Zstd),
+            _ => Err(FormatError::corrupted(what, format!("unknown compression {b}"))),
+        }
+    }
+}
+
+/// Checks the lengths of one blob's entry: an envelope is at least 32 bytes, and a raw blob's
+/// plaintext is its envelope minus 32.
+pub(crate) fn check_blob_lengths(
+    what: &'static str,
+    compression: Compression,
+    stored_len: u32,
+    raw_len: u32,
+) -> Result<(), FormatError> {
+    if (stored_len as usize) < ENVELOPE_OVERHEAD {
+        return Err(FormatError::bounds(what, "stored_len", stored_len));
+    }
+    if compression == Compression::Raw && raw_len as usize != stored_len as usize - ENVELOPE_OVERHEAD {
+        return Err(FormatError::corrupted(
+            what,
+            format!("raw blob with stored_len {stored_len} must have raw_len {}, not {raw_len}", stored_len - 32),
+        ));
+    }
+    Ok(())
+}
+
+/// One pack header entry (SPEC §7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackEntry {
+    /// Data or tree.
+    pub blob_type: BlobType,
+    /// Raw or zstd.
+    pub compression: Compression,
+    /// Length of the blob's envelope.
+    pub stored_len: u32,
+    /// Length of the plaintext after decompression.
+    pub raw_len: u32,
+    /// The blob id.
+    pub id: BlobId,
+}
+
+/// A blob ready to go into a pack: compressed if that helped, then sealed.
+#[derive(Clone, Debug)]
+pub struct SealedBlob {
+    /// Its header entry.
+    pub entry: PackEntry,
+    /// Its envelope.
+    pub bytes: Vec<u8>,
+}
+
+/// Compresses `plaintext` with zstd at `level` if that makes it strictly smaller (level 0:
+/// never), then seals it under `AAD(blob type, repo_id, id)`. `id` must be
+/// `keys.blob_id(plaintext)`.
+///
+/// A blob of 4 GiB or more cannot be described by a pack entry: its lengths saturate, and
+/// [`PackWriter::finish`] then fails.
+pub fn seal_blob(
+    keys: &RepoKeys,
+    blob_type: BlobType,
+    id: BlobId,
+    plaintext: &[u8],
+    level: i32,
+    nonce_salt: [u8; 16],
+) -> SealedBlob {
+    let compressed = compress(level, plaintext);
+    let (compression, body) = match &compressed {
+        Some(c) => (Compression::Zstd, c.as_slice()),
+        None => (Compression::Raw, plaintext),
+    };
+    let mut bytes = Vec::with_capacity(body.len() + ENVELOPE_OVERHEAD);
+    let aad = aad(blob_type.object_type(), keys.repo_id(), &id.0);
+    seal_into(&keys.master().enc_key, &aad, nonce_salt, body, &mut bytes);
+    let entry = PackEntry {
+        blob_type,
+        compression,
+        stored_len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+        raw_len: u32::try_from(plaintext.len()).unwrap_or(u32::MAX),
+        id,
+    };
+    SealedBlob { entry, bytes }
+}
+
+/// Opens a blob envelope, decompresses it and checks that its keyed hash equals `entry.id`
+/// ([`FormatError::IdMismatch`] otherwise).
+pub fn open_blob(keys: &RepoKeys, entry: &IndexEntry, envelope: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let what = match entry.blob_type {
+        BlobType::Data => "data blob",
+        BlobType::Tree => "tree blob",
+    };
+    if envelope.len() != entry.stored_len as usize {
+        return Err(FormatError::corrupted(
+            what,
+            format!("blob {} is {} bytes, the index says {}", entry.id.short(), envelope.len(), entry.stored_len),
+        ));
+    }
+    let aad = aad(entry.blob_type.object_type(), keys.repo_id(), &entry.id.0);
+    let stored = open(&keys.master().enc_key, &aad, envelope, what)?;
+    let plaintext = match entry.compression {
+        Compression::Raw if stored.len() == entry.raw_len as usize => stored,
+        Compression::Raw => {
+            return Err(FormatError::corrupted(
+                what,
+                format!("raw blob is {} bytes, expected {}", stored.len(), entry.raw_len),
+            ));
+        }
+        Compression::Zstd => decompress_exact(&stored, entry.raw_len as usize, what)?,
+    };
+    let actual = keys.blob_id(&plaintext);
+    if actual != entry.id {
+        return Err(FormatError::IdMismatch { what, expected: entry.id.to_hex(), actual: actual.to_hex() });
+    }
+    Ok(plaintext)
+}
+
+/// The header plaintext for `entries`.
+pub fn encode_header_plain(entries: &[PackEntry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PACK_HEADER_FIXED_LEN + entries.len() * PACK_ENTRY_LEN);
+    out.put_u8(PACK_HEADER_VERSION);
+    out.put_u32(u32::try_from(entries.len()).unwrap_or(u32::MAX));
+    for e in entries {
+        out.put_u8(e.blob_type as u8);
+        out.put_u8(e.compression as u8);
+        out.put_u32(e.stored_len);
+        out.put_u32(e.raw_len);
+        out.put_bytes(&e.id.0.0);
+    }
+    out
+}
+
+/// Parses a header plaintext.
+pub fn decode_header_plain(b: &[u8]) -> Result<Vec<PackEntry>, FormatError> {
+    let mut r = Reader::new(b, WHAT);
+    let version = r.u8()?;
+    if version != PACK_HEADER_VERSION {
+        return Err(FormatError::UnsupportedVersion { what: WHAT, version });
+    }
+    let n = r.count(PACK_ENTRY_LEN)?;
+    if n == 0 {
+        return Err(FormatError::corrupted(WHAT, "a pack holds at least one blob"));
+    }
+    let mut entries = Vec::with_capacity(n);
+    for _ in 0..n {
+        let blob_type = BlobType::from_u8(r.u8()?, WHAT)?;
+        let compression = Compression::from_u8(r.u8()?, WHAT)?;
+        let stored_len = r.u32()?;
+        let raw_len = r.u32()?;
+        check_blob_lengths(WHAT, compression, stored_len, raw_len)?;
+        entries.push(PackEntry { blob_type, compression, stored_len, raw_len, id: BlobId(r.id()?) });
+    }
+    r.finish()?;
+    Ok(entries)
+}
+
+/// The header envelope length from a pack's last 4 bytes, checked against the pack length.
+pub fn header_len(trailer: &[u8; 4], pack_len: u64) -> Result<u32, FormatError> {
+    let len = u32::from_le_bytes(*trailer);
+    if !(MIN_HEADER_LEN..=MAX_HEADER_LEN).contains(&(len as usize)) {
+        return Err(FormatError::bounds(WHAT, "header_len", len));
+    }
+    if u64::from(len) + PACK_TRAILER_LEN as u64 > pack_len {
+        return Err(FormatError::corrupted(
+            WHAT,
+            format!("header_len {len} does not fit in a pack of {pack_len} bytes"),
+        ));
+    }
+    Ok(len)
+}
+
+/// Opens a header envelope and returns its entries with offsets; checks that the blobs exactly
+/// fill the `pack_len - 4 - header_len` bytes before the header.
+pub fn decode_header(keys: &RepoKeys, header_envelope: &[u8], pack_len: u64) -> Result<Vec<IndexEntry>, FormatError> {
+    if header_envelope.len() > MAX_HEADER_LEN {
+        return Err(FormatError::bounds(WHAT, "header_len", header_envelope.len()));
+    }
+    let blobs_len = pack_len
+        .checked_sub((header_envelope.len() + PACK_TRAILER_LEN) as u64)
+        .ok_or_else(|| FormatError::corrupted(WHAT, format!("header longer than the pack ({pack_len} bytes)")))?;
+    let plain = keys.open_object(ObjectType::PackHeader, header_envelope, WHAT)?;
+    let entries = decode_header_plain(&plain)?;
+    let mut offset: u64 = 0;
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let off = u32::try_from(offset).map_err(|_| FormatError::bounds(WHAT, "blob offset", offset))?;
+        out.push(IndexEntry::new(e, off));
+        offset += u64::from(e.stored_len);
+    }
+    if offset != blobs_len {
+        return Err(FormatError::corrupted(
+            WHAT,
+            format!("blobs take {offset} bytes, but {blobs_len} bytes precede the header"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Builds one pack in memory.
+#[derive(Debug, Default)]
+pub struct PackWriter {
+    bytes: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+/// A complete pack, ready to store under `data/<id>`.
+#[derive(Clone, Debug)]
+pub struct FinishedPack {
+    /// `BLAKE3(bytes)`.
+    pub id: PackId,
+    /// The whole pack.
+    pub bytes: Vec<u8>,
+    /// Its blobs, with offsets, for the index.
+    pub entries: Vec<IndexEntry>,
+}
+
+impl PackWriter {
+    /// An empty pack.
+    pub fn new() -> PackWriter {
+        PackWriter::default()
+    }
+
+    /// Appends a blob.
+    pub fn add(&mut self, blob: SealedBlob) {
+        self.bytes.extend_from_slice(&blob.bytes);
+        self.entries.push(blob.entry);
+    }
+
+    /// Bytes of blobs so far (the pack will be this plus the header).
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Blobs so far.
+    pub fn count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// No blobs yet.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether the pack should be closed: it reached `target_size` bytes, or its header is as
+    /// large as the format allows ([`MAX_PACK_ENTRIES`]).
+    pub fn is_full(&self, target_size: usize) -> bool {
+        self.bytes.len() >= target_size || self.entries.len() >= MAX_PACK_ENTRIES
+    }
+
+    /// Appends the sealed header and its length, then decodes the header back and checks it.
+    pub fn finish(self, keys: &RepoKeys, nonce_salt: [u8; 16]) -> Result<FinishedPack, FormatError> {
+        if self.entries.is_empty() {
+            return Err(FormatError::corrupted(WHAT, "a pack holds at least one blob"));
+        }
+        if self.entries.len() > MAX_PACK_ENTRIES {
+            return Err(FormatError::bounds(WHAT, "entry count", self.entries.len()));
+        }
+        let PackWriter { mut bytes, entries } = self;
+        let plain = encode_header_plain(&entries);
+        let header_start = bytes.len();
+        let aad = aad(ObjectType::PackHeader, keys.repo_id(), &crate::id::Id::ZERO);
+        seal_into(&keys.master().enc_key, &aad, nonce_salt, &plain, &mut bytes);
+        let header_len = bytes.len() - header_start;
+        bytes.put_u32(header_len as u32); // at most MAX_HEADER_LEN: checked above via the count
+        // Read back what we wrote, exactly as a reader will.
+        let pack_len = bytes.len() as u64;
+        let mut trailer = [0u8; 4];
+        trailer.copy_from_slice(&bytes[bytes.len() - 4..]);
+        let hl = header_len_checked(&trailer, pack_len)?;
+        let decoded = decode_header(keys, &bytes[bytes.len() - 4 - hl..bytes.len() - 4], pack_len)?;
+        let mut offset = 0usize;
+        for (d, e) in decoded.iter().zip(&entries) {
+            if d.pack_entry() != *e || d.offset as usize != offset {
+                return Err(FormatError::corrupted(WHAT, "header read back differs from what was written"));
+            }
+            offset += e.stored_len as usize;
+        }
+        Ok(FinishedPack { id: PackId(object_id(&bytes)), bytes, entries: decoded })
+    }
+}
+
+fn header_len_checked(trailer: &[u8; 4], pack_len: u64) -> Result<usize, FormatError> {
+    header_len(trailer, pack_len).map(|l| l as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+    use crate::id::Id;
+    use proptest::prelude::*;
+
+    fn keys() -> RepoKeys {
+        RepoKeys::new(Id([0x33; 32]), MasterKey::from_bytes([3; 72]))
+    }
+
+    fn blob(keys: &RepoKeys, t: BlobType, data: &[u8], salt: u8) -> SealedBlob {
+        seal_blob(keys, t, keys.blob_id(data), data, 3, [salt; 16])
+    }
+
+    fn two_blob_pack() -> (FinishedPack, Vec<Vec<u8>>) {
+        let k = keys();
+        let datas = vec![b"hello".to_vec(), vec![7u8; 5000]];
+        let mut w = PackWriter::new();
+        w.add(blob(&k, BlobType::Data, &datas[0], 1));
+        w.add(blob(&k, BlobType::Data, &datas[1], 2));
+        (w.finish(&k, [9; 16]).unwrap(), datas)
+    }
+
+    #[test]
+    fn write_then_read_blobs() {
+        let k = keys();
+        let (p, datas) = two_blob_pack();
+        assert_eq!(p.entries[0].compression, Compression::Raw);
+        assert_eq!(p.entries[1].compression, Compression::Zstd);
+        assert_eq!(p.id, PackId(object_id(&p.bytes)));
+        let len = p.bytes.len() as u64;
+        let hl = header_len(p.bytes[p.bytes.len() - 4..].try_into().unwrap(), len).unwrap() as usize;
+        let env = &p.bytes[p.bytes.len() - 4 - hl..p.bytes.len() - 4];
+        assert_eq!(decode_header(&k, env, len).unwrap(), p.entries);
+        for (e, d) in p.entries.iter().zip(&datas) {
+            let range = e.offset as usize..(e.offset + e.stored_len) as usize;
+            assert_eq!(&open_blob(&k, e, &p.bytes[range]).unwrap(), d);
+        }
+        // Wrong pack length: blobs no longer fill the space before the header.
+        assert!(decode_header(&k, env, len + 1).is_err());
+        assert!(decode_header(&k, env, len - 1).is_err());
+    }
+
+    #[test]
+    fn moved_or_swapped_blob_fails() {
+        let k = keys();
+        let (p, _) = two_blob_pack();
+        let (a, b) = (p.entries[0], p.entries[1]);
+        // Blob b's bytes read under a's entry (as if moved to a's offset): lengths differ...
+        let b_bytes = &p.bytes[b.offset as usize..(b.offset + b.stored_len) as usize];
+        assert!(open_blob(&k, &a, b_bytes).is_err());
+        // ...and with a's length forced to match, the AAD (a's id) still fails.
+        let forged = IndexEntry { stored_len: b.stored_len, raw_len: b.raw_len, compression: b.compression, ..a };
+        assert_eq!(open_blob(&k, &forged, b_bytes), Err(FormatError::AuthenticationFailed { what: "data blob" }));
+        // Same id but claimed to be a tree blob: another AAD type.
+        let as_tree = IndexEntry { blob_type: BlobType::Tree, ..b };
+        assert!(open_blob(&k, &as_tree, b_bytes).is_err());
+        // Another repository.
+        let other = RepoKeys::new(Id([0x34; 32]), k.master().clone());
+        assert!(matches!(open_blob(&other, &b, b_bytes), Err(FormatError::AuthenticationFailed { .. })));
+    }
+
+    #[test]
+    fn id_mismatch_is_reported() {
+        let k = keys();
+        let wrong = BlobId(Id([1; 32]));
+        let s = seal_blob(&k, BlobType::Data, wrong, b"data", 0, [0; 16]);
+        let e = IndexEntry::new(s.entry, 0);
+        assert!(matches!(open_blob(&k, &e, &s.bytes), Err(FormatError::IdMismatch { .. })));
+    }
+
+    #[test]
+    fn every_flipped_bit_in_a_pack_is_detected() {
+        let k = keys();
+        let (p, datas) = two_blob_pack();
+        let read_all = |bytes: &[u8]| -> Result<Vec<Vec<u8>>, FormatError> {
+            let len = bytes.len() as u64;
+            let trailer = bytes.len().checked_sub(4).ok_or(FormatError::Truncated { what: "pack", needed: 4, got: bytes.len() })?;
+            let hl = header_len(bytes[trailer..].try_into().unwrap(), len)? as usize;
+            let entries = decode_header(&k, &bytes[bytes.len() - 4 - hl..bytes.len() - 4], len)?;
+            entries.iter().map(|e| open_blob(&k, e, &bytes[e.offset as usize..(e.offset + e.stored_len) as usize])).collect()
+        };
+        assert_eq!(read_all(&p.bytes).unwrap(), datas);
+        for i in 0..p.bytes.len() {
+            let mut bad = p.bytes.clone();
+            bad[i] ^= 0x04;
+            assert!(read_all(&bad).is_err(), "byte {i}");
+        }
+        for n in 0..p.bytes.len() {
+            assert!(read_all(&p.bytes[n..]).is_err() || n == 0);
+        }
+    }
+
+    #[test]
+    fn header_len_bounds() {
+        assert!(header_len(&10u32.to_le_bytes(), 1000).is_err());
+        assert!(header_len(&(MAX_HEADER_LEN as u32 + 1).to_le_bytes(), u64::MAX).is_err());
+        assert!(header_len(&100u32.to_le_bytes(), 103).is_err());
+        assert_eq!(header_len(&100u32.to_le_bytes(), 104), Ok(100));
+        assert!(PackWriter::new().finish(&keys(), [0; 16]).is_err());
+    }
+
+    #[test]
+    fn header_plain_rejects_bad_input() {
+        let e = PackEntry { blob_type: BlobType::Tree, compression: Compression::Raw, stored_len: 40, raw_len: 8, id: BlobId(Id([5; 32])) };
+        let b = encode_header_plain(&[e]);
+        assert_eq!(decode_header_plain(&b).unwrap(), vec![e]);
+        assert!(matches!(decode_header_plain(&b[..b.len() - 1]), Err(FormatError::Truncated { .. })));
+        let mut v = b.clone();
+        v[0] = 2;
+        assert!(matches!(decode_header_plain(&v), Err(FormatError::UnsupportedVersion { .. })));
+        for (i, x) in [(5, 2), (6, 2), (7, 31), (11, 9)] {
+            let mut bad = b.clone();
+            bad[i] = x;
+            assert!(decode_header_plain(&bad).is_err(), "{i}");
+        }
+        assert!(decode_header_plain(&encode_header_plain(&[])).is_err());
+        let mut long = b.clone();
+        long.push(0);
+        assert!(decode_header_plain(&long).is_err());
+    }
+
+    fn arb_entry() -> impl Strategy<Value = PackEntry> {
+        (any::<bool>(), any::<bool>(), 32u32.., any::<u32>(), any::<[u8; 32]>()).prop_map(|(t, z, stored_len, raw, id)| {
+            let compression = if z { Compression::Zstd } else { Compression::Raw };
+            PackEntry {
+                blob_type: if t { BlobType::Tree } else { BlobType::Data },
+                compression,
+                stored_len,
+                raw_len: if z { raw } else { stored_len - 32 },
+                id: BlobId(Id(id)),
+            }
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn header_plain_round_trip(entries in proptest::collection::vec(arb_entry(), 1..50)) {
+            prop_assert_eq!(decode_header_plain(&encode_header_plain(&entries)).unwrap(), entries);
+        }
+
+        #[test]
+        fn pack_round_trip(blobs in proptest::collection::vec((any::<bool>(), proptest::collection::vec(0u8..3, 0..3000)), 1..8), level in 0i32..5) {
+            let k = keys();
+            let mut w = PackWriter::new();
+            for (i, (t, d)) in blobs.iter().enumerate() {
+                let t = if *t { BlobType::Tree } else { BlobType::Data };
+                w.add(seal_blob(&k, t, k.blob_id(d), d, level, [i as u8; 16]));
+            }
+            prop_assert_eq!(w.count(), blobs.len());
+            let p = w.finish(&k, [0xee; 16]).unwrap();
+            let len = p.bytes.len() as u64;
+            let hl = header_len(p.bytes[p.bytes.len() - 4..].try_into().unwrap(), len).unwrap() as usize;
+            let entries = decode_header(&k, &p.bytes[p.bytes.len() - 4 - hl..p.bytes.len() - 4], len).unwrap();
+            prop_assert_eq!(&entries, &p.entries);
+            for (e, (_, d)) in entries.iter().zip(&blobs) {
+                prop_assert_eq!(&open_blob(&k, e, &p.bytes[e.offset as usize..(e.offset + e.stored_len) as usize]).unwrap(), d);
+            }
+        }
+
+        #[test]
+        fn decoders_never_panic(b: Vec<u8>, len: u64) {
+            let _ = decode_header_plain(&b);
+            let _ = decode_header(&keys(), &b, len);
+            if b.len() >= 4 {
+                let _ = header_len(&b[..4].try_into().unwrap(), len);
+            }
+            let e = IndexEntry { blob_type: BlobType::Data, compression: Compression::Zstd, offset: 0, stored_len: b.len() as u32, raw_len: 100, id: BlobId(Id::ZERO) };
+            let _ = open_blob(&keys(), &e, &b);
+        }
+    }
+}
