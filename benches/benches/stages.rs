@@ -16,6 +16,9 @@
 //! `CAIRN_BENCH_MB` changes the input size (default 64). Run with
 //! `cargo bench -p cairn-benches` (or `-- --quick` for a fast look).
 
+// criterion_group! defines a `pub fn` that cannot carry a doc comment.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::ops::Range;
 use std::time::Duration;

@@ -21,7 +21,7 @@ use repo_format::{
 
 use crate::backend::{Backend, BackendErrorKind, FileType, open_backend};
 use crate::error::{Error, ErrorKind, Result};
-use crate::index::cache::{BlobLocation, IndexCache};
+use crate::index::cache::{BlobLocation, CacheError, IndexCache};
 
 /// How many objects are fetched at once when loading many small ones (snapshots, index files).
 const FETCH_CONCURRENCY: usize = 8;
@@ -172,7 +172,10 @@ pub struct Repository {
     backend: Arc<dyn Backend>,
     keys: RepoKeys,
     config: Config,
-    cache: IndexCache,
+    /// Always `Some` until drop (taken there so the database closes before its directory goes).
+    cache: Option<IndexCache>,
+    /// A private cache directory used because the shared one was locked; removed on drop.
+    private_cache: Option<PathBuf>,
     cache_dir: PathBuf,
     location: String,
     key_id: Id,
@@ -219,9 +222,18 @@ impl Repository {
         let config = Config::decode(&config_bytes, &keys)
             .map_err(|e| Error::format(format!("{location}/config is damaged"), e))?;
         let cache_dir = opts.cache_dir.clone().unwrap_or_else(default_cache_dir).join(repo_id.to_hex());
-        let cache = IndexCache::open(&cache_dir.join("index"))
-            .map_err(|e| Error::cache(format!("cannot open the index cache in {}", cache_dir.display()), e))?;
-        let repo = Repository { backend, keys, config, cache, cache_dir, location: location.to_string(), key_id, rt };
+        let (cache, private_cache) = open_cache(&cache_dir)?;
+        let repo = Repository {
+            backend,
+            keys,
+            config,
+            cache: Some(cache),
+            private_cache,
+            cache_dir,
+            location: location.to_string(),
+            key_id,
+            rt,
+        };
         repo.sync_index()?;
         Ok(repo)
     }
@@ -248,7 +260,13 @@ impl Repository {
 
     /// The local index cache.
     pub fn cache(&self) -> &IndexCache {
-        &self.cache
+        // Invariant: `cache` is Some from construction until `drop`.
+        self.cache.as_ref().unwrap_or_else(|| unreachable!("the index cache is only taken in drop"))
+    }
+
+    /// Whether this handle uses a private, temporary cache (the shared one was in use).
+    pub fn uses_private_cache(&self) -> bool {
+        self.private_cache.is_some()
     }
 
     /// This repository's cache directory.
@@ -363,7 +381,7 @@ impl Repository {
             .encode(&self.keys, self.config.compression_level, random_bytes::<16>()?)
             .map_err(|e| Error::with_source(ErrorKind::InvalidInput, "cannot encode an index file", e))?;
         let id = IndexId(self.put_object(FileType::Index, bytes)?);
-        self.cache.add_index_file(id, file).map_err(|e| Error::cache("cannot update the index cache", e))?;
+        self.cache().add_index_file(id, file).map_err(|e| Error::cache("cannot update the index cache", e))?;
         Ok(id)
     }
 
@@ -378,15 +396,15 @@ impl Repository {
     /// index files were loaded.
     pub fn sync_index(&self) -> Result<usize> {
         let listed: HashSet<IndexId> = self.list_ids(FileType::Index)?.into_iter().map(IndexId).collect();
-        let mut known = self.cache.known_index_files().map_err(|e| Error::cache("cannot read the index cache", e))?;
+        let mut known = self.cache().known_index_files().map_err(|e| Error::cache("cannot read the index cache", e))?;
         if !known.is_subset(&listed) {
-            self.cache.clear().map_err(|e| Error::cache("cannot reset the index cache", e))?;
+            self.cache().clear().map_err(|e| Error::cache("cannot reset the index cache", e))?;
             known.clear();
         }
         let missing: Vec<IndexId> = listed.difference(&known).copied().collect();
         let backend = &self.backend;
         let keys = &self.keys;
-        let cache = &self.cache;
+        let cache = self.cache();
         let n = missing.len();
         self.block_on(
             futures::stream::iter(missing.into_iter().map(|id| async move {
@@ -405,7 +423,7 @@ impl Repository {
 
     /// Where a blob is stored, from the cache.
     pub fn lookup_blob(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
-        self.cache.lookup(id).map_err(|e| Error::cache("cannot read the index cache", e))
+        self.cache().lookup(id).map_err(|e| Error::cache("cannot read the index cache", e))
     }
 
     /// Where a blob is stored; a blob that should exist but is not indexed is damage.
@@ -461,6 +479,38 @@ impl Repository {
         let plain = self.load_blob(&loc)?;
         repo_format::ContentList::decode(&plain)
             .map_err(|e| Error::format(format!("content list {} is damaged", id.0.short()), e))
+    }
+}
+
+impl Drop for Repository {
+    fn drop(&mut self) {
+        drop(self.cache.take());
+        if let Some(dir) = &self.private_cache {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Opens the shared cache of a repository. If another cairn process holds it, uses a private
+/// one for this process (rebuilt from the index files, removed afterwards); if it is damaged,
+/// deletes and recreates it. The cache is only ever a copy, so both cost time, not data.
+fn open_cache(cache_dir: &Path) -> Result<(IndexCache, Option<PathBuf>)> {
+    let shared = cache_dir.join("index");
+    match IndexCache::open(&shared) {
+        Ok(c) => Ok((c, None)),
+        Err(CacheError::Locked { .. }) => {
+            let private = cache_dir.join(format!("index-private-{}-{}", std::process::id(), hex::encode(random_bytes::<4>()?)));
+            let c = IndexCache::open(&private)
+                .map_err(|e| Error::cache(format!("cannot open a private index cache in {}", private.display()), e))?;
+            Ok((c, Some(private)))
+        }
+        Err(_) => {
+            let _ = IndexCache::destroy(&shared);
+            let _ = std::fs::remove_dir_all(&shared);
+            let c = IndexCache::open(&shared)
+                .map_err(|e| Error::cache(format!("cannot open the index cache in {}", shared.display()), e))?;
+            Ok((c, None))
+        }
     }
 }
 

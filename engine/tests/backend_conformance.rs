@@ -50,7 +50,10 @@ async fn conformance(b: Arc<dyn Backend>) {
 
     // An empty repository lists nothing.
     for t in FileType::ALL {
-        assert!(b.list(t).await.expect("list empty").is_empty(), "{t:?} in {loc}");
+        assert!(
+            b.list(t).await.expect("list empty").is_empty(),
+            "{t:?} in {loc}"
+        );
     }
 
     round_trip_every_type(&*b).await;
@@ -70,28 +73,51 @@ async fn round_trip_every_type(b: &dyn Backend) {
         let data = payload(i as u32, 1000 + i);
         b.put(t, &name, data.clone()).await.expect("put");
         assert_eq!(b.get(t, &name).await.expect("get"), data, "{t:?}");
-        assert_eq!(b.exists(t, &name).await.expect("exists"), Some(data.len() as u64));
+        assert_eq!(
+            b.exists(t, &name).await.expect("exists"),
+            Some(data.len() as u64)
+        );
     }
     // An empty object is an object.
     let empty = id_name(0x20, 0);
-    b.put(FileType::Snapshot, &empty, Bytes::new()).await.expect("put empty");
-    assert_eq!(b.get(FileType::Snapshot, &empty).await.expect("get empty").len(), 0);
-    assert_eq!(b.exists(FileType::Snapshot, &empty).await.expect("exists"), Some(0));
+    b.put(FileType::Snapshot, &empty, Bytes::new())
+        .await
+        .expect("put empty");
+    assert_eq!(
+        b.get(FileType::Snapshot, &empty)
+            .await
+            .expect("get empty")
+            .len(),
+        0
+    );
+    assert_eq!(
+        b.exists(FileType::Snapshot, &empty).await.expect("exists"),
+        Some(0)
+    );
     // The config ignores names: there is only one.
     assert!(b.get(FileType::Config, "anything").await.is_ok());
     for (i, t) in FileType::ALL.into_iter().enumerate() {
-        b.delete(t, &id_name(0x10 + i as u8, 1)).await.expect("delete");
+        b.delete(t, &id_name(0x10 + i as u8, 1))
+            .await
+            .expect("delete");
     }
-    b.delete(FileType::Snapshot, &empty).await.expect("delete empty");
+    b.delete(FileType::Snapshot, &empty)
+        .await
+        .expect("delete empty");
     for t in FileType::ALL {
-        assert!(b.list(t).await.expect("list").is_empty(), "{t:?} not cleaned up");
+        assert!(
+            b.list(t).await.expect("list").is_empty(),
+            "{t:?} not cleaned up"
+        );
     }
 }
 
 async fn create_only(b: &dyn Backend) {
     let name = id_name(0xab, 2);
     let original = payload(1, 4096);
-    b.put(FileType::Pack, &name, original.clone()).await.expect("first put");
+    b.put(FileType::Pack, &name, original.clone())
+        .await
+        .expect("first put");
     let e = b
         .put(FileType::Pack, &name, payload(2, 10))
         .await
@@ -100,14 +126,27 @@ async fn create_only(b: &dyn Backend) {
     assert!(e.to_string().contains("already exists"), "{e}");
     assert!(e.to_string().contains(&name), "{e}");
     assert_eq!(b.get(FileType::Pack, &name).await.expect("get"), original);
-    assert_eq!(b.exists(FileType::Pack, &name).await.expect("exists"), Some(4096));
+    assert_eq!(
+        b.exists(FileType::Pack, &name).await.expect("exists"),
+        Some(4096)
+    );
     // Config too.
-    b.put(FileType::Config, "config", payload(3, 50)).await.expect("config");
-    let e = b.put(FileType::Config, "config", payload(4, 50)).await.expect_err("config twice");
+    b.put(FileType::Config, "config", payload(3, 50))
+        .await
+        .expect("config");
+    let e = b
+        .put(FileType::Config, "config", payload(4, 50))
+        .await
+        .expect_err("config twice");
     assert_eq!(e.kind(), BackendErrorKind::AlreadyExists);
-    assert_eq!(b.get(FileType::Config, "config").await.expect("get config"), payload(3, 50));
+    assert_eq!(
+        b.get(FileType::Config, "config").await.expect("get config"),
+        payload(3, 50)
+    );
     b.delete(FileType::Pack, &name).await.expect("delete");
-    b.delete(FileType::Config, "config").await.expect("delete config");
+    b.delete(FileType::Config, "config")
+        .await
+        .expect("delete config");
 }
 
 async fn missing_objects(b: &dyn Backend) {
@@ -117,19 +156,29 @@ async fn missing_objects(b: &dyn Backend) {
         assert_eq!(e.kind(), BackendErrorKind::NotFound, "{t:?}: {e}");
         assert!(e.to_string().contains("not found"), "{e}");
         assert!(e.to_string().contains(&t.path(&name)), "{e}");
-        let e = b.get_range(t, &name, 0, 1).await.expect_err("range of missing");
+        let e = b
+            .get_range(t, &name, 0, 1)
+            .await
+            .expect_err("range of missing");
         assert_eq!(e.kind(), BackendErrorKind::NotFound, "{t:?}: {e}");
-        let e = b.get_range(t, &name, 0, 0).await.expect_err("empty range of missing");
+        let e = b
+            .get_range(t, &name, 0, 0)
+            .await
+            .expect_err("empty range of missing");
         assert_eq!(e.kind(), BackendErrorKind::NotFound, "{t:?}: {e}");
         assert_eq!(b.exists(t, &name).await.expect("exists"), None);
-        b.delete(t, &name).await.expect("delete of a missing object is Ok");
+        b.delete(t, &name)
+            .await
+            .expect("delete of a missing object is Ok");
     }
 }
 
 async fn ranges(b: &dyn Backend) {
     let name = id_name(0x42, 4);
     let data = payload(5, 1000);
-    b.put(FileType::Pack, &name, data.clone()).await.expect("put");
+    b.put(FileType::Pack, &name, data.clone())
+        .await
+        .expect("put");
     let get = |off: u64, len: u64| b.get_range(FileType::Pack, &name, off, len);
 
     assert_eq!(get(0, 10).await.expect("start"), data.slice(0..10));
@@ -139,7 +188,15 @@ async fn ranges(b: &dyn Backend) {
     assert_eq!(get(0, 0).await.expect("empty at start").len(), 0);
     assert_eq!(get(1000, 0).await.expect("empty at end").len(), 0);
 
-    for (off, len) in [(1000, 1), (996, 5), (0, 1001), (5000, 10), (1001, 0), (u64::MAX, 2), (2, u64::MAX)] {
+    for (off, len) in [
+        (1000, 1),
+        (996, 5),
+        (0, 1001),
+        (5000, 10),
+        (1001, 0),
+        (u64::MAX, 2),
+        (2, u64::MAX),
+    ] {
         let e = get(off, len).await.expect_err("out of range");
         assert_eq!(e.kind(), BackendErrorKind::Other, "{off}+{len}: {e}");
         assert!(e.to_string().contains(&name), "{e}");
@@ -152,27 +209,42 @@ async fn ranges(b: &dyn Backend) {
 async fn listing(b: &dyn Backend) {
     // Packs in many shards, including the first and last.
     let mut packs = BTreeMap::new();
-    for (i, shard) in [0x00u8, 0x01, 0x7f, 0xab, 0xab, 0xff].into_iter().enumerate() {
+    for (i, shard) in [0x00u8, 0x01, 0x7f, 0xab, 0xab, 0xff]
+        .into_iter()
+        .enumerate()
+    {
         let name = id_name(shard, 100 + i as u32);
         let size = 10 * i + 1;
-        b.put(FileType::Pack, &name, payload(i as u32, size)).await.expect("put pack");
+        b.put(FileType::Pack, &name, payload(i as u32, size))
+            .await
+            .expect("put pack");
         packs.insert(name, size as u64);
     }
     let mut others = BTreeMap::new();
-    for (i, t) in [FileType::Key, FileType::Index, FileType::Snapshot].into_iter().enumerate() {
+    for (i, t) in [FileType::Key, FileType::Index, FileType::Snapshot]
+        .into_iter()
+        .enumerate()
+    {
         for j in 0..3u32 {
             let name = id_name(0x55, 1000 * (i as u32 + 1) + j);
             let size = 7 + j as u64;
-            b.put(t, &name, payload(j, size as usize)).await.expect("put");
+            b.put(t, &name, payload(j, size as usize))
+                .await
+                .expect("put");
             others.insert((t.dir(), name), size);
         }
     }
-    b.put(FileType::Config, "config", payload(9, 33)).await.expect("config");
+    b.put(FileType::Config, "config", payload(9, 33))
+        .await
+        .expect("config");
 
     let listed = sorted_list(b, FileType::Pack).await;
     let expected: Vec<ObjectInfo> = packs
         .iter()
-        .map(|(name, size)| ObjectInfo { name: name.clone(), size: *size })
+        .map(|(name, size)| ObjectInfo {
+            name: name.clone(),
+            size: *size,
+        })
         .collect();
     assert_eq!(listed, expected);
 
@@ -180,13 +252,19 @@ async fn listing(b: &dyn Backend) {
         let expected: Vec<ObjectInfo> = others
             .iter()
             .filter(|((dir, _), _)| *dir == t.dir())
-            .map(|((_, name), size)| ObjectInfo { name: name.clone(), size: *size })
+            .map(|((_, name), size)| ObjectInfo {
+                name: name.clone(),
+                size: *size,
+            })
             .collect();
         assert_eq!(sorted_list(b, t).await, expected, "{t:?}");
     }
     assert_eq!(
         sorted_list(b, FileType::Config).await,
-        vec![ObjectInfo { name: "config".into(), size: 33 }]
+        vec![ObjectInfo {
+            name: "config".into(),
+            size: 33
+        }]
     );
 
     for name in packs.keys() {
@@ -199,7 +277,9 @@ async fn listing(b: &dyn Backend) {
             .expect("type");
         b.delete(t, name).await.expect("delete");
     }
-    b.delete(FileType::Config, "config").await.expect("delete config");
+    b.delete(FileType::Config, "config")
+        .await
+        .expect("delete config");
     for t in FileType::ALL {
         assert!(b.list(t).await.expect("list").is_empty(), "{t:?}");
     }
@@ -207,19 +287,37 @@ async fn listing(b: &dyn Backend) {
 
 async fn deleting(b: &dyn Backend) {
     let name = id_name(0x99, 5);
-    b.put(FileType::Index, &name, payload(1, 64)).await.expect("put");
-    assert_eq!(b.exists(FileType::Index, &name).await.expect("exists"), Some(64));
-    b.delete(FileType::Index, &name).await.expect("delete");
-    assert_eq!(b.exists(FileType::Index, &name).await.expect("exists"), None);
+    b.put(FileType::Index, &name, payload(1, 64))
+        .await
+        .expect("put");
     assert_eq!(
-        b.get(FileType::Index, &name).await.expect_err("gone").kind(),
+        b.exists(FileType::Index, &name).await.expect("exists"),
+        Some(64)
+    );
+    b.delete(FileType::Index, &name).await.expect("delete");
+    assert_eq!(
+        b.exists(FileType::Index, &name).await.expect("exists"),
+        None
+    );
+    assert_eq!(
+        b.get(FileType::Index, &name)
+            .await
+            .expect_err("gone")
+            .kind(),
         BackendErrorKind::NotFound
     );
-    b.delete(FileType::Index, &name).await.expect("second delete is Ok");
+    b.delete(FileType::Index, &name)
+        .await
+        .expect("second delete is Ok");
     assert!(b.list(FileType::Index).await.expect("list").is_empty());
     // A deleted name can be written again.
-    b.put(FileType::Index, &name, payload(2, 8)).await.expect("put again");
-    assert_eq!(b.get(FileType::Index, &name).await.expect("get"), payload(2, 8));
+    b.put(FileType::Index, &name, payload(2, 8))
+        .await
+        .expect("put again");
+    assert_eq!(
+        b.get(FileType::Index, &name).await.expect("get"),
+        payload(2, 8)
+    );
     b.delete(FileType::Index, &name).await.expect("delete");
 }
 
@@ -233,7 +331,10 @@ async fn invalid_names(b: &dyn Backend) {
         (FileType::Pack, "a"),
         (FileType::Pack, ".."),
     ] {
-        let e = b.put(t, name, Bytes::from_static(b"x")).await.expect_err(name);
+        let e = b
+            .put(t, name, Bytes::from_static(b"x"))
+            .await
+            .expect_err(name);
         assert_eq!(e.kind(), BackendErrorKind::Other, "{name:?}: {e}");
         assert!(e.to_string().contains("invalid object name"), "{e}");
         assert!(b.get(t, name).await.is_err());
@@ -252,7 +353,9 @@ async fn concurrent_distinct_puts(b: Arc<dyn Backend>) {
         let b = b.clone();
         tasks.push(tokio::spawn(async move {
             let name = id_name((i * 37 % 256) as u8, 5000 + i);
-            b.put(FileType::Pack, &name, payload(i, 100 + i as usize)).await.map(|()| name)
+            b.put(FileType::Pack, &name, payload(i, 100 + i as usize))
+                .await
+                .map(|()| name)
         }));
     }
     let mut names = Vec::new();
@@ -264,7 +367,10 @@ async fn concurrent_distinct_puts(b: Arc<dyn Backend>) {
     for (i, name) in names.iter().enumerate() {
         let info = listed.iter().find(|o| &o.name == name).expect("listed");
         assert_eq!(info.size, 100 + i as u64);
-        assert_eq!(b.get(FileType::Pack, name).await.expect("get"), payload(i as u32, 100 + i));
+        assert_eq!(
+            b.get(FileType::Pack, name).await.expect("get"),
+            payload(i as u32, 100 + i)
+        );
     }
     for name in &names {
         b.delete(FileType::Pack, name).await.expect("delete");
@@ -279,7 +385,10 @@ async fn concurrent_same_name_puts(b: Arc<dyn Backend>) {
         let (b, name, barrier) = (b.clone(), name.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            (i, b.put(FileType::Snapshot, &name, payload(i, 20_000)).await)
+            (
+                i,
+                b.put(FileType::Snapshot, &name, payload(i, 20_000)).await,
+            )
         }));
     }
     let mut winners = Vec::new();
@@ -292,7 +401,10 @@ async fn concurrent_same_name_puts(b: Arc<dyn Backend>) {
     }
     assert_eq!(winners.len(), 1, "winners: {winners:?} at {}", b.location());
     // The stored bytes are the winner's, whole.
-    assert_eq!(b.get(FileType::Snapshot, &name).await.expect("get"), payload(winners[0], 20_000));
+    assert_eq!(
+        b.get(FileType::Snapshot, &name).await.expect("get"),
+        payload(winners[0], 20_000)
+    );
     assert_eq!(sorted_list(&*b, FileType::Snapshot).await.len(), 1);
     b.delete(FileType::Snapshot, &name).await.expect("delete");
 }
@@ -339,7 +451,11 @@ fn tree(dir: &std::path::Path) -> Vec<String> {
         for entry in std::fs::read_dir(dir).expect("read_dir") {
             let entry = entry.expect("entry");
             let path = entry.path();
-            let rel = path.strip_prefix(base).expect("prefix").display().to_string();
+            let rel = path
+                .strip_prefix(base)
+                .expect("prefix")
+                .display()
+                .to_string();
             if entry.file_type().expect("type").is_dir() {
                 out.push(format!("{rel}/"));
                 walk(base, &path, out);
@@ -364,11 +480,21 @@ async fn local_layout_follows_the_spec() {
     assert_eq!(tree(&root), ["data/", "index/", "keys/", "snapshots/"]);
 
     let pack = id_name(0xab, 1);
-    b.put(FileType::Config, "ignored", payload(0, 3)).await.expect("config");
-    b.put(FileType::Key, "k1", payload(1, 3)).await.expect("key");
-    b.put(FileType::Pack, &pack, payload(2, 3)).await.expect("pack");
-    b.put(FileType::Index, "i1", payload(3, 3)).await.expect("index");
-    b.put(FileType::Snapshot, "s1", payload(4, 3)).await.expect("snapshot");
+    b.put(FileType::Config, "ignored", payload(0, 3))
+        .await
+        .expect("config");
+    b.put(FileType::Key, "k1", payload(1, 3))
+        .await
+        .expect("key");
+    b.put(FileType::Pack, &pack, payload(2, 3))
+        .await
+        .expect("pack");
+    b.put(FileType::Index, "i1", payload(3, 3))
+        .await
+        .expect("index");
+    b.put(FileType::Snapshot, "s1", payload(4, 3))
+        .await
+        .expect("snapshot");
     // No temp files are left behind.
     assert_eq!(
         tree(&root),
@@ -385,7 +511,10 @@ async fn local_layout_follows_the_spec() {
             "snapshots/s1".into(),
         ]
     );
-    assert_eq!(std::fs::read(root.join("data/ab").join(&pack)).expect("read"), payload(2, 3));
+    assert_eq!(
+        std::fs::read(root.join("data/ab").join(&pack)).expect("read"),
+        payload(2, 3)
+    );
 }
 
 #[tokio::test]
@@ -395,17 +524,34 @@ async fn local_put_creates_missing_directories_reads_do_not() {
     let b = LocalBackend::new(&root);
 
     // Reads of a repository that does not exist create nothing.
-    let e = b.get(FileType::Config, "config").await.expect_err("no repo yet");
+    let e = b
+        .get(FileType::Config, "config")
+        .await
+        .expect_err("no repo yet");
     assert_eq!(e.kind(), BackendErrorKind::NotFound, "{e}");
-    assert!(b.list(FileType::Key).await.expect("list of a missing repo").is_empty());
-    assert!(b.list(FileType::Pack).await.expect("list of a missing repo").is_empty());
+    assert!(
+        b.list(FileType::Key)
+            .await
+            .expect("list of a missing repo")
+            .is_empty()
+    );
+    assert!(
+        b.list(FileType::Pack)
+            .await
+            .expect("list of a missing repo")
+            .is_empty()
+    );
     assert_eq!(b.exists(FileType::Key, "k1").await.expect("exists"), None);
     b.delete(FileType::Key, "k1").await.expect("delete");
     assert!(!root.exists(), "reads must not create the repository");
 
     // `init` writes the key file first: that creates the repository.
-    b.put(FileType::Key, "k1", payload(1, 3)).await.expect("key creates the root");
-    b.put(FileType::Config, "config", payload(0, 3)).await.expect("config");
+    b.put(FileType::Key, "k1", payload(1, 3))
+        .await
+        .expect("key creates the root");
+    b.put(FileType::Config, "config", payload(0, 3))
+        .await
+        .expect("config");
     assert_eq!(tree(&root), ["config", "keys/", "keys/k1"]);
 }
 
@@ -416,8 +562,12 @@ async fn local_leftover_temp_files_are_not_listed() {
     let b = LocalBackend::new(root);
     b.init_layout().await.expect("init");
     let pack = id_name(0x3c, 1);
-    b.put(FileType::Pack, &pack, payload(1, 10)).await.expect("pack");
-    b.put(FileType::Key, "k1", payload(1, 10)).await.expect("key");
+    b.put(FileType::Pack, &pack, payload(1, 10))
+        .await
+        .expect("pack");
+    b.put(FileType::Key, "k1", payload(1, 10))
+        .await
+        .expect("key");
 
     // What a crash between "create temp" and "link" leaves behind, plus other junk.
     for junk in [
@@ -439,11 +589,17 @@ async fn local_leftover_temp_files_are_not_listed() {
 
     assert_eq!(
         sorted_list(&b, FileType::Pack).await,
-        vec![ObjectInfo { name: pack, size: 10 }]
+        vec![ObjectInfo {
+            name: pack,
+            size: 10
+        }]
     );
     assert_eq!(
         sorted_list(&b, FileType::Key).await,
-        vec![ObjectInfo { name: "k1".into(), size: 10 }]
+        vec![ObjectInfo {
+            name: "k1".into(),
+            size: 10
+        }]
     );
     assert!(b.list(FileType::Index).await.expect("list").is_empty());
     assert!(b.list(FileType::Snapshot).await.expect("list").is_empty());
@@ -459,10 +615,16 @@ async fn local_path_under_a_regular_file_gives_a_clear_error() {
     let b = open_backend(&root.display().to_string()).expect("open touches nothing");
 
     for e in [
-        b.put(FileType::Config, "config", payload(0, 3)).await.expect_err("put config"),
-        b.put(FileType::Key, "k1", payload(0, 3)).await.expect_err("put key"),
+        b.put(FileType::Config, "config", payload(0, 3))
+            .await
+            .expect_err("put config"),
+        b.put(FileType::Key, "k1", payload(0, 3))
+            .await
+            .expect_err("put key"),
         b.get(FileType::Key, "k1").await.expect_err("get"),
-        b.get_range(FileType::Pack, "abcd", 0, 1).await.expect_err("get_range"),
+        b.get_range(FileType::Pack, "abcd", 0, 1)
+            .await
+            .expect_err("get_range"),
         b.list(FileType::Snapshot).await.expect_err("list"),
         b.list(FileType::Pack).await.expect_err("list packs"),
         b.exists(FileType::Index, "i1").await.expect_err("exists"),
@@ -472,9 +634,15 @@ async fn local_path_under_a_regular_file_gives_a_clear_error() {
         let msg = e.to_string();
         assert!(msg.contains("not a directory"), "{msg}");
         assert!(msg.contains(&root.display().to_string()), "{msg}");
-        assert!(std::error::Error::source(&e).is_some(), "keeps the io::Error");
+        assert!(
+            std::error::Error::source(&e).is_some(),
+            "keeps the io::Error"
+        );
     }
-    let e = LocalBackend::new(&root).init_layout().await.expect_err("init_layout");
+    let e = LocalBackend::new(&root)
+        .init_layout()
+        .await
+        .expect_err("init_layout");
     assert!(e.to_string().contains("not a directory"), "{e}");
 }
 
@@ -493,7 +661,10 @@ async fn local_permission_denied_has_its_kind() {
         eprintln!("skipped: running with privileges that ignore permission bits");
         return;
     }
-    let e = b.put(FileType::Key, "k1", payload(0, 3)).await.expect_err("read-only dir");
+    let e = b
+        .put(FileType::Key, "k1", payload(0, 3))
+        .await
+        .expect_err("read-only dir");
     std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).expect("chmod back");
     assert_eq!(e.kind(), BackendErrorKind::PermissionDenied, "{e}");
     assert!(e.to_string().contains("permission denied"), "{e}");

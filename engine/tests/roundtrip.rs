@@ -446,3 +446,25 @@ fn memory_backend_round_trip() {
     dump_content(&repo, &node, &mut out, &NoProgress).expect("dump");
     assert!(out == data);
 }
+
+#[test]
+fn two_handles_on_one_cache_both_work() {
+    let env = env();
+    let first = env.open();
+    let second = env.open();
+    assert!(!first.uses_private_cache());
+    assert!(second.uses_private_cache(), "the shared cache is locked by the first handle");
+    let data = Rng(4).bytes(100_000);
+    let src = Source::Stream { name: "s".into(), reader: Box::new(Cursor::new(data.clone())) };
+    let r = backup(&second, BackupOptions::new(src), &NoProgress).expect("backup through the second handle");
+    first.sync_index().expect("sync");
+    let node = find_node(&first, &r.snapshot.tree, b"s").expect("node");
+    let mut out = Vec::new();
+    dump_content(&first, &node, &mut out, &NoProgress).expect("dump");
+    assert!(out == data);
+    let private = second.cache_dir().to_path_buf();
+    drop(second);
+    let leftovers: Vec<_> = fs::read_dir(&private).expect("cache dir").filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("index-private")).collect();
+    assert!(leftovers.is_empty(), "private cache removed on drop");
+}

@@ -8,7 +8,8 @@
 
 use std::io::{ErrorKind as IoKind, Read};
 
-use repo_format::{BlobType, Chunker, Content, ContentBuilder, RepoKeys};
+use rayon::prelude::*;
+use repo_format::{BlobId, BlobType, Chunker, Content, ContentBuilder, RepoKeys};
 
 use super::saver::BlobSaver;
 use crate::error::{Error, Result};
@@ -54,6 +55,7 @@ pub fn save_content(
     let (mut start, mut end, mut eof) = (0usize, 0usize, false);
     let mut builder = ContentBuilder::new();
     let mut size = 0u64;
+    let mut cuts: Vec<(usize, usize)> = Vec::new();
     loop {
         if !eof && end - start < max {
             buf.copy_within(start..end, 0);
@@ -68,23 +70,38 @@ pub fn save_content(
                 }
             }
         }
-        let Some(n) = chunker.next_chunk_len(&buf[start..end], eof) else {
+        // Cut every chunk the buffer decides, then hash them in parallel and look them up in
+        // one batch: cutting is sequential by nature, the rest is not.
+        cuts.clear();
+        let mut pos = start;
+        while pos < end {
+            match chunker.next_chunk_len(&buf[pos..end], eof) {
+                Some(n) => {
+                    cuts.push((pos, n));
+                    pos += n;
+                }
+                None => break,
+            }
+        }
+        if cuts.is_empty() {
             if eof {
                 break;
             }
             continue;
-        };
-        let chunk = &buf[start..start + n];
-        let id = keys.blob_id(chunk);
-        if saver.need(&id)? {
-            saver.save(BlobType::Data, id, chunk.to_vec())?;
         }
-        if let Some((list_id, list)) = builder.push(keys, id).map_err(|e| Error::format("cannot build a content list", e))? {
-            save_list(saver, list_id, list)?;
+        let ids: Vec<BlobId> = cuts.par_iter().map(|&(p, n)| keys.blob_id(&buf[p..p + n])).collect();
+        let needed = saver.need_many(&ids)?;
+        for ((&(p, n), id), need) in cuts.iter().zip(&ids).zip(needed) {
+            if need {
+                saver.save(BlobType::Data, *id, buf[p..p + n].to_vec())?;
+            }
+            if let Some((list_id, list)) = builder.push(keys, *id).map_err(|e| Error::format("cannot build a content list", e))? {
+                save_list(saver, list_id, list)?;
+            }
+            size += n as u64;
+            progress.bytes_done(n as u64);
         }
-        start += n;
-        size += n as u64;
-        progress.bytes_done(n as u64);
+        start = pos;
     }
     let (content, last) = builder.finish(keys).map_err(|e| Error::format("cannot build a content list", e))?;
     if let Some((list_id, list)) = last {
@@ -93,7 +110,7 @@ pub fn save_content(
     Ok(SavedContent { content, size })
 }
 
-fn save_list(saver: &BlobSaver<'_>, id: repo_format::BlobId, list: Vec<u8>) -> Result<()> {
+fn save_list(saver: &BlobSaver<'_>, id: BlobId, list: Vec<u8>) -> Result<()> {
     if saver.need(&id)? {
         saver.save(BlobType::Tree, id, list)?;
     }
@@ -102,7 +119,7 @@ fn save_list(saver: &BlobSaver<'_>, id: repo_format::BlobId, list: Vec<u8>) -> R
 
 /// Every blob a content needs, for checking that a parent's file can be reused: the data blob
 /// ids of a direct content, the content list ids of an indirect one.
-pub fn content_ids(content: &Content) -> &[repo_format::BlobId] {
+pub fn content_ids(content: &Content) -> &[BlobId] {
     match content {
         Content::Direct(ids) | Content::Indirect(ids) => ids,
     }

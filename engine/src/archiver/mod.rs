@@ -158,9 +158,15 @@ pub fn backup(repo: &Repository, opts: BackupOptions, progress: &dyn Progress) -
                     warnings: Vec::new(),
                     counts: WalkCounts::default(),
                 };
-                // Deep trees recurse deeply: walk on a thread with a generous stack.
+                // Deep trees recurse deeply: walk on a thread with a generous stack. A scanner
+                // beside it counts what is there, so progress can show a total and an ETA.
+                let cancel = std::sync::atomic::AtomicBool::new(false);
                 let result = std::thread::scope(|walk_scope| {
-                    std::thread::Builder::new()
+                    walk_scope.spawn(|| {
+                        let (files, bytes) = walk::scan(&paths, &cancel);
+                        progress.set_total(files, bytes);
+                    });
+                    let walked = std::thread::Builder::new()
                         .name("cairn-walk".into())
                         .stack_size(256 << 20)
                         .spawn_scoped(walk_scope, || {
@@ -169,7 +175,9 @@ pub fn backup(repo: &Repository, opts: BackupOptions, progress: &dyn Progress) -
                         })
                         .map_err(|e| Error::io("cannot start the directory walker", e))?
                         .join()
-                        .map_err(|_| Error::new(ErrorKind::Io, "the directory walker panicked"))
+                        .map_err(|_| Error::new(ErrorKind::Io, "the directory walker panicked"));
+                    cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                    walked
                 })?;
                 let (r, w, c) = result;
                 warnings = w;

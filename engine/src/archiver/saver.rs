@@ -126,6 +126,14 @@ impl<'s> BlobSaver<'s> {
         Ok(lock(&self.shared.pending).insert(*id))
     }
 
+    /// [`need`](Self::need) for many ids at once, with one batched cache lookup. An id that
+    /// appears twice is needed at most once.
+    pub fn need_many(&self, ids: &[BlobId]) -> Result<Vec<bool>> {
+        let found = self.shared.repo.cache().lookup_many(ids).map_err(|e| Error::cache("cannot read the index cache", e))?;
+        let mut pending = lock(&self.shared.pending);
+        Ok(ids.iter().zip(found).map(|(id, loc)| loc.is_none() && pending.insert(*id)).collect())
+    }
+
     /// Queues a blob for sealing and packing (after [`need`](Self::need) said yes).
     pub fn save(&self, blob_type: BlobType, id: BlobId, data: Vec<u8>) -> Result<()> {
         self.check()?;

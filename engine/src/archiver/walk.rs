@@ -243,3 +243,25 @@ pub fn root_name(path: &Path) -> Result<Vec<u8>> {
         )),
     }
 }
+
+/// Counts the files and bytes below `paths` (for progress totals and an ETA), without
+/// following symlinks. Runs beside the walker; stops early when `cancel` is set.
+pub fn scan(paths: &[PathBuf], cancel: &std::sync::atomic::AtomicBool) -> (u64, u64) {
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let Ok(m) = fs::symlink_metadata(&p) else { continue };
+        if m.is_dir() {
+            if let Ok(rd) = fs::read_dir(&p) {
+                stack.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+            }
+        } else if m.is_file() {
+            files += 1;
+            bytes += m.size();
+        }
+    }
+    (files, bytes)
+}

@@ -192,7 +192,10 @@ mod tests {
             std::io::Error::from(std::io::ErrorKind::NotFound),
         );
         assert_eq!(e.kind(), BackendErrorKind::NotFound);
-        assert_eq!(e.to_string(), "cannot read snapshots/ab12: not found at /srv/repo");
+        assert_eq!(
+            e.to_string(),
+            "cannot read snapshots/ab12: not found at /srv/repo"
+        );
         assert!(e.source().is_some());
 
         let e = BackendError::new(BackendErrorKind::Other, "read", "data/ab/ab12", "memory://")

@@ -257,7 +257,8 @@ fn get_range_blocking(
         return Err(range_past_end(t, name, offset, len, size, location));
     }
     // `len <= size`, so this allocation is bounded by what is stored.
-    let len = usize::try_from(len).map_err(|_| range_past_end(t, name, offset, len, size, location))?;
+    let len =
+        usize::try_from(len).map_err(|_| range_past_end(t, name, offset, len, size, location))?;
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, offset).map_err(err)?;
     Ok(Bytes::from(buf))

@@ -88,7 +88,9 @@ pub(crate) fn map_error(
     };
     let err = BackendError::new(kind, op, rel, location);
     let err = match &e {
-        E::NotImplemented | E::NotSupported { .. } => err.with_detail("not supported by this store"),
+        E::NotImplemented | E::NotSupported { .. } => {
+            err.with_detail("not supported by this store")
+        }
         _ => err,
     };
     err.with_source(e)

@@ -133,7 +133,9 @@ pub struct IndexCache {
 
 impl std::fmt::Debug for IndexCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IndexCache").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("IndexCache")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -213,9 +215,15 @@ impl IndexCache {
         let path = dir.to_path_buf();
         let open_err = |source: rocksdb::Error| {
             if is_lock_error(&source) {
-                CacheError::Locked { path: path.clone(), source }
+                CacheError::Locked {
+                    path: path.clone(),
+                    source,
+                }
             } else {
-                CacheError::Open { path: path.clone(), source }
+                CacheError::Open {
+                    path: path.clone(),
+                    source,
+                }
             }
         };
         if let Some(parent) = dir.parent() {
@@ -225,11 +233,21 @@ impl IndexCache {
         let opts = db_options().map_err(open_err)?;
         // Open every column family the database has (opening fails otherwise), plus ours.
         let existing = DB::list_cf(&opts, dir).unwrap_or_default();
-        let unknown = existing.iter().any(|cf| !COLUMN_FAMILIES.contains(&cf.as_str()));
+        let unknown = existing
+            .iter()
+            .any(|cf| !COLUMN_FAMILIES.contains(&cf.as_str()));
         let mut names: Vec<String> = COLUMN_FAMILIES.iter().map(|s| (*s).to_owned()).collect();
-        names.extend(existing.iter().filter(|cf| !COLUMN_FAMILIES.contains(&cf.as_str())).cloned());
+        names.extend(
+            existing
+                .iter()
+                .filter(|cf| !COLUMN_FAMILIES.contains(&cf.as_str()))
+                .cloned(),
+        );
         let db = open_db(&opts, dir, &names).map_err(open_err)?;
-        let cache = IndexCache { db, path: path.clone() };
+        let cache = IndexCache {
+            db,
+            path: path.clone(),
+        };
 
         let version = cache
             .db
@@ -257,7 +275,10 @@ impl IndexCache {
     /// Deletes the cache in `dir` (it must not be open). For a cache that cannot be opened.
     pub fn destroy(dir: &Path) -> Result<(), CacheError> {
         let path = dir.to_path_buf();
-        let opts = db_options().map_err(|source| CacheError::Open { path: path.clone(), source })?;
+        let opts = db_options().map_err(|source| CacheError::Open {
+            path: path.clone(),
+            source,
+        })?;
         DB::destroy(&opts, dir).map_err(|source| CacheError::Open { path, source })
     }
 
@@ -317,11 +338,14 @@ impl IndexCache {
     /// [`IndexCache::lookup`] for many blobs in one batched read; results in the order of `ids`.
     pub fn lookup_many(&self, ids: &[BlobId]) -> Result<Vec<Option<BlobLocation>>, CacheError> {
         let cf = self.cf(CF_BLOBS)?;
-        let values = self.db.batched_multi_get_cf(cf, ids.iter().map(|id| id.0.0), false);
+        let values = self
+            .db
+            .batched_multi_get_cf(cf, ids.iter().map(|id| id.0.0), false);
         ids.iter()
             .zip(values)
             .map(|(id, value)| {
-                let value = value.map_err(|source| self.db_err("read blob locations from", source))?;
+                let value =
+                    value.map_err(|source| self.db_err("read blob locations from", source))?;
                 value.map(|v| self.decode(*id, &v)).transpose()
             })
             .collect()
@@ -360,9 +384,8 @@ impl IndexCache {
         Ok(())
     }
 
-    /// RocksDB's estimate of the number of blob entries (exact after a [`IndexCache::clear`] of
-    /// an empty cache, approximate otherwise: it counts overwritten and deleted keys until
-    /// compaction).
+    /// RocksDB's estimate of the number of blob entries: approximate (overwritten and deleted
+    /// keys count until compaction), for progress and statistics only.
     pub fn blob_count_estimate(&self) -> Result<u64, CacheError> {
         let cf = self.cf(CF_BLOBS)?;
         self.db
@@ -381,7 +404,11 @@ impl IndexCache {
     }
 
     fn db_err(&self, op: &'static str, source: rocksdb::Error) -> CacheError {
-        CacheError::Db { op, path: self.path.clone(), source }
+        CacheError::Db {
+            op,
+            path: self.path.clone(),
+            source,
+        }
     }
 
     fn decode(&self, id: BlobId, value: &[u8]) -> Result<BlobLocation, CacheError> {
@@ -395,12 +422,14 @@ impl IndexCache {
 
     /// A 32-byte key as an id, or [`CacheError::Corrupt`].
     fn id_key(&self, cf: &'static str, key: &[u8]) -> Result<Id, CacheError> {
-        <[u8; 32]>::try_from(key).map(Id).map_err(|_| CacheError::Corrupt {
-            path: self.path.clone(),
-            cf,
-            key: hex::encode(key),
-            detail: format!("key is {} bytes, expected 32", key.len()),
-        })
+        <[u8; 32]>::try_from(key)
+            .map(Id)
+            .map_err(|_| CacheError::Corrupt {
+                path: self.path.clone(),
+                cf,
+                key: hex::encode(key),
+                detail: format!("key is {} bytes, expected 32", key.len()),
+            })
     }
 
     fn write_version(&self) -> Result<(), CacheError> {
@@ -412,7 +441,9 @@ impl IndexCache {
     /// True if neither `blobs` nor `files` has a key.
     fn is_empty(&self) -> Result<bool, CacheError> {
         for name in [CF_BLOBS, CF_FILES] {
-            let mut it = self.db.iterator_cf(self.cf(name)?, rocksdb::IteratorMode::Start);
+            let mut it = self
+                .db
+                .iterator_cf(self.cf(name)?, rocksdb::IteratorMode::Start);
             match it.next() {
                 None => {}
                 Some(Ok(_)) => return Ok(false),
@@ -437,7 +468,6 @@ fn is_lock_error(e: &rocksdb::Error) -> bool {
     msg.contains("lock") && (msg.contains("temporarily unavailable") || msg.contains("hold"))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,8 +482,16 @@ mod tests {
 
     fn entry(n: u32, offset: u32) -> IndexEntry {
         IndexEntry {
-            blob_type: if n.is_multiple_of(3) { BlobType::Tree } else { BlobType::Data },
-            compression: if n.is_multiple_of(2) { Compression::Zstd } else { Compression::Raw },
+            blob_type: if n.is_multiple_of(3) {
+                BlobType::Tree
+            } else {
+                BlobType::Data
+            },
+            compression: if n.is_multiple_of(2) {
+                Compression::Zstd
+            } else {
+                Compression::Raw
+            },
             offset,
             stored_len: 100 + n,
             raw_len: 1000 + n,
@@ -473,7 +511,10 @@ mod tests {
                     e
                 })
                 .collect();
-            file.packs.push(IndexPack { id: PackId(id(0xa0, first + p)), entries });
+            file.packs.push(IndexPack {
+                id: PackId(id(0xa0, first + p)),
+                entries,
+            });
         }
         file
     }
@@ -481,7 +522,12 @@ mod tests {
     fn all_locations(file: &IndexFile) -> Vec<BlobLocation> {
         file.packs
             .iter()
-            .flat_map(|p| p.entries.iter().map(|e| BlobLocation { pack: p.id, entry: *e }))
+            .flat_map(|p| {
+                p.entries.iter().map(|e| BlobLocation {
+                    pack: p.id,
+                    entry: *e,
+                })
+            })
             .collect()
     }
 
@@ -500,9 +546,15 @@ mod tests {
         let (i1, i2) = (IndexId(id(0x11, 1)), IndexId(id(0x11, 2)));
         cache.add_index_file(i1, &f1).expect("add 1");
         cache.add_index_file(i2, &f2).expect("add 2");
-        assert_eq!(cache.known_index_files().expect("known"), HashSet::from([i1, i2]));
+        assert_eq!(
+            cache.known_index_files().expect("known"),
+            HashSet::from([i1, i2])
+        );
 
-        let locs: Vec<BlobLocation> = all_locations(&f1).into_iter().chain(all_locations(&f2)).collect();
+        let locs: Vec<BlobLocation> = all_locations(&f1)
+            .into_iter()
+            .chain(all_locations(&f2))
+            .collect();
         assert_eq!(locs.len(), 44);
         for loc in &locs {
             assert_eq!(cache.lookup(&loc.entry.id).expect("lookup"), Some(*loc));
@@ -530,11 +582,23 @@ mod tests {
         for loc in &locs {
             assert_eq!(cache.lookup(&loc.entry.id).expect("lookup"), None);
         }
-        assert!(cache.lookup_many(&ids).expect("many").iter().all(Option::is_none));
+        assert!(
+            cache
+                .lookup_many(&ids)
+                .expect("many")
+                .iter()
+                .all(Option::is_none)
+        );
         // Usable after a clear.
         cache.add_index_file(i2, &f2).expect("add again");
-        assert_eq!(cache.known_index_files().expect("known"), HashSet::from([i2]));
-        assert_eq!(cache.lookup(&locs[40].entry.id).expect("lookup"), Some(locs[40]));
+        assert_eq!(
+            cache.known_index_files().expect("known"),
+            HashSet::from([i2])
+        );
+        assert_eq!(
+            cache.lookup(&locs[40].entry.id).expect("lookup"),
+            Some(locs[40])
+        );
     }
 
     #[test]
@@ -547,7 +611,10 @@ mod tests {
         cache.add_index_file(IndexId(id(1, 1)), &f1).expect("add");
         cache.add_index_file(IndexId(id(1, 2)), &f2).expect("add");
         let blob = f1.packs[0].entries[1].id;
-        assert_eq!(cache.lookup(&blob).expect("lookup").map(|l| l.pack), Some(f2.packs[0].id));
+        assert_eq!(
+            cache.lookup(&blob).expect("lookup").map(|l| l.pack),
+            Some(f2.packs[0].id)
+        );
     }
 
     #[test]
@@ -573,7 +640,10 @@ mod tests {
             cache.add_index_file(i, &file).expect("add");
         }
         let cache = open(&dir);
-        assert_eq!(cache.known_index_files().expect("known"), HashSet::from([i]));
+        assert_eq!(
+            cache.known_index_files().expect("known"),
+            HashSet::from([i])
+        );
         for loc in all_locations(&file) {
             assert_eq!(cache.lookup(&loc.entry.id).expect("lookup"), Some(loc));
         }
@@ -597,17 +667,33 @@ mod tests {
         cache.add_index_file(IndexId(id(4, 4)), &file).expect("add");
         let good = file.packs[0].entries[0].id;
         let blobs = cache.cf(CF_BLOBS).expect("cf");
-        let bad_ids = [BlobId(id(0xd0, 1)), BlobId(id(0xd0, 2)), BlobId(id(0xd0, 3))];
+        let bad_ids = [
+            BlobId(id(0xd0, 1)),
+            BlobId(id(0xd0, 2)),
+            BlobId(id(0xd0, 3)),
+        ];
         let mut bad_type = encode_location(&file.packs[0].id, &file.packs[0].entries[0]);
         bad_type[32] = 7;
         let mut bad_compression = bad_type;
         bad_compression[32] = 0;
         bad_compression[33] = 9;
-        cache.db.put_cf(blobs, bad_ids[0].0.0, [1u8; 45]).expect("put");
-        cache.db.put_cf(blobs, bad_ids[1].0.0, bad_type).expect("put");
-        cache.db.put_cf(blobs, bad_ids[2].0.0, bad_compression).expect("put");
+        cache
+            .db
+            .put_cf(blobs, bad_ids[0].0.0, [1u8; 45])
+            .expect("put");
+        cache
+            .db
+            .put_cf(blobs, bad_ids[1].0.0, bad_type)
+            .expect("put");
+        cache
+            .db
+            .put_cf(blobs, bad_ids[2].0.0, bad_compression)
+            .expect("put");
 
-        for (bad, needle) in bad_ids.iter().zip(["45 bytes", "blob type 7", "compression 9"]) {
+        for (bad, needle) in bad_ids
+            .iter()
+            .zip(["45 bytes", "blob type 7", "compression 9"])
+        {
             let e = cache.lookup(bad).expect_err("corrupt");
             match &e {
                 CacheError::Corrupt { key, cf, .. } => {
@@ -628,7 +714,10 @@ mod tests {
         let files = cache.cf(CF_FILES).expect("cf");
         cache.db.put_cf(files, b"short", b"").expect("put");
         let e = cache.known_index_files().expect_err("corrupt key");
-        assert!(matches!(e, CacheError::Corrupt { cf: CF_FILES, .. }), "{e:?}");
+        assert!(
+            matches!(e, CacheError::Corrupt { cf: CF_FILES, .. }),
+            "{e:?}"
+        );
         assert!(e.to_string().contains(&hex::encode(b"short")), "{e}");
 
         // clear() removes the damage too.
@@ -645,11 +734,17 @@ mod tests {
         {
             let cache = open(&dir);
             cache.add_index_file(IndexId(id(5, 5)), &file).expect("add");
-            cache.db.put(FORMAT_VERSION_KEY, 999u32.to_le_bytes()).expect("put");
+            cache
+                .db
+                .put(FORMAT_VERSION_KEY, 999u32.to_le_bytes())
+                .expect("put");
         }
         let cache = IndexCache::open(&path).expect("reopen");
         assert!(cache.known_index_files().expect("known").is_empty());
-        assert_eq!(cache.lookup(&file.packs[0].entries[0].id).expect("lookup"), None);
+        assert_eq!(
+            cache.lookup(&file.packs[0].entries[0].id).expect("lookup"),
+            None
+        );
         drop(cache);
         // And the new version sticks.
         let cache = IndexCache::open(&path).expect("reopen");
@@ -666,10 +761,16 @@ mod tests {
         {
             // A "future" layout: an extra column family, data but no version key.
             let opts = db_options().expect("opts");
-            let names = ["default".to_owned(), "blobs".to_owned(), "files".to_owned(), "future".to_owned()];
+            let names = [
+                "default".to_owned(),
+                "blobs".to_owned(),
+                "files".to_owned(),
+                "future".to_owned(),
+            ];
             let db = open_db(&opts, &path, &names).expect("open");
             let files = db.cf_handle("files").expect("cf");
-            db.put_cf(files, [9u8; 32], 1u64.to_le_bytes()).expect("put");
+            db.put_cf(files, [9u8; 32], 1u64.to_le_bytes())
+                .expect("put");
         }
         let cache = IndexCache::open(&path).expect("open");
         assert!(cache.known_index_files().expect("known").is_empty());
@@ -686,7 +787,9 @@ mod tests {
         let path = dir.path().join("cache");
         {
             let cache = open(&dir);
-            cache.add_index_file(IndexId(id(6, 6)), &index_file(0, 1, 1)).expect("add");
+            cache
+                .add_index_file(IndexId(id(6, 6)), &index_file(0, 1, 1))
+                .expect("add");
         }
         IndexCache::destroy(&path).expect("destroy");
         let cache = IndexCache::open(&path).expect("open");
@@ -714,7 +817,11 @@ mod tests {
                     PackId(Id(pack)),
                     IndexEntry {
                         blob_type: if tree { BlobType::Tree } else { BlobType::Data },
-                        compression: if zstd { Compression::Zstd } else { Compression::Raw },
+                        compression: if zstd {
+                            Compression::Zstd
+                        } else {
+                            Compression::Raw
+                        },
                         offset,
                         stored_len,
                         raw_len,

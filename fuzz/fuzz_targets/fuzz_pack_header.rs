@@ -1,0 +1,18 @@
+//! Pack header plaintexts and trailers: never a panic; the encoding is exact.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use repo_format::{decode_header_plain, encode_header_plain, header_len};
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() >= 4 {
+        let trailer: [u8; 4] = data[data.len() - 4..].try_into().expect("4 bytes");
+        if let Ok(len) = header_len(&trailer, data.len() as u64) {
+            assert!(len as usize + 4 <= data.len());
+        }
+    }
+    if let Ok(entries) = decode_header_plain(data) {
+        assert!(!entries.is_empty());
+        assert_eq!(encode_header_plain(&entries), data);
+    }
+});
