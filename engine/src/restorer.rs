@@ -6,8 +6,10 @@
 //!     create, set_len(size)
 //!     for each batch of blob ids (a direct list, or one content list):
 //!         look up locations in one batched cache read
-//!         group blobs that sit back to back in one pack -> one ranged read per group
-//!         groups in parallel: read, open (AEAD + keyed-hash check), write_at(offset)
+//!         split into windows of <= 32 MiB of plaintext; windows in parallel:
+//!             plan: the window's blobs grouped by pack, neighbours merged -> few ranged reads
+//!             reads in parallel: read, open (AEAD + keyed-hash check)
+//!             write_at(offset) each blob
 //!     chmod / chown / mtime
 //! directories' metadata last, deepest first (writing into a directory changes its mtime)
 //! ```
@@ -248,32 +250,90 @@ pub fn for_each_batch(
     }
 }
 
-/// Blobs `start..end` of a batch, stored back to back in one pack: one ranged read.
-struct ReadGroup {
-    start: usize,
-    end: usize,
+/// Plaintext bytes restored per window: a window's blobs are loaded together (their packs
+/// read in as few ranged reads as possible), then written. Bounds memory per thread.
+const WINDOW_BYTES: u64 = 32 << 20;
+
+/// Two blobs of one pack closer than this are fetched in one read (skipping the gap is dearer
+/// than reading it).
+const MAX_GAP: u64 = 1 << 20;
+
+/// Consecutive runs of a batch's blobs holding at most [`WINDOW_BYTES`] of plaintext (at least
+/// one blob each).
+fn windows(locs: &[BlobLocation]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0usize, 0u64);
+    for (i, loc) in locs.iter().enumerate() {
+        let raw = u64::from(loc.entry.raw_len);
+        if i > start && bytes + raw > WINDOW_BYTES {
+            out.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += raw;
+    }
+    if start < locs.len() {
+        out.push(start..locs.len());
+    }
+    out
 }
 
-fn group_reads(locs: &[BlobLocation]) -> Vec<ReadGroup> {
-    let mut groups: Vec<ReadGroup> = Vec::new();
-    for (i, loc) in locs.iter().enumerate() {
-        if let Some(g) = groups.last_mut() {
-            let prev = &locs[g.end - 1];
-            let first = &locs[g.start];
-            let contiguous = prev.pack == loc.pack
-                && u64::from(prev.entry.offset) + u64::from(prev.entry.stored_len) == u64::from(loc.entry.offset);
-            // Contiguous implies loc lies after first, so the span cannot underflow.
-            if contiguous
-                && u64::from(loc.entry.offset) + u64::from(loc.entry.stored_len) - u64::from(first.entry.offset)
-                    <= MAX_GROUP_BYTES
-            {
-                g.end = i + 1;
+/// One ranged read of a pack and the blobs (indices into the window) it covers.
+struct PackRead {
+    blobs: Vec<usize>,
+    start: u64,
+    end: u64,
+}
+
+/// Plans the reads for a window: blobs grouped by pack, sorted by offset, neighbours merged
+/// while the gap is small and the read stays under [`MAX_GROUP_BYTES`]. Each pack region is
+/// fetched once, however the blobs are ordered in the file.
+fn plan_reads(locs: &[BlobLocation]) -> Vec<PackRead> {
+    let mut order: Vec<usize> = (0..locs.len()).collect();
+    order.sort_by_key(|&i| (locs[i].pack, locs[i].entry.offset));
+    let mut reads: Vec<PackRead> = Vec::new();
+    for i in order {
+        let loc = &locs[i];
+        let (start, end) = (u64::from(loc.entry.offset), u64::from(loc.entry.offset) + u64::from(loc.entry.stored_len));
+        if let Some(r) = reads.last_mut() {
+            let same_pack = locs[r.blobs[0]].pack == loc.pack;
+            if same_pack && start >= r.start && start <= r.end + MAX_GAP && end.max(r.end) - r.start <= MAX_GROUP_BYTES {
+                r.end = r.end.max(end);
+                r.blobs.push(i);
                 continue;
             }
         }
-        groups.push(ReadGroup { start: i, end: i + 1 });
+        reads.push(PackRead { blobs: vec![i], start, end });
     }
-    groups
+    reads
+}
+
+/// Loads a window's blobs, verified, in the window's order. Reads run in parallel.
+fn load_window(repo: &Repository, locs: &[BlobLocation]) -> Result<Vec<Vec<u8>>> {
+    let reads = plan_reads(locs);
+    let loaded: Vec<Vec<(usize, Vec<u8>)>> = reads
+        .par_iter()
+        .map(|r| {
+            let pack = &locs[r.blobs[0]].pack;
+            let bytes = repo.read_pack_range(pack, r.start, r.end - r.start)?;
+            r.blobs
+                .iter()
+                .map(|&i| {
+                    let loc = &locs[i];
+                    let off = (u64::from(loc.entry.offset) - r.start) as usize;
+                    let env = bytes.get(off..off + loc.entry.stored_len as usize).ok_or_else(|| {
+                        Error::new(ErrorKind::Corrupt, format!("pack {} is shorter than its index entries", pack.0.short()))
+                    })?;
+                    Ok((i, repo.open_blob(loc, env)?))
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<_>>()?;
+    let mut out: Vec<Vec<u8>> = vec![Vec::new(); locs.len()];
+    for (i, blob) in loaded.into_iter().flatten() {
+        out[i] = blob;
+    }
+    Ok(out)
 }
 
 fn locate_all(repo: &Repository, ids: &[BlobId]) -> Result<Vec<BlobLocation>> {
@@ -284,24 +344,6 @@ fn locate_all(repo: &Repository, ids: &[BlobId]) -> Result<Vec<BlobLocation>> {
             loc.ok_or_else(|| {
                 Error::new(ErrorKind::Corrupt, format!("data blob {} is not in any index file (run `cairn check`)", id.0.short()))
             })
-        })
-        .collect()
-}
-
-/// Reads one group and returns the verified plaintext of each blob in it.
-fn load_group(repo: &Repository, locs: &[BlobLocation]) -> Result<Vec<Vec<u8>>> {
-    let first = &locs[0];
-    let last = &locs[locs.len() - 1];
-    let start = u64::from(first.entry.offset);
-    let end = u64::from(last.entry.offset) + u64::from(last.entry.stored_len);
-    let bytes = repo.read_pack_range(&first.pack, start, end - start)?;
-    locs.iter()
-        .map(|loc| {
-            let off = (u64::from(loc.entry.offset) - start) as usize;
-            let env = bytes.get(off..off + loc.entry.stored_len as usize).ok_or_else(|| {
-                Error::new(ErrorKind::Corrupt, format!("pack {} is shorter than its index entries", loc.pack.0.short()))
-            })?;
-            repo.open_blob(loc, env)
         })
         .collect()
 }
@@ -324,11 +366,11 @@ fn restore_file(repo: &Repository, job: &FileJob, progress: &dyn Progress) -> Re
         if offset > job.node.size {
             return Err(Error::new(ErrorKind::Corrupt, format!("{}: content is longer than the recorded size", path.display())));
         }
-        group_reads(&locs).par_iter().try_for_each(|g| {
-            let blobs = load_group(repo, &locs[g.start..g.end])?;
+        windows(&locs).par_iter().try_for_each(|w| {
+            let blobs = load_window(repo, &locs[w.clone()])?;
             for (k, blob) in blobs.iter().enumerate() {
                 if blob.iter().any(|&b| b != 0) {
-                    file.write_all_at(blob, offsets[g.start + k])
+                    file.write_all_at(blob, offsets[w.start + k])
                         .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
                 }
                 progress.bytes_done(blob.len() as u64);
@@ -374,14 +416,13 @@ pub fn dump_content(repo: &Repository, node: &Node, out: &mut dyn Write, progres
     let NodeKind::File { content } = &node.kind else {
         return Err(Error::new(ErrorKind::InvalidInput, "only files can be dumped; use `cairn restore` for directories"));
     };
-    let window = 2 * std::thread::available_parallelism().map_or(2, |n| n.get());
+    // Windows are loaded two at a time, so the next is read while the previous is written.
     let mut written = 0u64;
     for_each_batch(repo, content, |ids| {
         let locs = locate_all(repo, ids)?;
-        let groups = group_reads(&locs);
-        for chunk in groups.chunks(window) {
+        for pair in windows(&locs).chunks(2) {
             let loaded: Vec<Vec<Vec<u8>>> =
-                chunk.par_iter().map(|g| load_group(repo, &locs[g.start..g.end])).collect::<Result<_>>()?;
+                pair.par_iter().map(|w| load_window(repo, &locs[w.clone()])).collect::<Result<_>>()?;
             for blob in loaded.iter().flatten() {
                 out.write_all(blob).map_err(|e| Error::io("cannot write the output", e))?;
                 written += blob.len() as u64;

@@ -11,7 +11,7 @@ use std::io::{ErrorKind as IoKind, Read};
 use rayon::prelude::*;
 use repo_format::{BlobId, BlobType, Chunker, Content, ContentBuilder, RepoKeys};
 
-use super::saver::BlobSaver;
+use super::saver::{BlobSaver, Job};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -91,10 +91,15 @@ pub fn save_content(
         }
         let ids: Vec<BlobId> = cuts.par_iter().map(|&(p, n)| keys.blob_id(&buf[p..p + n])).collect();
         let needed = saver.need_many(&ids)?;
-        for ((&(p, n), id), need) in cuts.iter().zip(&ids).zip(needed) {
-            if need {
-                saver.save(BlobType::Data, *id, buf[p..p + n].to_vec())?;
-            }
+        let jobs: Vec<Job> = cuts
+            .iter()
+            .zip(&ids)
+            .zip(&needed)
+            .filter(|(_, need)| **need)
+            .map(|((&(p, n), id), _)| Job { blob_type: BlobType::Data, id: *id, data: buf[p..p + n].to_vec() })
+            .collect();
+        saver.save_many(jobs)?;
+        for (&(_, n), id) in cuts.iter().zip(&ids) {
             if let Some((list_id, list)) = builder.push(keys, *id).map_err(|e| Error::format("cannot build a content list", e))? {
                 save_list(saver, list_id, list)?;
             }

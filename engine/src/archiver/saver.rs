@@ -42,11 +42,18 @@ pub const INDEX_FLUSH_ENTRIES: usize = 65_536;
 const UPLOADS_IN_FLIGHT: usize = 4;
 
 /// A blob waiting to be compressed and sealed.
-struct Job {
-    blob_type: BlobType,
-    id: BlobId,
-    data: Vec<u8>,
+pub struct Job {
+    /// Data or tree.
+    pub blob_type: BlobType,
+    /// Its id (keyed hash of `data`).
+    pub id: BlobId,
+    /// Its plaintext.
+    pub data: Vec<u8>,
 }
+
+/// Jobs travel to the workers in batches of about this many bytes: one channel message per
+/// blob would cost a wake-up per 16 KiB chunk.
+const BATCH_BYTES: usize = 1 << 20;
 
 /// Counters of what this saver added to the repository.
 #[derive(Debug, Default)]
@@ -74,7 +81,7 @@ struct Shared<'r> {
 /// Accepts blobs from one producer thread and stores them (see the module docs).
 pub struct BlobSaver<'s> {
     shared: Arc<Shared<'s>>,
-    queue: Option<Sender<Job>>,
+    queue: Option<Sender<Vec<Job>>>,
     workers: Vec<std::thread::ScopedJoinHandle<'s, ()>>,
 }
 
@@ -97,15 +104,17 @@ impl<'s> BlobSaver<'s> {
             failure: Mutex::new(None),
             stats: SaverStats::default(),
         });
-        let (tx, rx) = crossbeam_channel::bounded::<Job>(workers.max(1) * 4);
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<Job>>(workers.max(1) * 2);
         let workers = (0..workers.max(1))
             .map(|_| {
-                let rx: Receiver<Job> = rx.clone();
+                let rx: Receiver<Vec<Job>> = rx.clone();
                 let shared = Arc::clone(&shared);
                 scope.spawn(move || {
-                    for job in rx {
-                        if let Err(e) = shared.seal_and_pack(job) {
-                            shared.fail(e);
+                    for batch in rx {
+                        for job in batch {
+                            if let Err(e) = shared.seal_and_pack(job) {
+                                shared.fail(e);
+                            }
                         }
                     }
                 })
@@ -136,11 +145,31 @@ impl<'s> BlobSaver<'s> {
 
     /// Queues a blob for sealing and packing (after [`need`](Self::need) said yes).
     pub fn save(&self, blob_type: BlobType, id: BlobId, data: Vec<u8>) -> Result<()> {
+        self.save_many(vec![Job { blob_type, id, data }])
+    }
+
+    /// Queues several blobs (each after [`need`](Self::need) said yes), in batches.
+    pub fn save_many(&self, jobs: Vec<Job>) -> Result<()> {
         self.check()?;
         let queue = self.queue.as_ref().ok_or_else(|| Error::new(ErrorKind::Io, "blob saver already finished"))?;
-        queue
-            .send(Job { blob_type, id, data })
-            .map_err(|_| self.take_failure().unwrap_or_else(|| Error::new(ErrorKind::Io, "the blob workers stopped")))?;
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        let send = |batch: Vec<Job>| {
+            queue
+                .send(batch)
+                .map_err(|_| self.take_failure().unwrap_or_else(|| Error::new(ErrorKind::Io, "the blob workers stopped")))
+        };
+        for job in jobs {
+            bytes += job.data.len();
+            batch.push(job);
+            if bytes >= BATCH_BYTES {
+                send(std::mem::take(&mut batch))?;
+                bytes = 0;
+            }
+        }
+        if !batch.is_empty() {
+            send(batch)?;
+        }
         self.maybe_flush_index(false)
     }
 
