@@ -19,7 +19,8 @@ pub struct Cli {
 }
 
 /// Shown at the end of `--help`.
-pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 error; 2 usage error; 3 done with warnings (e.g. unreadable files).";
+pub const EXIT_CODES: &str =
+    "Exit codes: 0 success; 1 error; 2 usage error; 3 done with warnings (e.g. unreadable files).";
 
 /// Options every command takes.
 #[derive(Debug, Args)]

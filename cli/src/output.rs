@@ -12,7 +12,11 @@ pub fn size(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// A snapshot time in the zone it was taken in: `2026-11-22 01:35:07`.
@@ -21,7 +25,9 @@ pub fn time(ns: i64, utc_offset: i32) -> String {
         return format!("@{ns}ns");
     };
     let offset = jiff::tz::Offset::from_seconds(utc_offset).unwrap_or(jiff::tz::Offset::UTC);
-    ts.to_zoned(jiff::tz::TimeZone::fixed(offset)).strftime("%Y-%m-%d %H:%M:%S").to_string()
+    ts.to_zoned(jiff::tz::TimeZone::fixed(offset))
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }
 
 /// RFC 3339 with the snapshot's offset, for JSON.
@@ -30,7 +36,9 @@ pub fn time_rfc3339(ns: i64, utc_offset: i32) -> String {
         return String::new();
     };
     let offset = jiff::tz::Offset::from_seconds(utc_offset).unwrap_or(jiff::tz::Offset::UTC);
-    ts.to_zoned(jiff::tz::TimeZone::fixed(offset)).strftime("%Y-%m-%dT%H:%M:%S%.9f%:z").to_string()
+    ts.to_zoned(jiff::tz::TimeZone::fixed(offset))
+        .strftime("%Y-%m-%dT%H:%M:%S%.9f%:z")
+        .to_string()
 }
 
 /// Bytes that are usually UTF-8 (paths, names), shown lossily.

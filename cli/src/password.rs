@@ -28,9 +28,11 @@ pub fn read_password(src: &PasswordSource, confirm: bool) -> Result<Vec<u8>> {
         return Ok(p.into_encoded_bytes());
     }
     if std::io::stderr().is_terminal() {
-        let p = rpassword::prompt_password("repository password: ").context("cannot read the password from the terminal")?;
+        let p = rpassword::prompt_password("repository password: ")
+            .context("cannot read the password from the terminal")?;
         if confirm {
-            let again = rpassword::prompt_password("repeat the password: ").context("cannot read the password")?;
+            let again = rpassword::prompt_password("repeat the password: ")
+                .context("cannot read the password")?;
             if again != p {
                 bail!("the passwords do not match");
             }
@@ -54,7 +56,8 @@ fn trim_newline(mut v: Vec<u8>) -> Vec<u8> {
 }
 
 fn from_file(path: &Path) -> Result<Vec<u8>> {
-    let v = std::fs::read(path).with_context(|| format!("cannot read the password file {}", path.display()))?;
+    let v = std::fs::read(path)
+        .with_context(|| format!("cannot read the password file {}", path.display()))?;
     let v = trim_newline(v);
     if v.is_empty() {
         bail!("the password file {} is empty", path.display());

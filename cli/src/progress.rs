@@ -29,7 +29,11 @@ impl TermProgress {
             bar.enable_steady_tick(Duration::from_millis(125));
             bar
         });
-        TermProgress { bar, bytes: AtomicU64::new(0), files: AtomicU64::new(0) }
+        TermProgress {
+            bar,
+            bytes: AtomicU64::new(0),
+            files: AtomicU64::new(0),
+        }
     }
 
     /// Removes the bar before the summary is printed.
@@ -50,7 +54,10 @@ impl engine::progress::Progress for TermProgress {
     fn file_started(&self, path: &Path) {
         if let Some(bar) = &self.bar {
             let files = self.files.load(Ordering::Relaxed);
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             bar.set_message(format!("{files} files, {name}"));
         }
     }

@@ -12,9 +12,15 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let env = Env { dir: tempfile::tempdir().expect("tempdir") };
+        let env = Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
         let out = env.cairn(&["init", "--kdf-memory-kib", "8", "--kdf-iterations", "1"]);
-        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         env
     }
 
@@ -34,7 +40,10 @@ impl Env {
     }
 
     fn cairn(&self, args: &[&str]) -> Output {
-        self.command(args).stdin(Stdio::null()).output().expect("run cairn")
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run cairn")
     }
 
     fn cairn_stdin(&self, args: &[&str], input: &[u8]) -> Output {
@@ -45,13 +54,22 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
-        child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
         child.wait_with_output().expect("wait")
     }
 
     fn ok(&self, args: &[&str]) -> String {
         let out = self.cairn(args);
-        assert!(out.status.success(), "cairn {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "cairn {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).expect("utf-8 output")
     }
 }
@@ -59,7 +77,13 @@ impl Env {
 fn write_tree(root: &Path) {
     fs::create_dir_all(root.join("sub/deeper")).expect("mkdir");
     fs::write(root.join("a.txt"), b"alpha\n").expect("write");
-    fs::write(root.join("sub/b.bin"), (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect::<Vec<_>>()).expect("write");
+    fs::write(
+        root.join("sub/b.bin"),
+        (0..200_000u32)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .expect("write");
     fs::write(root.join("sub/deeper/c"), b"").expect("write");
     std::os::unix::fs::symlink("a.txt", root.join("link")).expect("symlink");
 }
@@ -71,12 +95,15 @@ fn backup_snapshots_ls_restore_dump_cat() {
     write_tree(&data);
     let data_s = data.to_str().expect("utf-8 path");
 
-    let out = env.ok(&["backup", "--tag", "nightly", "--host", "box1", "--json", data_s]);
+    let out = env.ok(&[
+        "backup", "--tag", "nightly", "--host", "box1", "--json", data_s,
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("backup --json");
     let id = v["snapshot_id"].as_str().expect("id").to_string();
     assert_eq!(v["summary"]["total_files"], 3);
 
-    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).expect("json");
+    let snaps: serde_json::Value =
+        serde_json::from_str(&env.ok(&["snapshots", "--json"])).expect("json");
     let s = &snaps[0];
     assert_eq!(s["id"], id.as_str());
     assert_eq!(s["host"], "box1");
@@ -86,36 +113,74 @@ fn backup_snapshots_ls_restore_dump_cat() {
     assert_eq!(s["summary"]["total_files"], 3);
 
     let table = env.ok(&["snapshots"]);
-    assert!(table.contains(&id[..8]) && table.contains("nightly"), "{table}");
+    assert!(
+        table.contains(&id[..8]) && table.contains("nightly"),
+        "{table}"
+    );
 
     let ls = env.ok(&["ls", &id[..10]]);
-    for p in ["/data", "/data/a.txt", "/data/sub/b.bin", "/data/sub/deeper/c", "/data/link"] {
+    for p in [
+        "/data",
+        "/data/a.txt",
+        "/data/sub/b.bin",
+        "/data/sub/deeper/c",
+        "/data/link",
+    ] {
         assert!(ls.lines().any(|l| l == p), "{p} missing from ls:\n{ls}");
     }
-    let ls_json: serde_json::Value = serde_json::from_str(&env.ok(&["ls", "latest", "--json"])).expect("ls json");
-    assert!(ls_json.as_array().expect("array").iter().any(|n| n["path"] == "data/link" && n["target"] == "a.txt"));
+    let ls_json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["ls", "latest", "--json"])).expect("ls json");
+    assert!(
+        ls_json
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|n| n["path"] == "data/link" && n["target"] == "a.txt")
+    );
 
     let target = env.path("out");
-    env.ok(&["restore", "latest", "--target", target.to_str().expect("utf-8")]);
-    assert_eq!(fs::read(target.join("data/sub/b.bin")).expect("b"), fs::read(data.join("sub/b.bin")).expect("b"));
-    assert_eq!(fs::read_link(target.join("data/link")).expect("link"), PathBuf::from("a.txt"));
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        fs::read(target.join("data/sub/b.bin")).expect("b"),
+        fs::read(data.join("sub/b.bin")).expect("b")
+    );
+    assert_eq!(
+        fs::read_link(target.join("data/link")).expect("link"),
+        PathBuf::from("a.txt")
+    );
 
     let dumped = env.cairn(&["dump", "latest", "data/a.txt"]);
     assert!(dumped.status.success());
     assert_eq!(dumped.stdout, b"alpha\n");
 
-    let config: serde_json::Value = serde_json::from_str(&env.ok(&["cat", "config"])).expect("config json");
+    let config: serde_json::Value =
+        serde_json::from_str(&env.ok(&["cat", "config"])).expect("config json");
     assert_eq!(config["compression_level"], 3);
-    let snap: serde_json::Value = serde_json::from_str(&env.ok(&["cat", "snapshot", &id])).expect("snapshot json");
+    let snap: serde_json::Value =
+        serde_json::from_str(&env.ok(&["cat", "snapshot", &id])).expect("snapshot json");
     assert_eq!(snap["id"], id.as_str());
 }
 
 #[test]
 fn stdin_backup_and_dump_pipe() {
     let env = Env::new();
-    let input: Vec<u8> = (0..300_000u32).flat_map(|i| format!("row {i}\n").into_bytes()).collect();
-    let out = env.cairn_stdin(&["backup", "--stdin", "--stdin-name", "clawdbot.dump"], &input);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let input: Vec<u8> = (0..300_000u32)
+        .flat_map(|i| format!("row {i}\n").into_bytes())
+        .collect();
+    let out = env.cairn_stdin(
+        &["backup", "--stdin", "--stdin-name", "clawdbot.dump"],
+        &input,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dumped = env.cairn(&["dump", "latest", "clawdbot.dump"]);
     assert!(dumped.status.success());
     assert!(dumped.stdout == input, "dump differs from the input");
@@ -124,15 +189,37 @@ fn stdin_backup_and_dump_pipe() {
 #[test]
 fn stdin_from_command_failure_exits_nonzero_and_stores_no_snapshot() {
     let env = Env::new();
-    let out = env.cairn(&["backup", "--stdin-from-command", "--stdin-name", "x.dump", "--", "sh", "-c", "echo part; exit 2"]);
+    let out = env.cairn(&[
+        "backup",
+        "--stdin-from-command",
+        "--stdin-name",
+        "x.dump",
+        "--",
+        "sh",
+        "-c",
+        "echo part; exit 2",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no snapshot was written"), "{err}");
-    let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).expect("json");
+    let snaps: serde_json::Value =
+        serde_json::from_str(&env.ok(&["snapshots", "--json"])).expect("json");
     assert_eq!(snaps.as_array().expect("array").len(), 0);
 
-    let out = env.cairn(&["backup", "--stdin-from-command", "--stdin-name", "x.dump", "--", "echo", "fine"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env.cairn(&[
+        "backup",
+        "--stdin-from-command",
+        "--stdin-name",
+        "x.dump",
+        "--",
+        "echo",
+        "fine",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(env.cairn(&["dump", "latest", "x.dump"]).stdout, b"fine\n");
 }
 
@@ -142,19 +229,40 @@ fn warnings_exit_3() {
     let data = env.path("data");
     write_tree(&data);
     let missing = env.path("missing");
-    let out = env.cairn(&["backup", data.to_str().expect("utf-8"), missing.to_str().expect("utf-8")]);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env.cairn(&[
+        "backup",
+        data.to_str().expect("utf-8"),
+        missing.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("warning"));
 }
 
 #[test]
 fn errors_are_clear_and_exit_1() {
     let env = Env::new();
-    let wrong = env.command(&["snapshots"]).env("CAIRN_PASSWORD", "nope").output().expect("run");
+    let wrong = env
+        .command(&["snapshots"])
+        .env("CAIRN_PASSWORD", "nope")
+        .output()
+        .expect("run");
     assert_eq!(wrong.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&wrong.stderr).contains("password"), "{}", String::from_utf8_lossy(&wrong.stderr));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("password"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
 
-    let no_repo = env.command(&["snapshots"]).env("CAIRN_REPOSITORY", env.path("nothing-here")).output().expect("run");
+    let no_repo = env
+        .command(&["snapshots"])
+        .env("CAIRN_REPOSITORY", env.path("nothing-here"))
+        .output()
+        .expect("run");
     assert_eq!(no_repo.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&no_repo.stderr).contains("cairn init"));
 
@@ -180,11 +288,32 @@ fn password_file_and_command() {
     let env = Env::new();
     let pw = env.path("pw");
     fs::write(&pw, "test password\n").expect("write");
-    let out = env.command(&["snapshots", "--password-file", pw.to_str().expect("utf-8")]).env_remove("CAIRN_PASSWORD").output().expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = env.command(&["snapshots", "--password-command", "echo test password"]).env_remove("CAIRN_PASSWORD").output().expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = env.command(&["snapshots"]).env_remove("CAIRN_PASSWORD").stdin(Stdio::null()).output().expect("run");
+    let out = env
+        .command(&["snapshots", "--password-file", pw.to_str().expect("utf-8")])
+        .env_remove("CAIRN_PASSWORD")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = env
+        .command(&["snapshots", "--password-command", "echo test password"])
+        .env_remove("CAIRN_PASSWORD")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = env
+        .command(&["snapshots"])
+        .env_remove("CAIRN_PASSWORD")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no password given"));
 }

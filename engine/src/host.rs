@@ -17,20 +17,24 @@ pub fn hostname() -> String {
 
 /// The effective user's id, read from `/proc/self`'s owner.
 pub fn uid() -> u32 {
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0)
 }
 
 /// The effective group's id.
 pub fn gid() -> u32 {
-    std::fs::metadata("/proc/self").map(|m| m.gid()).unwrap_or(0)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.gid())
+        .unwrap_or(0)
 }
 
 /// The user's name: `$USER`, else the `/etc/passwd` entry of [`uid`], else the number.
 pub fn username() -> String {
-    if let Ok(u) = std::env::var("USER") {
-        if !u.is_empty() {
-            return u;
-        }
+    if let Ok(u) = std::env::var("USER")
+        && !u.is_empty()
+    {
+        return u;
     }
     let uid = uid();
     std::fs::read_to_string("/etc/passwd")

@@ -7,7 +7,11 @@ use crate::repository::Repository;
 
 /// Calls `f(path, node)` for every node below `tree`, parents before children, in name order.
 /// Paths are `/`-separated and relative to the snapshot root (as `restore --include` takes them).
-pub fn walk(repo: &Repository, tree: &BlobId, f: &mut dyn FnMut(&[u8], &Node) -> Result<()>) -> Result<()> {
+pub fn walk(
+    repo: &Repository,
+    tree: &BlobId,
+    f: &mut dyn FnMut(&[u8], &Node) -> Result<()>,
+) -> Result<()> {
     let mut path = Vec::new();
     walk_inner(repo, tree, &mut path, f)
 }

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use repo_format::{
-    BlobId, BlobType, Config, Id, IndexEntry, IndexFile, IndexId, KdfParams, KeyFile, MasterKey, RepoKeys,
-    Snapshot, SnapshotId, object_id,
+    BlobId, BlobType, Config, Id, IndexEntry, IndexFile, IndexId, KdfParams, KeyFile, MasterKey,
+    RepoKeys, Snapshot, SnapshotId, object_id,
 };
 
 use crate::backend::{Backend, BackendErrorKind, FileType, open_backend};
@@ -70,7 +70,10 @@ pub struct InitResult {
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).map_err(|e| {
-        Error::new(ErrorKind::Io, format!("the operating system's random number generator failed: {e}"))
+        Error::new(
+            ErrorKind::Io,
+            format!("the operating system's random number generator failed: {e}"),
+        )
     })?;
     Ok(b)
 }
@@ -108,7 +111,8 @@ fn new_runtime() -> Result<tokio::runtime::Runtime> {
 /// Write order: the key file, then the config. A crash between the two leaves a key file and
 /// no config: not a repository, and a later `init` simply writes a fresh one.
 pub fn init(location: &str, password: &[u8], opts: &InitOptions) -> Result<InitResult> {
-    let backend = open_backend(location).map_err(|e| Error::backend(format!("cannot open {location}"), e))?;
+    let backend =
+        open_backend(location).map_err(|e| Error::backend(format!("cannot open {location}"), e))?;
     init_with_backend(backend, location, password, opts)
 }
 
@@ -124,13 +128,21 @@ pub fn init_with_backend(
         match backend.exists(FileType::Config, "config").await {
             Ok(Some(_)) => Err(Error::new(
                 ErrorKind::AlreadyExists,
-                format!("a repository already exists at {location}; use it, or choose another location"),
+                format!(
+                    "a repository already exists at {location}; use it, or choose another location"
+                ),
             )),
             Ok(None) => Ok(()),
             Err(e) => Err(Error::backend(format!("cannot access {location}"), e)),
         }
     })?;
-    opts.kdf.validate().map_err(|e| Error::with_source(ErrorKind::InvalidInput, "invalid key derivation parameters", e))?;
+    opts.kdf.validate().map_err(|e| {
+        Error::with_source(
+            ErrorKind::InvalidInput,
+            "invalid key derivation parameters",
+            e,
+        )
+    })?;
     let repo_id = Id(random_bytes::<32>()?);
     let master = MasterKey::from_bytes(random_bytes::<72>()?);
     let keys = RepoKeys::new(repo_id, master.clone());
@@ -150,9 +162,9 @@ pub fn init_with_backend(
         &opts.username,
     )
     .map_err(|e| Error::format("cannot create the key file", e))?;
-    let config_bytes = config
-        .encode(&keys, random_bytes::<16>()?)
-        .map_err(|e| Error::with_source(ErrorKind::InvalidInput, "invalid repository settings", e))?;
+    let config_bytes = config.encode(&keys, random_bytes::<16>()?).map_err(|e| {
+        Error::with_source(ErrorKind::InvalidInput, "invalid repository settings", e)
+    })?;
     let key_id = object_id(&key_bytes);
     rt.block_on(async {
         backend
@@ -184,7 +196,9 @@ pub struct Repository {
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Repository").field("location", &self.location).finish_non_exhaustive()
+        f.debug_struct("Repository")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
     }
 }
 
@@ -192,7 +206,8 @@ impl Repository {
     /// Opens the repository at `location`: reads the config, finds a key file that opens with
     /// `password`, and brings the local index cache up to date with the index files.
     pub fn open(location: &str, password: &[u8], opts: &OpenOptions) -> Result<Repository> {
-        let backend = open_backend(location).map_err(|e| Error::backend(format!("cannot open {location}"), e))?;
+        let backend = open_backend(location)
+            .map_err(|e| Error::backend(format!("cannot open {location}"), e))?;
         Self::open_with_backend(backend, location, password, opts)
     }
 
@@ -215,13 +230,21 @@ impl Repository {
                 Error::backend(format!("cannot read the config of {location}"), e)
             }
         })?;
-        let repo_id = Config::peek_repo_id(&config_bytes)
-            .map_err(|e| Error::format(format!("{location}/config is not a cairn repository config"), e))?;
+        let repo_id = Config::peek_repo_id(&config_bytes).map_err(|e| {
+            Error::format(
+                format!("{location}/config is not a cairn repository config"),
+                e,
+            )
+        })?;
         let (master, key_id) = rt.block_on(find_key(&*backend, &repo_id, password, location))?;
         let keys = RepoKeys::new(repo_id, master);
         let config = Config::decode(&config_bytes, &keys)
             .map_err(|e| Error::format(format!("{location}/config is damaged"), e))?;
-        let cache_dir = opts.cache_dir.clone().unwrap_or_else(default_cache_dir).join(repo_id.to_hex());
+        let cache_dir = opts
+            .cache_dir
+            .clone()
+            .unwrap_or_else(default_cache_dir)
+            .join(repo_id.to_hex());
         let (cache, private_cache) = open_cache(&cache_dir)?;
         let repo = Repository {
             backend,
@@ -261,7 +284,9 @@ impl Repository {
     /// The local index cache.
     pub fn cache(&self) -> &IndexCache {
         // Invariant: `cache` is Some from construction until `drop`.
-        self.cache.as_ref().unwrap_or_else(|| unreachable!("the index cache is only taken in drop"))
+        self.cache
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("the index cache is only taken in drop"))
     }
 
     /// Whether this handle uses a private, temporary cache (the shared one was in use).
@@ -293,7 +318,12 @@ impl Repository {
     /// name has the same bytes, so that counts as success.
     pub fn put_object(&self, t: FileType, bytes: Vec<u8>) -> Result<Id> {
         let id = object_id(&bytes);
-        self.block_on(put_content_addressed(&*self.backend, t, id, Bytes::from(bytes)))?;
+        self.block_on(put_content_addressed(
+            &*self.backend,
+            t,
+            id,
+            Bytes::from(bytes),
+        ))?;
         Ok(id)
     }
 
@@ -307,13 +337,17 @@ impl Repository {
         let infos = self
             .block_on(self.backend.list(t))
             .map_err(|e| Error::backend(format!("cannot list {}/", t.dir()), e))?;
-        Ok(infos.iter().filter_map(|i| Id::from_hex(&i.name).ok()).collect())
+        Ok(infos
+            .iter()
+            .filter_map(|i| Id::from_hex(&i.name).ok())
+            .collect())
     }
 
     /// Loads and decrypts one snapshot.
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
         let bytes = self.get_object(FileType::Snapshot, &id.0)?;
-        Snapshot::decode(&self.keys, &bytes).map_err(|e| Error::format(format!("snapshot {} is damaged", id.0.short()), e))
+        Snapshot::decode(&self.keys, &bytes)
+            .map_err(|e| Error::format(format!("snapshot {} is damaged", id.0.short()), e))
     }
 
     /// Every snapshot, oldest first (ties by id).
@@ -331,7 +365,7 @@ impl Repository {
             .buffer_unordered(FETCH_CONCURRENCY)
             .try_collect(),
         )?;
-        all.sort_by(|a, b| (a.1.time_ns, a.0).cmp(&(b.1.time_ns, b.0)));
+        all.sort_by_key(|a| (a.1.time_ns, a.0));
         Ok(all)
     }
 
@@ -339,7 +373,10 @@ impl Repository {
     pub fn resolve_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
         if spec == "latest" {
             return self.list_snapshots()?.pop().ok_or_else(|| {
-                Error::new(ErrorKind::NotFound, format!("there are no snapshots in {}", self.location))
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("there are no snapshots in {}", self.location),
+                )
             });
         }
         if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) || spec.len() > 64 {
@@ -349,9 +386,16 @@ impl Repository {
             ));
         }
         let spec = spec.to_ascii_lowercase();
-        let matches: Vec<Id> = self.list_ids(FileType::Snapshot)?.into_iter().filter(|id| id.to_hex().starts_with(&spec)).collect();
+        let matches: Vec<Id> = self
+            .list_ids(FileType::Snapshot)?
+            .into_iter()
+            .filter(|id| id.to_hex().starts_with(&spec))
+            .collect();
         match matches.as_slice() {
-            [] => Err(Error::new(ErrorKind::NotFound, format!("no snapshot matches '{spec}' in {}", self.location))),
+            [] => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no snapshot matches '{spec}' in {}", self.location),
+            )),
             [one] => {
                 let id = SnapshotId(*one);
                 Ok((id, self.load_snapshot(&id)?))
@@ -371,34 +415,54 @@ impl Repository {
     pub fn save_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
         let bytes = snapshot
             .encode(&self.keys, random_bytes::<16>()?)
-            .map_err(|e| Error::with_source(ErrorKind::InvalidInput, "cannot encode the snapshot", e))?;
+            .map_err(|e| {
+                Error::with_source(ErrorKind::InvalidInput, "cannot encode the snapshot", e)
+            })?;
         Ok(SnapshotId(self.put_object(FileType::Snapshot, bytes)?))
     }
 
     /// Encrypts and stores an index file and records it in the local cache.
     pub fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
         let bytes = file
-            .encode(&self.keys, self.config.compression_level, random_bytes::<16>()?)
-            .map_err(|e| Error::with_source(ErrorKind::InvalidInput, "cannot encode an index file", e))?;
+            .encode(
+                &self.keys,
+                self.config.compression_level,
+                random_bytes::<16>()?,
+            )
+            .map_err(|e| {
+                Error::with_source(ErrorKind::InvalidInput, "cannot encode an index file", e)
+            })?;
         let id = IndexId(self.put_object(FileType::Index, bytes)?);
-        self.cache().add_index_file(id, file).map_err(|e| Error::cache("cannot update the index cache", e))?;
+        self.cache()
+            .add_index_file(id, file)
+            .map_err(|e| Error::cache("cannot update the index cache", e))?;
         Ok(id)
     }
 
     /// Loads and decrypts one index file (from the repository, not the cache).
     pub fn load_index(&self, id: &IndexId) -> Result<IndexFile> {
         let bytes = self.get_object(FileType::Index, &id.0)?;
-        IndexFile::decode(&self.keys, &bytes).map_err(|e| Error::format(format!("index file {} is damaged", id.0.short()), e))
+        IndexFile::decode(&self.keys, &bytes)
+            .map_err(|e| Error::format(format!("index file {} is damaged", id.0.short()), e))
     }
 
     /// Brings the local cache up to date with the repository's index files: loads the ones it
     /// has not seen, and rebuilds from scratch if one it had loaded is gone. Returns how many
     /// index files were loaded.
     pub fn sync_index(&self) -> Result<usize> {
-        let listed: HashSet<IndexId> = self.list_ids(FileType::Index)?.into_iter().map(IndexId).collect();
-        let mut known = self.cache().known_index_files().map_err(|e| Error::cache("cannot read the index cache", e))?;
+        let listed: HashSet<IndexId> = self
+            .list_ids(FileType::Index)?
+            .into_iter()
+            .map(IndexId)
+            .collect();
+        let mut known = self
+            .cache()
+            .known_index_files()
+            .map_err(|e| Error::cache("cannot read the index cache", e))?;
         if !known.is_subset(&listed) {
-            self.cache().clear().map_err(|e| Error::cache("cannot reset the index cache", e))?;
+            self.cache()
+                .clear()
+                .map_err(|e| Error::cache("cannot reset the index cache", e))?;
             known.clear();
         }
         let missing: Vec<IndexId> = listed.difference(&known).copied().collect();
@@ -409,13 +473,16 @@ impl Repository {
         self.block_on(
             futures::stream::iter(missing.into_iter().map(|id| async move {
                 let bytes = get_verified(&**backend, FileType::Index, &id.0).await?;
-                let file = IndexFile::decode(keys, &bytes)
-                    .map_err(|e| Error::format(format!("index file {} is damaged", id.0.short()), e))?;
+                let file = IndexFile::decode(keys, &bytes).map_err(|e| {
+                    Error::format(format!("index file {} is damaged", id.0.short()), e)
+                })?;
                 Ok::<_, Error>((id, file))
             }))
             .buffer_unordered(FETCH_CONCURRENCY)
             .try_for_each(|(id, file)| async move {
-                cache.add_index_file(id, &file).map_err(|e| Error::cache("cannot update the index cache", e))
+                cache
+                    .add_index_file(id, &file)
+                    .map_err(|e| Error::cache("cannot update the index cache", e))
             }),
         )?;
         Ok(n)
@@ -423,7 +490,9 @@ impl Repository {
 
     /// Where a blob is stored, from the cache.
     pub fn lookup_blob(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
-        self.cache().lookup(id).map_err(|e| Error::cache("cannot read the index cache", e))
+        self.cache()
+            .lookup(id)
+            .map_err(|e| Error::cache("cannot read the index cache", e))
     }
 
     /// Where a blob is stored; a blob that should exist but is not indexed is damage.
@@ -431,13 +500,21 @@ impl Repository {
         self.lookup_blob(id)?.ok_or_else(|| {
             Error::new(
                 ErrorKind::Corrupt,
-                format!("blob {} is referenced but no index file names it (run `cairn check`)", id.0.short()),
+                format!(
+                    "blob {} is referenced but no index file names it (run `cairn check`)",
+                    id.0.short()
+                ),
             )
         })
     }
 
     /// Reads `len` bytes at `offset` of a pack.
-    pub fn read_pack_range(&self, pack: &repo_format::PackId, offset: u64, len: u64) -> Result<Bytes> {
+    pub fn read_pack_range(
+        &self,
+        pack: &repo_format::PackId,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes> {
         let name = pack.0.to_hex();
         let bytes = self
             .block_on(self.backend.get_range(FileType::Pack, &name, offset, len))
@@ -445,7 +522,10 @@ impl Repository {
         if bytes.len() as u64 != len {
             return Err(Error::new(
                 ErrorKind::Corrupt,
-                format!("pack {} is shorter than the index says (wanted {len} bytes at {offset})", pack.0.short()),
+                format!(
+                    "pack {} is shorter than the index says (wanted {len} bytes at {offset})",
+                    pack.0.short()
+                ),
             ));
         }
         Ok(bytes)
@@ -453,14 +533,25 @@ impl Repository {
 
     /// Reads, decrypts, decompresses and verifies one blob.
     pub fn load_blob(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
-        let bytes = self.read_pack_range(&loc.pack, u64::from(loc.entry.offset), u64::from(loc.entry.stored_len))?;
+        let bytes = self.read_pack_range(
+            &loc.pack,
+            u64::from(loc.entry.offset),
+            u64::from(loc.entry.stored_len),
+        )?;
         self.open_blob(loc, &bytes)
     }
 
     /// Decrypts and verifies a blob whose envelope bytes are already read.
     pub fn open_blob(&self, loc: &BlobLocation, envelope: &[u8]) -> Result<Vec<u8>> {
         repo_format::open_blob(&self.keys, &loc.entry, envelope).map_err(|e| {
-            Error::format(format!("blob {} in pack {} is damaged", loc.entry.id.0.short(), loc.pack.0.short()), e)
+            Error::format(
+                format!(
+                    "blob {} in pack {} is damaged",
+                    loc.entry.id.0.short(),
+                    loc.pack.0.short()
+                ),
+                e,
+            )
         })
     }
 
@@ -469,7 +560,8 @@ impl Repository {
         let loc = self.locate_blob(id)?;
         check_type(&loc.entry, BlobType::Tree)?;
         let plain = self.load_blob(&loc)?;
-        repo_format::Tree::decode(&plain).map_err(|e| Error::format(format!("tree {} is damaged", id.0.short()), e))
+        repo_format::Tree::decode(&plain)
+            .map_err(|e| Error::format(format!("tree {} is damaged", id.0.short()), e))
     }
 
     /// Loads a content list blob and decodes it.
@@ -499,16 +591,28 @@ fn open_cache(cache_dir: &Path) -> Result<(IndexCache, Option<PathBuf>)> {
     match IndexCache::open(&shared) {
         Ok(c) => Ok((c, None)),
         Err(CacheError::Locked { .. }) => {
-            let private = cache_dir.join(format!("index-private-{}-{}", std::process::id(), hex::encode(random_bytes::<4>()?)));
-            let c = IndexCache::open(&private)
-                .map_err(|e| Error::cache(format!("cannot open a private index cache in {}", private.display()), e))?;
+            let private = cache_dir.join(format!(
+                "index-private-{}-{}",
+                std::process::id(),
+                hex::encode(random_bytes::<4>()?)
+            ));
+            let c = IndexCache::open(&private).map_err(|e| {
+                Error::cache(
+                    format!("cannot open a private index cache in {}", private.display()),
+                    e,
+                )
+            })?;
             Ok((c, Some(private)))
         }
         Err(_) => {
             let _ = IndexCache::destroy(&shared);
             let _ = std::fs::remove_dir_all(&shared);
-            let c = IndexCache::open(&shared)
-                .map_err(|e| Error::cache(format!("cannot open the index cache in {}", shared.display()), e))?;
+            let c = IndexCache::open(&shared).map_err(|e| {
+                Error::cache(
+                    format!("cannot open the index cache in {}", shared.display()),
+                    e,
+                )
+            })?;
             Ok((c, None))
         }
     }
@@ -520,43 +624,74 @@ fn check_type(entry: &IndexEntry, want: BlobType) -> Result<()> {
     } else {
         Err(Error::new(
             ErrorKind::Corrupt,
-            format!("blob {} is indexed as {:?}, expected {want:?}", entry.id.0.short(), entry.blob_type),
+            format!(
+                "blob {} is indexed as {:?}, expected {want:?}",
+                entry.id.0.short(),
+                entry.blob_type
+            ),
         ))
     }
 }
 
 /// Stores a content-addressed object; "already exists" means the same bytes are there.
-pub(crate) async fn put_content_addressed(backend: &dyn Backend, t: FileType, id: Id, bytes: Bytes) -> Result<()> {
+pub(crate) async fn put_content_addressed(
+    backend: &dyn Backend,
+    t: FileType,
+    id: Id,
+    bytes: Bytes,
+) -> Result<()> {
     match backend.put(t, &id.to_hex(), bytes).await {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == BackendErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Error::backend(format!("cannot write {}", t.path(&id.to_hex())), e)),
+        Err(e) => Err(Error::backend(
+            format!("cannot write {}", t.path(&id.to_hex())),
+            e,
+        )),
     }
 }
 
 /// Reads a whole object and checks its name.
 pub(crate) async fn get_verified(backend: &dyn Backend, t: FileType, id: &Id) -> Result<Bytes> {
     let path = t.path(&id.to_hex());
-    let bytes = backend.get(t, &id.to_hex()).await.map_err(|e| Error::backend(format!("cannot read {path}"), e))?;
+    let bytes = backend
+        .get(t, &id.to_hex())
+        .await
+        .map_err(|e| Error::backend(format!("cannot read {path}"), e))?;
     let actual = object_id(&bytes);
     if actual != *id {
         return Err(Error::new(
             ErrorKind::Corrupt,
-            format!("{path} is damaged or was replaced: its contents hash to {}", actual.short()),
+            format!(
+                "{path} is damaged or was replaced: its contents hash to {}",
+                actual.short()
+            ),
         ));
     }
     Ok(bytes)
 }
 
 /// Tries every key file until one opens with `password`.
-async fn find_key(backend: &dyn Backend, repo_id: &Id, password: &[u8], location: &str) -> Result<(MasterKey, Id)> {
-    let infos = backend.list(FileType::Key).await.map_err(|e| Error::backend("cannot list keys/", e))?;
+async fn find_key(
+    backend: &dyn Backend,
+    repo_id: &Id,
+    password: &[u8],
+    location: &str,
+) -> Result<(MasterKey, Id)> {
+    let infos = backend
+        .list(FileType::Key)
+        .await
+        .map_err(|e| Error::backend("cannot list keys/", e))?;
     if infos.is_empty() {
-        return Err(Error::new(ErrorKind::Corrupt, format!("{location} has no key files: the repository cannot be opened")));
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!("{location} has no key files: the repository cannot be opened"),
+        ));
     }
     let mut damaged = Vec::new();
     for info in infos {
-        let Ok(id) = Id::from_hex(&info.name) else { continue };
+        let Ok(id) = Id::from_hex(&info.name) else {
+            continue;
+        };
         let bytes = match get_verified(backend, FileType::Key, &id).await {
             Ok(b) => b,
             Err(e) => {
@@ -585,7 +720,11 @@ async fn find_key(backend: &dyn Backend, repo_id: &Id, password: &[u8], location
     }
     let mut msg = format!("no key file in {location} opens with this password");
     if !damaged.is_empty() {
-        msg.push_str(&format!(" ({} key files could not be read: {})", damaged.len(), damaged.join("; ")));
+        msg.push_str(&format!(
+            " ({} key files could not be read: {})",
+            damaged.len(),
+            damaged.join("; ")
+        ));
     }
     Err(Error::new(ErrorKind::WrongPassword, msg))
 }

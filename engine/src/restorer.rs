@@ -78,16 +78,31 @@ pub fn restore(
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
     let includes = parse_includes(&opts.includes)?;
-    fs::create_dir_all(&opts.target)
-        .map_err(|e| Error::io(format!("cannot create the restore target {}", opts.target.display()), e))?;
+    fs::create_dir_all(&opts.target).map_err(|e| {
+        Error::io(
+            format!("cannot create the restore target {}", opts.target.display()),
+            e,
+        )
+    })?;
     let mut summary = RestoreSummary::default();
     let mut files = Vec::new();
     let mut dirs = Vec::new();
-    walk_tree(repo, &snapshot.tree, &opts.target, &mut Vec::new(), &includes, &mut files, &mut dirs, &mut summary)?;
+    walk_tree(
+        repo,
+        &snapshot.tree,
+        &opts.target,
+        &mut Vec::new(),
+        &includes,
+        &mut files,
+        &mut dirs,
+        &mut summary,
+    )?;
     let total: u64 = files.iter().map(|f| f.node.size).sum();
     progress.set_total(files.len() as u64, total);
 
-    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) + 2);
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) + 2);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("cairn-restore-{i}"))
@@ -108,7 +123,10 @@ pub fn restore(
                     let _ = fs::remove_file(&job.path);
                     let msg = error_chain(&e);
                     progress.warning(&job.path, &msg);
-                    failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((job.path.clone(), msg));
+                    failed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push((job.path.clone(), msg));
                 }
             }
             progress.file_done();
@@ -121,7 +139,9 @@ pub fn restore(
     }
     summary.files = done.into_inner();
     summary.bytes = written.into_inner();
-    summary.failed = failed.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    summary.failed = failed
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     summary.failed.sort();
     Ok(summary)
 }
@@ -153,7 +173,10 @@ fn parse_includes(includes: &[PathBuf]) -> Result<Vec<Vec<Vec<u8>>>> {
             if comps.is_empty() || comps.iter().any(|c| c == b"..") {
                 return Err(Error::new(
                     ErrorKind::InvalidInput,
-                    format!("--include {}: give a path inside the snapshot, as `cairn ls` shows it", p.display()),
+                    format!(
+                        "--include {}: give a path inside the snapshot, as `cairn ls` shows it",
+                        p.display()
+                    ),
                 ));
             }
             Ok(comps)
@@ -182,7 +205,11 @@ fn selected(rel: &[Vec<u8>], includes: &[Vec<Vec<u8>>]) -> Selected {
             partly = true;
         }
     }
-    if partly { Selected::Partly } else { Selected::No }
+    if partly {
+        Selected::Partly
+    } else {
+        Selected::No
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -204,7 +231,8 @@ fn walk_tree(
         match (&node.kind, sel) {
             (_, Selected::No) => {}
             (NodeKind::Dir { subtree }, _) => {
-                fs::create_dir_all(&path).map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+                fs::create_dir_all(&path)
+                    .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
                 summary.dirs += 1;
                 let subtree = *subtree;
                 walk_tree(repo, &subtree, &path, rel, includes, files, dirs, summary)?;
@@ -223,7 +251,10 @@ fn walk_tree(
                 }
             }
             (_, Selected::All) => {
-                summary.warnings.push((path, "special file (fifo, socket or device) not restored".to_string()));
+                summary.warnings.push((
+                    path,
+                    "special file (fifo, socket or device) not restored".to_string(),
+                ));
             }
         }
         rel.pop();
@@ -294,16 +325,27 @@ fn plan_reads(locs: &[BlobLocation]) -> Vec<PackRead> {
     let mut reads: Vec<PackRead> = Vec::new();
     for i in order {
         let loc = &locs[i];
-        let (start, end) = (u64::from(loc.entry.offset), u64::from(loc.entry.offset) + u64::from(loc.entry.stored_len));
+        let (start, end) = (
+            u64::from(loc.entry.offset),
+            u64::from(loc.entry.offset) + u64::from(loc.entry.stored_len),
+        );
         if let Some(r) = reads.last_mut() {
             let same_pack = locs[r.blobs[0]].pack == loc.pack;
-            if same_pack && start >= r.start && start <= r.end + MAX_GAP && end.max(r.end) - r.start <= MAX_GROUP_BYTES {
+            if same_pack
+                && start >= r.start
+                && start <= r.end + MAX_GAP
+                && end.max(r.end) - r.start <= MAX_GROUP_BYTES
+            {
                 r.end = r.end.max(end);
                 r.blobs.push(i);
                 continue;
             }
         }
-        reads.push(PackRead { blobs: vec![i], start, end });
+        reads.push(PackRead {
+            blobs: vec![i],
+            start,
+            end,
+        });
     }
     reads
 }
@@ -321,9 +363,17 @@ fn load_window(repo: &Repository, locs: &[BlobLocation]) -> Result<Vec<Vec<u8>>>
                 .map(|&i| {
                     let loc = &locs[i];
                     let off = (u64::from(loc.entry.offset) - r.start) as usize;
-                    let env = bytes.get(off..off + loc.entry.stored_len as usize).ok_or_else(|| {
-                        Error::new(ErrorKind::Corrupt, format!("pack {} is shorter than its index entries", pack.0.short()))
-                    })?;
+                    let env = bytes
+                        .get(off..off + loc.entry.stored_len as usize)
+                        .ok_or_else(|| {
+                            Error::new(
+                                ErrorKind::Corrupt,
+                                format!(
+                                    "pack {} is shorter than its index entries",
+                                    pack.0.short()
+                                ),
+                            )
+                        })?;
                     Ok((i, repo.open_blob(loc, env)?))
                 })
                 .collect::<Result<Vec<_>>>()
@@ -337,12 +387,21 @@ fn load_window(repo: &Repository, locs: &[BlobLocation]) -> Result<Vec<Vec<u8>>>
 }
 
 fn locate_all(repo: &Repository, ids: &[BlobId]) -> Result<Vec<BlobLocation>> {
-    let found = repo.cache().lookup_many(ids).map_err(|e| Error::cache("cannot read the index cache", e))?;
+    let found = repo
+        .cache()
+        .lookup_many(ids)
+        .map_err(|e| Error::cache("cannot read the index cache", e))?;
     ids.iter()
         .zip(found)
         .map(|(id, loc)| {
             loc.ok_or_else(|| {
-                Error::new(ErrorKind::Corrupt, format!("data blob {} is not in any index file (run `cairn check`)", id.0.short()))
+                Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "data blob {} is not in any index file (run `cairn check`)",
+                        id.0.short()
+                    ),
+                )
             })
         })
         .collect()
@@ -353,8 +412,10 @@ fn restore_file(repo: &Repository, job: &FileJob, progress: &dyn Progress) -> Re
         return Ok(0);
     };
     let path = &job.path;
-    let file = fs::File::create(path).map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
-    file.set_len(job.node.size).map_err(|e| Error::io(format!("cannot size {}", path.display()), e))?;
+    let file = fs::File::create(path)
+        .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+    file.set_len(job.node.size)
+        .map_err(|e| Error::io(format!("cannot size {}", path.display()), e))?;
     let mut offset = 0u64;
     for_each_batch(repo, content, |ids| {
         let locs = locate_all(repo, ids)?;
@@ -364,7 +425,13 @@ fn restore_file(repo: &Repository, job: &FileJob, progress: &dyn Progress) -> Re
             offset += u64::from(loc.entry.raw_len);
         }
         if offset > job.node.size {
-            return Err(Error::new(ErrorKind::Corrupt, format!("{}: content is longer than the recorded size", path.display())));
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "{}: content is longer than the recorded size",
+                    path.display()
+                ),
+            ));
         }
         windows(&locs).par_iter().try_for_each(|w| {
             let blobs = load_window(repo, &locs[w.clone()])?;
@@ -381,7 +448,11 @@ fn restore_file(repo: &Repository, job: &FileJob, progress: &dyn Progress) -> Re
     if offset != job.node.size {
         return Err(Error::new(
             ErrorKind::Corrupt,
-            format!("{}: content is {offset} bytes but the snapshot records {}", path.display(), job.node.size),
+            format!(
+                "{}: content is {offset} bytes but the snapshot records {}",
+                path.display(),
+                job.node.size
+            ),
         ));
     }
     drop(file);
@@ -405,26 +476,42 @@ fn apply_metadata(path: &Path, node: &Node, symlink: bool) -> Result<()> {
             .map_err(|e| Error::io(format!("cannot set the times of {}", path.display()), e))?;
         return Ok(());
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(node.mode))
-        .map_err(|e| Error::io(format!("cannot set the permissions of {}", path.display()), e))?;
-    filetime::set_file_times(path, mtime, mtime).map_err(|e| Error::io(format!("cannot set the times of {}", path.display()), e))
+    fs::set_permissions(path, fs::Permissions::from_mode(node.mode)).map_err(|e| {
+        Error::io(
+            format!("cannot set the permissions of {}", path.display()),
+            e,
+        )
+    })?;
+    filetime::set_file_times(path, mtime, mtime)
+        .map_err(|e| Error::io(format!("cannot set the times of {}", path.display()), e))
 }
 
 /// Writes a file's content to `out` in order, verifying every blob; returns the bytes written.
 /// Reads run ahead in parallel, a bounded window at a time.
-pub fn dump_content(repo: &Repository, node: &Node, out: &mut dyn Write, progress: &dyn Progress) -> Result<u64> {
+pub fn dump_content(
+    repo: &Repository,
+    node: &Node,
+    out: &mut dyn Write,
+    progress: &dyn Progress,
+) -> Result<u64> {
     let NodeKind::File { content } = &node.kind else {
-        return Err(Error::new(ErrorKind::InvalidInput, "only files can be dumped; use `cairn restore` for directories"));
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "only files can be dumped; use `cairn restore` for directories",
+        ));
     };
     // Windows are loaded two at a time, so the next is read while the previous is written.
     let mut written = 0u64;
     for_each_batch(repo, content, |ids| {
         let locs = locate_all(repo, ids)?;
         for pair in windows(&locs).chunks(2) {
-            let loaded: Vec<Vec<Vec<u8>>> =
-                pair.par_iter().map(|w| load_window(repo, &locs[w.clone()])).collect::<Result<_>>()?;
+            let loaded: Vec<Vec<Vec<u8>>> = pair
+                .par_iter()
+                .map(|w| load_window(repo, &locs[w.clone()]))
+                .collect::<Result<_>>()?;
             for blob in loaded.iter().flatten() {
-                out.write_all(blob).map_err(|e| Error::io("cannot write the output", e))?;
+                out.write_all(blob)
+                    .map_err(|e| Error::io("cannot write the output", e))?;
                 written += blob.len() as u64;
                 progress.bytes_done(blob.len() as u64);
             }
@@ -434,7 +521,10 @@ pub fn dump_content(repo: &Repository, node: &Node, out: &mut dyn Write, progres
     if written != node.size {
         return Err(Error::new(
             ErrorKind::Corrupt,
-            format!("content is {written} bytes but the snapshot records {}", node.size),
+            format!(
+                "content is {written} bytes but the snapshot records {}",
+                node.size
+            ),
         ));
     }
     Ok(written)
@@ -442,24 +532,40 @@ pub fn dump_content(repo: &Repository, node: &Node, out: &mut dyn Write, progres
 
 /// Finds the node at `path` (components separated by `/`) below the tree `root`.
 pub fn find_node(repo: &Repository, root: &BlobId, path: &[u8]) -> Result<Node> {
-    let comps: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
+    let comps: Vec<&[u8]> = path
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .collect();
     let shown = String::from_utf8_lossy(path).into_owned();
     if comps.is_empty() {
-        return Err(Error::new(ErrorKind::InvalidInput, "give a path inside the snapshot, as `cairn ls` shows it"));
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "give a path inside the snapshot, as `cairn ls` shows it",
+        ));
     }
     let mut tree = repo.load_tree(root)?;
     for (i, comp) in comps.iter().enumerate() {
-        let node = tree
-            .find(comp)
-            .cloned()
-            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("{shown} is not in the snapshot (see `cairn ls`)")))?;
+        let node = tree.find(comp).cloned().ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("{shown} is not in the snapshot (see `cairn ls`)"),
+            )
+        })?;
         if i + 1 == comps.len() {
             return Ok(node);
         }
         match &node.kind {
             NodeKind::Dir { subtree } => tree = repo.load_tree(subtree)?,
-            _ => return Err(Error::new(ErrorKind::NotFound, format!("{shown}: a parent of it is not a directory"))),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("{shown}: a parent of it is not a directory"),
+                ));
+            }
         }
     }
-    Err(Error::new(ErrorKind::NotFound, format!("{shown} is not in the snapshot")))
+    Err(Error::new(
+        ErrorKind::NotFound,
+        format!("{shown} is not in the snapshot"),
+    ))
 }

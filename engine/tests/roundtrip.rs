@@ -10,11 +10,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use engine::ErrorKind;
 use engine::archiver::{BackupOptions, Source, backup};
 use engine::progress::NoProgress;
 use engine::repository::{InitOptions, OpenOptions, Repository, init};
 use engine::restorer::{RestoreOptions, dump_content, find_node, restore};
-use engine::ErrorKind;
 use repo_format::KdfParams;
 
 const PASSWORD: &[u8] = b"correct horse";
@@ -54,14 +54,29 @@ fn env() -> Env {
     let root = dir.path().to_path_buf();
     let repo_path = root.join("repo").to_string_lossy().into_owned();
     let cache = root.join("cache");
-    let opts = InitOptions { kdf: KdfParams::TEST, ..InitOptions::default() };
+    let opts = InitOptions {
+        kdf: KdfParams::TEST,
+        ..InitOptions::default()
+    };
     init(&repo_path, PASSWORD, &opts).expect("init");
-    Env { _dir: dir, root, repo_path, cache }
+    Env {
+        _dir: dir,
+        root,
+        repo_path,
+        cache,
+    }
 }
 
 impl Env {
     fn open(&self) -> Repository {
-        Repository::open(&self.repo_path, PASSWORD, &OpenOptions { cache_dir: Some(self.cache.clone()) }).expect("open")
+        Repository::open(
+            &self.repo_path,
+            PASSWORD,
+            &OpenOptions {
+                cache_dir: Some(self.cache.clone()),
+            },
+        )
+        .expect("open")
     }
 }
 
@@ -120,13 +135,27 @@ fn snapshot_of(root: &Path) -> BTreeMap<Vec<u8>, String> {
         for e in fs::read_dir(dir).expect("read_dir") {
             let e = e.expect("entry");
             let p = e.path();
-            let rel = p.strip_prefix(base).expect("prefix").as_os_str().as_bytes().to_vec();
+            let rel = p
+                .strip_prefix(base)
+                .expect("prefix")
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
             let m = fs::symlink_metadata(&p).expect("lstat");
             let desc = if m.file_type().is_symlink() {
-                format!("link {:?} mtime {}", fs::read_link(&p).expect("readlink"), m.mtime())
+                format!(
+                    "link {:?} mtime {}",
+                    fs::read_link(&p).expect("readlink"),
+                    m.mtime()
+                )
             } else if m.is_dir() {
                 rec(base, &p, out);
-                format!("dir {:o} mtime {}.{}", m.mode() & 0o7777, m.mtime(), m.mtime_nsec())
+                format!(
+                    "dir {:o} mtime {}.{}",
+                    m.mode() & 0o7777,
+                    m.mtime(),
+                    m.mtime_nsec()
+                )
             } else {
                 let data = fs::read(&p).expect("read");
                 format!(
@@ -155,15 +184,31 @@ fn random_trees_round_trip_byte_exact_with_metadata() {
     for seed in [1u64, 7, 42] {
         let env = env();
         let src = env.root.join("src").join("data");
-        make_tree(&src, &mut Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1), 0);
+        make_tree(
+            &src,
+            &mut Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+            0,
+        );
         let repo = env.open();
         let r = backup_paths(&repo, &[&src]);
         assert!(r.warnings.is_empty(), "warnings: {:?}", r.warnings);
         let target = env.root.join("restore");
-        let s = restore(&repo, &r.snapshot, &RestoreOptions { target: target.clone(), ..Default::default() }, &NoProgress)
-            .expect("restore");
+        let s = restore(
+            &repo,
+            &r.snapshot,
+            &RestoreOptions {
+                target: target.clone(),
+                ..Default::default()
+            },
+            &NoProgress,
+        )
+        .expect("restore");
         assert!(s.failed.is_empty(), "{:?}", s.failed);
-        assert_eq!(snapshot_of(&src), snapshot_of(&target.join("data")), "seed {seed}");
+        assert_eq!(
+            snapshot_of(&src),
+            snapshot_of(&target.join("data")),
+            "seed {seed}"
+        );
     }
 }
 
@@ -182,7 +227,10 @@ fn second_backup_of_unchanged_tree_adds_almost_nothing_and_reuses_files() {
     assert_eq!(s2.blobs_added, 0, "nothing changed, nothing to add");
     assert_eq!(s2.bytes_read, 0, "unchanged files are not read again");
     assert_eq!(s2.files_unmodified, s1.total_files);
-    assert_eq!(second.snapshot.tree, first.snapshot.tree, "same tree id for an unchanged tree");
+    assert_eq!(
+        second.snapshot.tree, first.snapshot.tree,
+        "same tree id for an unchanged tree"
+    );
 
     // --force re-reads everything but still stores nothing new.
     let mut opts = BackupOptions::new(Source::Paths(vec![src.clone()]));
@@ -210,9 +258,22 @@ fn changed_file_is_reread_and_only_its_new_chunks_are_added() {
     let s = r.snapshot.summary.expect("summary");
     assert_eq!(s.files_changed, 1);
     assert_eq!(s.files_unmodified, 1);
-    assert!(s.data_added_raw < (3 << 20), "one changed byte re-stores about one chunk, not the file: {}", s.data_added_raw);
+    assert!(
+        s.data_added_raw < (3 << 20),
+        "one changed byte re-stores about one chunk, not the file: {}",
+        s.data_added_raw
+    );
     let out = env.root.join("out");
-    restore(&repo, &r.snapshot, &RestoreOptions { target: out.clone(), ..Default::default() }, &NoProgress).expect("restore");
+    restore(
+        &repo,
+        &r.snapshot,
+        &RestoreOptions {
+            target: out.clone(),
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .expect("restore");
     assert_eq!(fs::read(out.join("data/big")).expect("read"), big);
 }
 
@@ -224,16 +285,29 @@ fn stream_round_trip_and_dedup_of_second_stream() {
     // Dump-like: text lines with numbers, ~5 MiB.
     let mut dump = Vec::new();
     while dump.len() < (5 << 20) {
-        dump.extend_from_slice(format!("INSERT INTO runs VALUES ({}, 'job-{}', '{{\"ok\": true}}');\n", rng.next(), rng.below(1000)).as_bytes());
+        dump.extend_from_slice(
+            format!(
+                "INSERT INTO runs VALUES ({}, 'job-{}', '{{\"ok\": true}}');\n",
+                rng.next(),
+                rng.below(1000)
+            )
+            .as_bytes(),
+        );
     }
-    let src = Source::Stream { name: "db.sql".into(), reader: Box::new(Cursor::new(dump.clone())) };
+    let src = Source::Stream {
+        name: "db.sql".into(),
+        reader: Box::new(Cursor::new(dump.clone())),
+    };
     let first = backup(&repo, BackupOptions::new(src), &NoProgress).expect("stream backup");
     let s1 = first.snapshot.summary.expect("summary");
     assert_eq!(s1.bytes_read, dump.len() as u64);
     assert!(s1.data_added_stored < s1.data_added_raw, "text compresses");
 
     // Same stream again: nothing new.
-    let src = Source::Stream { name: "db.sql".into(), reader: Box::new(Cursor::new(dump.clone())) };
+    let src = Source::Stream {
+        name: "db.sql".into(),
+        reader: Box::new(Cursor::new(dump.clone())),
+    };
     let second = backup(&repo, BackupOptions::new(src), &NoProgress).expect("second stream backup");
     // Only the root tree is new (the stream's node carries the backup time as its mtime).
     assert!(second.snapshot.summary.expect("summary").blobs_added <= 1);
@@ -244,10 +318,17 @@ fn stream_round_trip_and_dedup_of_second_stream() {
         let at = k * dump.len() / 6;
         day2[at] = b'#';
     }
-    let src = Source::Stream { name: "db.sql".into(), reader: Box::new(Cursor::new(day2.clone())) };
+    let src = Source::Stream {
+        name: "db.sql".into(),
+        reader: Box::new(Cursor::new(day2.clone())),
+    };
     let third = backup(&repo, BackupOptions::new(src), &NoProgress).expect("day-2 backup");
     let added = third.snapshot.summary.expect("summary").data_added_raw;
-    assert!(added < (dump.len() / 10) as u64, "5 edits re-store {added} bytes of {}", dump.len());
+    assert!(
+        added < (dump.len() / 10) as u64,
+        "5 edits re-store {added} bytes of {}",
+        dump.len()
+    );
 
     let node = find_node(&repo, &third.snapshot.tree, b"db.sql").expect("node");
     let mut out = Vec::new();
@@ -261,18 +342,32 @@ fn large_stream_uses_content_lists_and_round_trips() {
     let repo = env.open();
     // > 1024 chunks at the 16 KiB stream profile: indirect content.
     let data = Rng(3).bytes(24 << 20);
-    let src = Source::Stream { name: "big.bin".into(), reader: Box::new(Cursor::new(data.clone())) };
+    let src = Source::Stream {
+        name: "big.bin".into(),
+        reader: Box::new(Cursor::new(data.clone())),
+    };
     let r = backup(&repo, BackupOptions::new(src), &NoProgress).expect("backup");
     let node = find_node(&repo, &r.snapshot.tree, b"big.bin").expect("node");
     match &node.kind {
-        repo_format::NodeKind::File { content: repo_format::Content::Indirect(lists) } => assert!(!lists.is_empty()),
+        repo_format::NodeKind::File {
+            content: repo_format::Content::Indirect(lists),
+        } => assert!(!lists.is_empty()),
         other => panic!("expected indirect content, got {other:?}"),
     }
     let mut out = Vec::new();
     dump_content(&repo, &node, &mut out, &NoProgress).expect("dump");
     assert!(out == data, "dumped bytes differ");
     let target = env.root.join("r");
-    restore(&repo, &r.snapshot, &RestoreOptions { target: target.clone(), ..Default::default() }, &NoProgress).expect("restore");
+    restore(
+        &repo,
+        &r.snapshot,
+        &RestoreOptions {
+            target: target.clone(),
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .expect("restore");
     assert!(fs::read(target.join("big.bin")).expect("read") == data);
 }
 
@@ -280,7 +375,10 @@ fn large_stream_uses_content_lists_and_round_trips() {
 fn empty_stream_round_trips() {
     let env = env();
     let repo = env.open();
-    let src = Source::Stream { name: "empty".into(), reader: Box::new(Cursor::new(Vec::new())) };
+    let src = Source::Stream {
+        name: "empty".into(),
+        reader: Box::new(Cursor::new(Vec::new())),
+    };
     let r = backup(&repo, BackupOptions::new(src), &NoProgress).expect("backup");
     let node = find_node(&repo, &r.snapshot.tree, b"empty").expect("node");
     let mut out = Vec::new();
@@ -294,14 +392,21 @@ fn failing_command_writes_no_snapshot() {
     let repo = env.open();
     let src = Source::Command {
         name: "dump.sql".into(),
-        argv: vec!["sh".into(), "-c".into(), "echo partial output; exit 3".into()],
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            "echo partial output; exit 3".into(),
+        ],
     };
     let err = backup(&repo, BackupOptions::new(src), &NoProgress).expect_err("must fail");
     assert_eq!(err.kind(), ErrorKind::Command);
     assert!(err.to_string().contains("no snapshot was written"), "{err}");
     assert!(repo.list_snapshots().expect("list").is_empty());
 
-    let ok = Source::Command { name: "dump.sql".into(), argv: vec!["sh".into(), "-c".into(), "echo hello".into()] };
+    let ok = Source::Command {
+        name: "dump.sql".into(),
+        argv: vec!["sh".into(), "-c".into(), "echo hello".into()],
+    };
     let r = backup(&repo, BackupOptions::new(ok), &NoProgress).expect("command backup");
     let node = find_node(&repo, &r.snapshot.tree, b"dump.sql").expect("node");
     let mut out = Vec::new();
@@ -321,9 +426,16 @@ fn include_filter_restores_only_named_paths() {
     let repo = env.open();
     let r = backup_paths(&repo, &[&src]);
     let target = env.root.join("out");
-    let opts = RestoreOptions { target: target.clone(), includes: vec!["data/a/b".into()], threads: None };
+    let opts = RestoreOptions {
+        target: target.clone(),
+        includes: vec!["data/a/b".into()],
+        threads: None,
+    };
     restore(&repo, &r.snapshot, &opts, &NoProgress).expect("restore");
-    assert_eq!(fs::read(target.join("data/a/b/keep.txt")).expect("kept"), b"keep");
+    assert_eq!(
+        fs::read(target.join("data/a/b/keep.txt")).expect("kept"),
+        b"keep"
+    );
     assert!(!target.join("data/a/drop.txt").exists());
     assert!(!target.join("data/c").exists());
 }
@@ -337,7 +449,12 @@ fn unreadable_file_is_a_warning_not_a_failure() {
     // A dangling path given on the command line is reported and skipped.
     let missing = env.root.join("no-such-file");
     let repo = env.open();
-    let r = backup(&repo, BackupOptions::new(Source::Paths(vec![src.clone(), missing])), &NoProgress).expect("backup");
+    let r = backup(
+        &repo,
+        BackupOptions::new(Source::Paths(vec![src.clone(), missing])),
+        &NoProgress,
+    )
+    .expect("backup");
     assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
     assert_eq!(r.snapshot.summary.expect("summary").warnings, 1);
 }
@@ -345,7 +462,14 @@ fn unreadable_file_is_a_warning_not_a_failure() {
 #[test]
 fn wrong_password_is_a_clear_error() {
     let env = env();
-    let err = Repository::open(&env.repo_path, b"wrong", &OpenOptions { cache_dir: Some(env.cache.clone()) }).expect_err("must fail");
+    let err = Repository::open(
+        &env.repo_path,
+        b"wrong",
+        &OpenOptions {
+            cache_dir: Some(env.cache.clone()),
+        },
+    )
+    .expect_err("must fail");
     assert_eq!(err.kind(), ErrorKind::WrongPassword);
     assert!(err.to_string().contains("password"), "{err}");
 }
@@ -354,7 +478,9 @@ fn wrong_password_is_a_clear_error() {
 fn missing_or_truncated_config_and_keys_are_clear_errors() {
     let env = env();
     let repo_dir = PathBuf::from(&env.repo_path);
-    let opts = OpenOptions { cache_dir: Some(env.cache.clone()) };
+    let opts = OpenOptions {
+        cache_dir: Some(env.cache.clone()),
+    };
 
     let config = fs::read(repo_dir.join("config")).expect("config");
     fs::write(repo_dir.join("config"), &config[..config.len() / 2]).expect("truncate");
@@ -366,7 +492,12 @@ fn missing_or_truncated_config_and_keys_are_clear_errors() {
     assert!(err.to_string().contains("cairn init"), "{err}");
     fs::write(repo_dir.join("config"), &config).expect("restore config");
 
-    let key = fs::read_dir(repo_dir.join("keys")).expect("keys").next().expect("one key").expect("entry").path();
+    let key = fs::read_dir(repo_dir.join("keys"))
+        .expect("keys")
+        .next()
+        .expect("one key")
+        .expect("entry")
+        .path();
     let key_bytes = fs::read(&key).expect("key");
     fs::write(&key, &key_bytes[..10]).expect("truncate key");
     let err = Repository::open(&env.repo_path, PASSWORD, &opts).expect_err("truncated key");
@@ -392,22 +523,44 @@ fn flipped_bit_in_a_pack_fails_restore_of_that_file_only() {
     let r2 = backup_paths(&repo, &[&src]);
     // Corrupt the first data pack (the victim's).
     let node = find_node(&repo, &r.snapshot.tree, b"data/victim").expect("node");
-    let repo_format::NodeKind::File { content: repo_format::Content::Direct(ids) } = &node.kind else { panic!("direct") };
+    let repo_format::NodeKind::File {
+        content: repo_format::Content::Direct(ids),
+    } = &node.kind
+    else {
+        panic!("direct")
+    };
     let loc = repo.lookup_blob(&ids[0]).expect("lookup").expect("indexed");
     let hex = loc.pack.0.to_hex();
-    let pack_path = PathBuf::from(&env.repo_path).join("data").join(&hex[..2]).join(&hex);
+    let pack_path = PathBuf::from(&env.repo_path)
+        .join("data")
+        .join(&hex[..2])
+        .join(&hex);
     let mut bytes = fs::read(&pack_path).expect("pack");
     bytes[loc.entry.offset as usize + 40] ^= 0x01;
     fs::write(&pack_path, &bytes).expect("write pack");
 
     let target = env.root.join("out");
-    let s = restore(&repo, &r2.snapshot, &RestoreOptions { target: target.clone(), ..Default::default() }, &NoProgress)
-        .expect("restore runs");
+    let s = restore(
+        &repo,
+        &r2.snapshot,
+        &RestoreOptions {
+            target: target.clone(),
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .expect("restore runs");
     assert_eq!(s.failed.len(), 1, "{:?}", s.failed);
     assert!(s.failed[0].0.ends_with("data/victim"));
     assert!(s.failed[0].1.contains("damaged"), "{}", s.failed[0].1);
-    assert!(!target.join("data/victim").exists(), "no silently wrong file left behind");
-    assert_eq!(fs::read(target.join("data/bystander")).expect("bystander"), fs::read(src.join("bystander")).expect("src"));
+    assert!(
+        !target.join("data/victim").exists(),
+        "no silently wrong file left behind"
+    );
+    assert_eq!(
+        fs::read(target.join("data/bystander")).expect("bystander"),
+        fs::read(src.join("bystander")).expect("src")
+    );
 }
 
 #[test]
@@ -421,7 +574,16 @@ fn deleting_the_cache_costs_only_time() {
     fs::remove_dir_all(&env.cache).expect("rm cache");
     let repo = env.open();
     let target = env.root.join("out");
-    restore(&repo, &r.snapshot, &RestoreOptions { target: target.clone(), ..Default::default() }, &NoProgress).expect("restore");
+    restore(
+        &repo,
+        &r.snapshot,
+        &RestoreOptions {
+            target: target.clone(),
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .expect("restore");
     assert_eq!(snapshot_of(&src), snapshot_of(&target.join("data")));
     // And dedup still works from the rebuilt cache.
     let again = backup_paths(&repo, &[&src]);
@@ -434,12 +596,25 @@ fn memory_backend_round_trip() {
     let dir = tempfile::tempdir().expect("tempdir");
     // init through the same backend instance: memory:// is per-instance.
     let repo_loc = "memory://";
-    let opts = OpenOptions { cache_dir: Some(dir.path().join("cache")) };
-    engine::repository::init_with_backend(backend.clone(), repo_loc, PASSWORD, &InitOptions { kdf: KdfParams::TEST, ..InitOptions::default() })
-        .expect("init");
+    let opts = OpenOptions {
+        cache_dir: Some(dir.path().join("cache")),
+    };
+    engine::repository::init_with_backend(
+        backend.clone(),
+        repo_loc,
+        PASSWORD,
+        &InitOptions {
+            kdf: KdfParams::TEST,
+            ..InitOptions::default()
+        },
+    )
+    .expect("init");
     let repo = Repository::open_with_backend(backend, repo_loc, PASSWORD, &opts).expect("open");
     let data = Rng(21).bytes(1 << 20);
-    let src = Source::Stream { name: "x".into(), reader: Box::new(Cursor::new(data.clone())) };
+    let src = Source::Stream {
+        name: "x".into(),
+        reader: Box::new(Cursor::new(data.clone())),
+    };
     let r = backup(&repo, BackupOptions::new(src), &NoProgress).expect("backup");
     let node = find_node(&repo, &r.snapshot.tree, b"x").expect("node");
     let mut out = Vec::new();
@@ -453,10 +628,17 @@ fn two_handles_on_one_cache_both_work() {
     let first = env.open();
     let second = env.open();
     assert!(!first.uses_private_cache());
-    assert!(second.uses_private_cache(), "the shared cache is locked by the first handle");
+    assert!(
+        second.uses_private_cache(),
+        "the shared cache is locked by the first handle"
+    );
     let data = Rng(4).bytes(100_000);
-    let src = Source::Stream { name: "s".into(), reader: Box::new(Cursor::new(data.clone())) };
-    let r = backup(&second, BackupOptions::new(src), &NoProgress).expect("backup through the second handle");
+    let src = Source::Stream {
+        name: "s".into(),
+        reader: Box::new(Cursor::new(data.clone())),
+    };
+    let r = backup(&second, BackupOptions::new(src), &NoProgress)
+        .expect("backup through the second handle");
     first.sync_index().expect("sync");
     let node = find_node(&first, &r.snapshot.tree, b"s").expect("node");
     let mut out = Vec::new();
@@ -464,7 +646,10 @@ fn two_handles_on_one_cache_both_work() {
     assert!(out == data);
     let private = second.cache_dir().to_path_buf();
     drop(second);
-    let leftovers: Vec<_> = fs::read_dir(&private).expect("cache dir").filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("index-private")).collect();
+    let leftovers: Vec<_> = fs::read_dir(&private)
+        .expect("cache dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("index-private"))
+        .collect();
     assert!(leftovers.is_empty(), "private cache removed on drop");
 }

@@ -19,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
         let max = 1024 + u(8) % 65536;
         ChunkerParams { min, avg, max }
     } else {
-        ChunkerParams { min: u(0), avg: u(4), max: u(8) }
+        ChunkerParams {
+            min: u(0),
+            avg: u(4),
+            max: u(8),
+        }
     };
     let seed = u64::from_le_bytes(data[12..20].try_into().expect("8 bytes"));
     let body = &data[20..];
@@ -39,10 +43,16 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(pos, body.len());
 
-    let reference: Vec<_> =
-        fastcdc::v2020::FastCDC::with_level_and_seed(body, p.min, p.avg, p.max, fastcdc::v2020::Normalization::Level1, seed)
-            .map(|ch| ch.offset..ch.offset + ch.length)
-            .collect();
+    let reference: Vec<_> = fastcdc::v2020::FastCDC::with_level_and_seed(
+        body,
+        p.min,
+        p.avg,
+        p.max,
+        fastcdc::v2020::Normalization::Level1,
+        seed,
+    )
+    .map(|ch| ch.offset..ch.offset + ch.length)
+    .collect();
     assert_eq!(ranges, reference);
 
     // Streamed in pieces whose sizes come from the data itself.

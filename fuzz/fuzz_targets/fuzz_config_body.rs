@@ -9,6 +9,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(c) = Config::decode_body(Id::ZERO, data) {
         c.validate().expect("decode validated the config");
         let body = c.encode_body();
-        assert_eq!(Config::decode_body(Id::ZERO, &body).expect("re-encoded config decodes"), c);
+        assert_eq!(
+            Config::decode_body(Id::ZERO, &body).expect("re-encoded config decodes"),
+            c
+        );
     }
 });

@@ -6,6 +6,9 @@ use repo_format::ContentList;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(list) = ContentList::decode(data) {
-        assert_eq!(list.encode().expect("a decoded content list re-encodes"), data);
+        assert_eq!(
+            list.encode().expect("a decoded content list re-encodes"),
+            data
+        );
     }
 });

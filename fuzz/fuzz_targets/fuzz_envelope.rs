@@ -11,7 +11,11 @@ use repo_format::*;
 fuzz_target!(|data: &[u8]| {
     let keys = RepoKeys::new(
         Id([0x33; 32]),
-        MasterKey { enc_key: [0x11; 32], id_key: [0x22; 32], chunker_seed: 0x0123_4567_89ab_cdef },
+        MasterKey {
+            enc_key: [0x11; 32],
+            id_key: [0x22; 32],
+            chunker_seed: 0x0123_4567_89ab_cdef,
+        },
     );
     let salt = [0x44; 16];
     let aad_bytes = aad(ObjectType::DataBlob, keys.repo_id(), &Id::ZERO);
@@ -22,24 +26,41 @@ fuzz_target!(|data: &[u8]| {
     let _ = Snapshot::decode(&keys, data);
 
     let env = seal(&keys.master().enc_key, &aad_bytes, salt, data);
-    assert_eq!(open(&keys.master().enc_key, &aad_bytes, &env, "fuzz").expect("own envelope opens"), data);
+    assert_eq!(
+        open(&keys.master().enc_key, &aad_bytes, &env, "fuzz").expect("own envelope opens"),
+        data
+    );
 
     if let Ok(idx) = IndexFile::decode(&keys, &keys.seal_object(ObjectType::Index, salt, data)) {
-        let again = idx.encode(&keys, 3, salt).expect("decoded index re-encodes");
-        assert_eq!(IndexFile::decode(&keys, &again).expect("re-encoded index decodes"), idx);
+        let again = idx
+            .encode(&keys, 3, salt)
+            .expect("decoded index re-encodes");
+        assert_eq!(
+            IndexFile::decode(&keys, &again).expect("re-encoded index decodes"),
+            idx
+        );
     }
     if let Ok(s) = Snapshot::decode(&keys, &keys.seal_object(ObjectType::Snapshot, salt, data)) {
         let again = s.encode(&keys, salt).expect("decoded snapshot re-encodes");
-        assert_eq!(Snapshot::decode(&keys, &again).expect("re-encoded snapshot decodes"), s);
+        assert_eq!(
+            Snapshot::decode(&keys, &again).expect("re-encoded snapshot decodes"),
+            s
+        );
     }
 
     // As a blob: sealed with its real id it opens; under a claimed raw_len it must not panic.
     let id = keys.blob_id(data);
     let blob = seal_blob(&keys, BlobType::Tree, id, data, 1, salt);
     let entry = IndexEntry::new(blob.entry, 0);
-    assert_eq!(open_blob(&keys, &entry, &blob.bytes).expect("own blob opens"), data);
+    assert_eq!(
+        open_blob(&keys, &entry, &blob.bytes).expect("own blob opens"),
+        data
+    );
     if let Some(&b) = data.first() {
-        let wrong = IndexEntry { raw_len: u32::from(b) * 1000, ..entry };
+        let wrong = IndexEntry {
+            raw_len: u32::from(b) * 1000,
+            ..entry
+        };
         let _ = open_blob(&keys, &wrong, &blob.bytes);
     }
 });

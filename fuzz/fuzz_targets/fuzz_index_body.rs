@@ -8,6 +8,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(idx) = IndexFile::decode_body(data) {
         let body = idx.encode_body().expect("a decoded index re-encodes");
         assert_eq!(body, data, "decoded index was not canonical");
-        assert_eq!(IndexFile::decode_body(&body).expect("re-encoded index decodes"), idx);
+        assert_eq!(
+            IndexFile::decode_body(&body).expect("re-encoded index decodes"),
+            idx
+        );
     }
 });

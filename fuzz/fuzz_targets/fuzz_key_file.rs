@@ -8,9 +8,14 @@ use repo_format::KeyFile;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(kf) = KeyFile::decode(data) {
-        kf.params.validate().expect("decode validated the KDF parameters");
+        kf.params
+            .validate()
+            .expect("decode validated the KDF parameters");
         let again = kf.encode().expect("a decoded key file re-encodes");
         assert_eq!(again, data);
-        assert_eq!(KeyFile::decode(&again).expect("re-encoded key file decodes"), kf);
+        assert_eq!(
+            KeyFile::decode(&again).expect("re-encoded key file decodes"),
+            kf
+        );
     }
 });

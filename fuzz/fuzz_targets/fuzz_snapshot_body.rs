@@ -8,6 +8,9 @@ use repo_format::Snapshot;
 fuzz_target!(|data: &[u8]| {
     if let Ok(s) = Snapshot::decode_body(data) {
         let body = s.encode_body().expect("a decoded snapshot re-encodes");
-        assert_eq!(Snapshot::decode_body(&body).expect("re-encoded snapshot decodes"), s);
+        assert_eq!(
+            Snapshot::decode_body(&body).expect("re-encoded snapshot decodes"),
+            s
+        );
     }
 });

@@ -21,7 +21,8 @@ use fastcdc::v2020::{MASKS, cut_gear, get_gear_with_seed};
 
 use crate::error::FormatError;
 use crate::format::{
-    CHUNK_AVG_MAX, CHUNK_AVG_MIN, CHUNK_MAX_MAX, CHUNK_MAX_MIN, CHUNK_MIN_MAX, CHUNK_MIN_MIN, CHUNK_NORMALIZATION,
+    CHUNK_AVG_MAX, CHUNK_AVG_MIN, CHUNK_MAX_MAX, CHUNK_MAX_MIN, CHUNK_MIN_MAX, CHUNK_MIN_MIN,
+    CHUNK_NORMALIZATION,
 };
 
 /// FastCDC size limits in bytes (a chunker profile, SPEC §6).
@@ -37,9 +38,17 @@ pub struct ChunkerParams {
 
 impl ChunkerParams {
     /// The `file` profile: 256 KiB / 1 MiB / 8 MiB, for regular files.
-    pub const FILE: Self = ChunkerParams { min: 256 << 10, avg: 1 << 20, max: 8 << 20 };
+    pub const FILE: Self = ChunkerParams {
+        min: 256 << 10,
+        avg: 1 << 20,
+        max: 8 << 20,
+    };
     /// The `stream` profile: 4 KiB / 16 KiB / 64 KiB, for stdin and command output.
-    pub const STREAM: Self = ChunkerParams { min: 4 << 10, avg: 16 << 10, max: 64 << 10 };
+    pub const STREAM: Self = ChunkerParams {
+        min: 4 << 10,
+        avg: 16 << 10,
+        max: 64 << 10,
+    };
 
     /// Checks the bounds of SPEC §6: 64 ≤ min ≤ 1 MiB, 256 ≤ avg ≤ 4 MiB, 1 KiB ≤ max ≤ 16 MiB,
     /// min ≤ avg ≤ max.
@@ -57,7 +66,10 @@ impl ChunkerParams {
         if self.min > self.avg || self.avg > self.max {
             return Err(FormatError::corrupted(
                 WHAT,
-                format!("need min <= avg <= max, got {} / {} / {}", self.min, self.avg, self.max),
+                format!(
+                    "need min <= avg <= max, got {} / {} / {}",
+                    self.min, self.avg, self.max
+                ),
             ));
         }
         Ok(())
@@ -77,7 +89,9 @@ pub struct Chunker {
 impl std::fmt::Debug for Chunker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The gear tables depend on the secret seed: never print them.
-        f.debug_struct("Chunker").field("params", &self.params).finish_non_exhaustive()
+        f.debug_struct("Chunker")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
     }
 }
 
@@ -91,7 +105,13 @@ impl Chunker {
         let mask_s = MASKS[(bits + CHUNK_NORMALIZATION) as usize];
         let mask_l = MASKS[(bits - CHUNK_NORMALIZATION) as usize];
         let (gear, gear_ls) = get_gear_with_seed(seed);
-        Ok(Chunker { params, mask_s, mask_l, gear, gear_ls })
+        Ok(Chunker {
+            params,
+            mask_s,
+            mask_l,
+            gear,
+            gear_ls,
+        })
     }
 
     /// The size limits.
@@ -127,7 +147,11 @@ impl Chunker {
         );
         // `len == window.len()` means "no cut found in the window": final only if nothing more
         // can come. A shorter `len` is a real cut (see the module docs).
-        if len < window.len() || eof || buf.len() >= max { Some(len.max(1)) } else { None }
+        if len < window.len() || eof || buf.len() >= max {
+            Some(len.max(1))
+        } else {
+            None
+        }
     }
 
     /// The chunk ranges of a whole slice, in order.
@@ -160,9 +184,16 @@ mod tests {
 
     /// What `FastCDC::with_level_and_seed(.., Level1, seed)` cuts, as ranges.
     fn reference(data: &[u8], p: ChunkerParams, seed: u64) -> Vec<Range<usize>> {
-        fastcdc::v2020::FastCDC::with_level_and_seed(data, p.min, p.avg, p.max, fastcdc::v2020::Normalization::Level1, seed)
-            .map(|c| c.offset..c.offset + c.length)
-            .collect()
+        fastcdc::v2020::FastCDC::with_level_and_seed(
+            data,
+            p.min,
+            p.avg,
+            p.max,
+            fastcdc::v2020::Normalization::Level1,
+            seed,
+        )
+        .map(|c| c.offset..c.offset + c.length)
+        .collect()
     }
 
     /// Feeds `data` in pieces of the given sizes through a buffering loop.
@@ -194,13 +225,24 @@ mod tests {
     #[test]
     fn matches_fastcdc_and_respects_limits() {
         let data = random_bytes(1 << 20, 7);
-        for p in [ChunkerParams::STREAM, ChunkerParams { min: 64, avg: 256, max: 1024 }, ChunkerParams::FILE] {
+        for p in [
+            ChunkerParams::STREAM,
+            ChunkerParams {
+                min: 64,
+                avg: 256,
+                max: 1024,
+            },
+            ChunkerParams::FILE,
+        ] {
             let c = Chunker::new(p, 0x0123_4567_89ab_cdef).unwrap();
             let ranges: Vec<_> = c.chunks(&data).collect();
             assert_eq!(ranges, reference(&data, p, 0x0123_4567_89ab_cdef));
             assert_eq!(ranges.last().unwrap().end, data.len());
             for r in &ranges[..ranges.len() - 1] {
-                assert!(r.len() >= p.min as usize && r.len() <= p.max as usize, "{r:?}");
+                assert!(
+                    r.len() >= p.min as usize && r.len() <= p.max as usize,
+                    "{r:?}"
+                );
             }
             assert!(ranges.last().unwrap().len() <= p.max as usize);
         }
@@ -209,8 +251,14 @@ mod tests {
     #[test]
     fn seeds_change_cut_points() {
         let data = random_bytes(1 << 20, 3);
-        let a: Vec<_> = Chunker::new(ChunkerParams::STREAM, 1).unwrap().chunks(&data).collect();
-        let b: Vec<_> = Chunker::new(ChunkerParams::STREAM, 2).unwrap().chunks(&data).collect();
+        let a: Vec<_> = Chunker::new(ChunkerParams::STREAM, 1)
+            .unwrap()
+            .chunks(&data)
+            .collect();
+        let b: Vec<_> = Chunker::new(ChunkerParams::STREAM, 2)
+            .unwrap()
+            .chunks(&data)
+            .collect();
         assert_ne!(a, b);
     }
 
@@ -233,14 +281,45 @@ mod tests {
         assert!(ok.validate().is_ok() && ChunkerParams::FILE.validate().is_ok());
         for bad in [
             ChunkerParams { min: 63, ..ok },
-            ChunkerParams { min: (1 << 20) + 1, avg: 2 << 20, max: 4 << 20 },
-            ChunkerParams { avg: 255, min: 64, ..ok },
-            ChunkerParams { avg: (4 << 20) + 1, max: 16 << 20, ..ok },
-            ChunkerParams { max: 1023, min: 64, avg: 256 },
-            ChunkerParams { max: (16 << 20) + 1, ..ok },
-            ChunkerParams { min: 8192, avg: 4096, max: 65536 },
-            ChunkerParams { min: 64, avg: 4096, max: 2048 },
-            ChunkerParams { min: 0, avg: 0, max: 0 },
+            ChunkerParams {
+                min: (1 << 20) + 1,
+                avg: 2 << 20,
+                max: 4 << 20,
+            },
+            ChunkerParams {
+                avg: 255,
+                min: 64,
+                ..ok
+            },
+            ChunkerParams {
+                avg: (4 << 20) + 1,
+                max: 16 << 20,
+                ..ok
+            },
+            ChunkerParams {
+                max: 1023,
+                min: 64,
+                avg: 256,
+            },
+            ChunkerParams {
+                max: (16 << 20) + 1,
+                ..ok
+            },
+            ChunkerParams {
+                min: 8192,
+                avg: 4096,
+                max: 65536,
+            },
+            ChunkerParams {
+                min: 64,
+                avg: 4096,
+                max: 2048,
+            },
+            ChunkerParams {
+                min: 0,
+                avg: 0,
+                max: 0,
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
             assert!(Chunker::new(bad, 1).is_err());

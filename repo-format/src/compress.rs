@@ -23,26 +23,41 @@ pub fn compress(level: i32, data: &[u8]) -> Option<Vec<u8>> {
 fn check_single_frame(data: &[u8], what: &'static str) -> Result<(), FormatError> {
     match zstd::zstd_safe::find_frame_compressed_size(data) {
         Ok(n) if n == data.len() => Ok(()),
-        Ok(n) => Err(FormatError::corrupted(what, format!("{} bytes after the zstd frame", data.len() - n))),
+        Ok(n) => Err(FormatError::corrupted(
+            what,
+            format!("{} bytes after the zstd frame", data.len() - n),
+        )),
         Err(code) => Err(FormatError::corrupted(
             what,
-            format!("not a zstd frame: {}", zstd::zstd_safe::get_error_name(code)),
+            format!(
+                "not a zstd frame: {}",
+                zstd::zstd_safe::get_error_name(code)
+            ),
         )),
     }
 }
 
 /// Decompresses one zstd frame that must expand to exactly `raw_len` bytes.
-pub fn decompress_exact(data: &[u8], raw_len: usize, what: &'static str) -> Result<Vec<u8>, FormatError> {
+pub fn decompress_exact(
+    data: &[u8],
+    raw_len: usize,
+    what: &'static str,
+) -> Result<Vec<u8>, FormatError> {
     check_single_frame(data, what)?;
     // The frame header may announce its size: check it before allocating `raw_len`. A frame
     // that does not announce it is streamed, so nothing is allocated before it is produced.
     let out = match zstd::zstd_safe::get_frame_content_size(data) {
         Ok(Some(size)) if size != raw_len as u64 => {
-            return Err(FormatError::corrupted(what, format!("zstd frame holds {size} bytes, expected {raw_len}")));
+            return Err(FormatError::corrupted(
+                what,
+                format!("zstd frame holds {size} bytes, expected {raw_len}"),
+            ));
         }
         Ok(Some(_)) => zstd::bulk::Decompressor::new()
             .and_then(|mut d| d.decompress(data, raw_len))
-            .map_err(|e| FormatError::corrupted(what, format!("zstd (expected {raw_len} bytes): {e}")))?,
+            .map_err(|e| {
+                FormatError::corrupted(what, format!("zstd (expected {raw_len} bytes): {e}"))
+            })?,
         _ => decompress_bounded(data, raw_len, what)?,
     };
     if out.len() != raw_len {
@@ -55,7 +70,11 @@ pub fn decompress_exact(data: &[u8], raw_len: usize, what: &'static str) -> Resu
 }
 
 /// Decompresses one zstd frame of at most `max` bytes without allocating more than it produces.
-pub fn decompress_bounded(data: &[u8], max: usize, what: &'static str) -> Result<Vec<u8>, FormatError> {
+pub fn decompress_bounded(
+    data: &[u8],
+    max: usize,
+    what: &'static str,
+) -> Result<Vec<u8>, FormatError> {
     check_single_frame(data, what)?;
     if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(data)
         && size > max as u64
@@ -112,9 +131,15 @@ mod tests {
         std::io::Write::write_all(&mut enc, &vec![0u8; 8 << 20]).unwrap();
         let bomb = enc.finish().unwrap();
         assert!(bomb.len() < 2000);
-        assert!(matches!(decompress_bounded(&bomb, 1 << 20, "t"), Err(FormatError::OutOfBounds { .. })));
+        assert!(matches!(
+            decompress_bounded(&bomb, 1 << 20, "t"),
+            Err(FormatError::OutOfBounds { .. })
+        ));
         assert!(decompress_exact(&bomb, 1 << 20, "t").is_err());
-        assert_eq!(decompress_bounded(&bomb, 8 << 20, "t").unwrap().len(), 8 << 20);
+        assert_eq!(
+            decompress_bounded(&bomb, 8 << 20, "t").unwrap().len(),
+            8 << 20
+        );
     }
 
     proptest! {

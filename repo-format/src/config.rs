@@ -13,8 +13,9 @@ use crate::chunker::ChunkerParams;
 use crate::crypto::{ObjectType, RepoKeys};
 use crate::error::FormatError;
 use crate::format::{
-    CONFIG_HEADER_LEN, CONFIG_MAGIC, DATA_PACK_SIZE_MIN, DEFAULT_COMPRESSION_LEVEL, DEFAULT_DATA_PACK_SIZE,
-    DEFAULT_TREE_PACK_SIZE, FORMAT_VERSION, MAX_COMPRESSION_LEVEL, MAX_PROFILES, PACK_SIZE_MAX, TREE_PACK_SIZE_MIN,
+    CONFIG_HEADER_LEN, CONFIG_MAGIC, DATA_PACK_SIZE_MIN, DEFAULT_COMPRESSION_LEVEL,
+    DEFAULT_DATA_PACK_SIZE, DEFAULT_TREE_PACK_SIZE, FORMAT_VERSION, MAX_COMPRESSION_LEVEL,
+    MAX_PROFILES, PACK_SIZE_MAX, TREE_PACK_SIZE_MIN,
 };
 use crate::id::Id;
 use crate::tlv::{TlvReader, TlvWriter, expect_len, unknown_tag};
@@ -40,16 +41,26 @@ pub struct ChunkerProfile {
 impl ChunkerProfile {
     /// The `file` profile `init` writes.
     pub fn file() -> ChunkerProfile {
-        ChunkerProfile { name: "file".into(), params: ChunkerParams::FILE }
+        ChunkerProfile {
+            name: "file".into(),
+            params: ChunkerParams::FILE,
+        }
     }
 
     /// The `stream` profile `init` writes.
     pub fn stream() -> ChunkerProfile {
-        ChunkerProfile { name: "stream".into(), params: ChunkerParams::STREAM }
+        ChunkerProfile {
+            name: "stream".into(),
+            params: ChunkerParams::STREAM,
+        }
     }
 
     /// Appends `u8 len + name, min, avg, max` (also the snapshot's `chunker` field, SPEC §10).
-    pub(crate) fn encode_into(&self, what: &'static str, out: &mut Vec<u8>) -> Result<(), FormatError> {
+    pub(crate) fn encode_into(
+        &self,
+        what: &'static str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FormatError> {
         self.validate(what)?;
         out.put_u8(self.name.len() as u8); // validate() checked 1..=255
         out.put_bytes(self.name.as_bytes());
@@ -65,7 +76,11 @@ impl ChunkerProfile {
         let name = r.bytes(len)?;
         let name = String::from_utf8(name.to_vec())
             .map_err(|_| FormatError::corrupted(r.what(), "chunker profile name is not ASCII"))?;
-        let params = ChunkerParams { min: r.u32()?, avg: r.u32()?, max: r.u32()? };
+        let params = ChunkerParams {
+            min: r.u32()?,
+            avg: r.u32()?,
+            max: r.u32()?,
+        };
         let p = ChunkerProfile { name, params };
         p.validate(r.what())?;
         Ok(p)
@@ -75,7 +90,10 @@ impl ChunkerProfile {
         if self.name.is_empty() || self.name.len() > 255 || !self.name.is_ascii() {
             return Err(FormatError::corrupted(
                 what,
-                format!("chunker profile name {:?} must be 1 to 255 ASCII bytes", self.name),
+                format!(
+                    "chunker profile name {:?} must be 1 to 255 ASCII bytes",
+                    self.name
+                ),
             ));
         }
         self.params.validate()
@@ -128,18 +146,33 @@ impl Config {
             });
         }
         if !(DATA_PACK_SIZE_MIN..=PACK_SIZE_MAX).contains(&self.data_pack_size) {
-            return Err(FormatError::bounds(WHAT, "data_pack_size", self.data_pack_size));
+            return Err(FormatError::bounds(
+                WHAT,
+                "data_pack_size",
+                self.data_pack_size,
+            ));
         }
         if !(TREE_PACK_SIZE_MIN..=PACK_SIZE_MAX).contains(&self.tree_pack_size) {
-            return Err(FormatError::bounds(WHAT, "tree_pack_size", self.tree_pack_size));
+            return Err(FormatError::bounds(
+                WHAT,
+                "tree_pack_size",
+                self.tree_pack_size,
+            ));
         }
         if !(1..=MAX_PROFILES).contains(&self.profiles.len()) {
-            return Err(FormatError::bounds(WHAT, "chunker profile count", self.profiles.len()));
+            return Err(FormatError::bounds(
+                WHAT,
+                "chunker profile count",
+                self.profiles.len(),
+            ));
         }
         for (i, p) in self.profiles.iter().enumerate() {
             p.validate(WHAT)?;
             if self.profiles[..i].iter().any(|q| q.name == p.name) {
-                return Err(FormatError::corrupted(WHAT, format!("two chunker profiles named {:?}", p.name)));
+                return Err(FormatError::corrupted(
+                    WHAT,
+                    format!("two chunker profiles named {:?}", p.name),
+                ));
             }
         }
         Ok(())
@@ -148,7 +181,10 @@ impl Config {
     /// The config object: plain header and sealed body. Validates first.
     pub fn encode(&self, keys: &RepoKeys, nonce_salt: [u8; 16]) -> Result<Vec<u8>, FormatError> {
         if keys.repo_id() != &self.repo_id {
-            return Err(FormatError::corrupted(WHAT, "config repo_id differs from the keys' repo_id"));
+            return Err(FormatError::corrupted(
+                WHAT,
+                "config repo_id differs from the keys' repo_id",
+            ));
         }
         let body = self.try_encode_body()?;
         let mut out = Vec::with_capacity(CONFIG_HEADER_LEN + body.len() + 32);
@@ -171,7 +207,10 @@ impl Config {
         }
         let version = r.u8()?;
         if version != FORMAT_VERSION {
-            return Err(FormatError::UnsupportedVersion { what: WHAT, version });
+            return Err(FormatError::UnsupportedVersion {
+                what: WHAT,
+                version,
+            });
         }
         r.id()
     }
@@ -219,7 +258,8 @@ impl Config {
 
     /// Parses a TLV body and validates it.
     pub fn decode_body(repo_id: Id, body: &[u8]) -> Result<Config, FormatError> {
-        let (mut created, mut level, mut data, mut tree, mut profiles) = (None, None, None, None, None);
+        let (mut created, mut level, mut data, mut tree, mut profiles) =
+            (None, None, None, None, None);
         let mut tlv = TlvReader::new(body, WHAT);
         while let Some((tag, v)) = tlv.next_field()? {
             let mut r = Reader::new(v, WHAT);
@@ -252,7 +292,8 @@ impl Config {
                 _ => unknown_tag(WHAT, tag)?,
             }
         }
-        let missing = |tag: u16| FormatError::corrupted(WHAT, format!("required tag {tag} is missing"));
+        let missing =
+            |tag: u16| FormatError::corrupted(WHAT, format!("required tag {tag} is missing"));
         let config = Config {
             repo_id,
             created: created.ok_or_else(|| missing(TAG_CREATED))?,
@@ -298,10 +339,22 @@ mod tests {
         let other = RepoKeys::new(Id([0x34; 32]), keys().master().clone());
         let mut moved = b.clone();
         moved[9..41].copy_from_slice(&[0x34; 32]);
-        assert_eq!(Config::decode(&moved, &other), Err(FormatError::AuthenticationFailed { what: WHAT }));
-        assert!(matches!(Config::decode(&b[..40], &keys()), Err(FormatError::Truncated { .. })));
-        assert!(matches!(Config::peek_repo_id(b"CAIRNKEY"), Err(FormatError::BadMagic { .. })));
-        assert!(matches!(Config::peek_repo_id(b"CAIR"), Err(FormatError::Truncated { .. })));
+        assert_eq!(
+            Config::decode(&moved, &other),
+            Err(FormatError::AuthenticationFailed { what: WHAT })
+        );
+        assert!(matches!(
+            Config::decode(&b[..40], &keys()),
+            Err(FormatError::Truncated { .. })
+        ));
+        assert!(matches!(
+            Config::peek_repo_id(b"CAIRNKEY"),
+            Err(FormatError::BadMagic { .. })
+        ));
+        assert!(matches!(
+            Config::peek_repo_id(b"CAIR"),
+            Err(FormatError::Truncated { .. })
+        ));
     }
 
     #[test]
@@ -314,29 +367,69 @@ mod tests {
         assert_eq!(Config::decode_body(Id::ZERO, &opt).unwrap(), c);
         let mut crit = body.clone();
         crit.extend_from_slice(&[0x06, 0x00, 0, 0, 0, 0]);
-        assert_eq!(Config::decode_body(Id::ZERO, &crit), Err(FormatError::UnknownCriticalTag { what: WHAT, tag: 6 }));
+        assert_eq!(
+            Config::decode_body(Id::ZERO, &crit),
+            Err(FormatError::UnknownCriticalTag { what: WHAT, tag: 6 })
+        );
         // Missing tag.
         assert!(Config::decode_body(Id::ZERO, &body[..14]).is_err());
         // Out-of-bounds values are rejected on encode and decode.
         for bad in [
-            Config { compression_level: 20, ..c.clone() },
-            Config { compression_level: -1, ..c.clone() },
-            Config { data_pack_size: 1000, ..c.clone() },
-            Config { tree_pack_size: (1 << 30) + 1, ..c.clone() },
-            Config { profiles: vec![], ..c.clone() },
-            Config { profiles: vec![ChunkerProfile::file(), ChunkerProfile::file()], ..c.clone() },
-            Config { profiles: vec![ChunkerProfile { name: "é".into(), params: ChunkerParams::FILE }], ..c.clone() },
+            Config {
+                compression_level: 20,
+                ..c.clone()
+            },
+            Config {
+                compression_level: -1,
+                ..c.clone()
+            },
+            Config {
+                data_pack_size: 1000,
+                ..c.clone()
+            },
+            Config {
+                tree_pack_size: (1 << 30) + 1,
+                ..c.clone()
+            },
+            Config {
+                profiles: vec![],
+                ..c.clone()
+            },
+            Config {
+                profiles: vec![ChunkerProfile::file(), ChunkerProfile::file()],
+                ..c.clone()
+            },
+            Config {
+                profiles: vec![ChunkerProfile {
+                    name: "é".into(),
+                    params: ChunkerParams::FILE,
+                }],
+                ..c.clone()
+            },
         ] {
-            assert!(bad.encode(&RepoKeys::new(Id::ZERO, keys().master().clone()), [0; 16]).is_err(), "{bad:?}");
+            assert!(
+                bad.encode(&RepoKeys::new(Id::ZERO, keys().master().clone()), [0; 16])
+                    .is_err(),
+                "{bad:?}"
+            );
         }
     }
 
     fn arb_profile() -> impl Strategy<Value = ChunkerProfile> {
-        ("[a-z0-9_-]{1,20}", 64u32..=(1 << 20), 0u32..(3 << 20), 0u32..(8 << 20)).prop_map(|(name, min, a, m)| {
-            let avg = (min + a).clamp(256, 4 << 20);
-            let max = (avg + m).clamp(1024, 16 << 20);
-            ChunkerProfile { name, params: ChunkerParams { min, avg, max } }
-        })
+        (
+            "[a-z0-9_-]{1,20}",
+            64u32..=(1 << 20),
+            0u32..(3 << 20),
+            0u32..(8 << 20),
+        )
+            .prop_map(|(name, min, a, m)| {
+                let avg = (min + a).clamp(256, 4 << 20);
+                let max = (avg + m).clamp(1024, 16 << 20);
+                ChunkerProfile {
+                    name,
+                    params: ChunkerParams { min, avg, max },
+                }
+            })
     }
 
     fn arb_config() -> impl Strategy<Value = Config> {
@@ -348,11 +441,20 @@ mod tests {
             TREE_PACK_SIZE_MIN..=PACK_SIZE_MAX,
             proptest::collection::vec(arb_profile(), 1..16),
         )
-            .prop_map(|(id, created, compression_level, data_pack_size, tree_pack_size, mut profiles)| {
-                let mut seen = std::collections::HashSet::new();
-                profiles.retain(|p| seen.insert(p.name.clone()));
-                Config { repo_id: Id(id), created, compression_level, data_pack_size, tree_pack_size, profiles }
-            })
+            .prop_map(
+                |(id, created, compression_level, data_pack_size, tree_pack_size, mut profiles)| {
+                    let mut seen = std::collections::HashSet::new();
+                    profiles.retain(|p| seen.insert(p.name.clone()));
+                    Config {
+                        repo_id: Id(id),
+                        created,
+                        compression_level,
+                        data_pack_size,
+                        tree_pack_size,
+                        profiles,
+                    }
+                },
+            )
     }
 
     proptest! {

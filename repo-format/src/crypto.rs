@@ -14,8 +14,8 @@ use aes_gcm::{Aes256Gcm, Key, KeyInit, Nonce, Tag};
 
 use crate::error::FormatError;
 use crate::format::{
-    AAD_LEN, AAD_PREFIX, ENVELOPE_OVERHEAD, ENVELOPE_SUBKEY_CONTEXT, FORMAT_VERSION, MASTER_KEY_LEN,
-    MASTER_KEY_VERSION, NONCE_SALT_LEN, TAG_LEN,
+    AAD_LEN, AAD_PREFIX, ENVELOPE_OVERHEAD, ENVELOPE_SUBKEY_CONTEXT, FORMAT_VERSION,
+    MASTER_KEY_LEN, MASTER_KEY_VERSION, NONCE_SALT_LEN, TAG_LEN,
 };
 use crate::id::{BlobId, Id};
 use crate::wire::{Put, Reader};
@@ -42,7 +42,11 @@ impl MasterKey {
         id_key.copy_from_slice(&random[32..64]);
         seed.copy_from_slice(&random[64..]);
         let chunker_seed = u64::from_le_bytes(seed).max(1);
-        MasterKey { enc_key, id_key, chunker_seed }
+        MasterKey {
+            enc_key,
+            id_key,
+            chunker_seed,
+        }
     }
 
     /// The 73-byte plaintext that key files wrap.
@@ -63,7 +67,10 @@ impl MasterKey {
         let mut r = Reader::new(b, WHAT);
         let version = r.u8()?;
         if version != MASTER_KEY_VERSION {
-            return Err(FormatError::UnsupportedVersion { what: WHAT, version });
+            return Err(FormatError::UnsupportedVersion {
+                what: WHAT,
+                version,
+            });
         }
         let enc_key = r.array()?;
         let id_key = r.array()?;
@@ -72,7 +79,11 @@ impl MasterKey {
         if chunker_seed == 0 {
             return Err(FormatError::bounds(WHAT, "chunker_seed", 0u64));
         }
-        Ok(MasterKey { enc_key, id_key, chunker_seed })
+        Ok(MasterKey {
+            enc_key,
+            id_key,
+            chunker_seed,
+        })
     }
 }
 
@@ -146,7 +157,13 @@ pub fn seal(root_key: &[u8; 32], aad: &[u8], nonce_salt: [u8; 16], plaintext: &[
 ///
 /// If `plaintext` is longer than AES-GCM's limit of 2^36 - 32 bytes (64 GiB). cairn's
 /// plaintexts are chunks (≤ 16 MiB), headers (≤ 16 MiB) and bodies (≤ 1 GiB).
-pub fn seal_into(root_key: &[u8; 32], aad: &[u8], nonce_salt: [u8; 16], plaintext: &[u8], out: &mut Vec<u8>) {
+pub fn seal_into(
+    root_key: &[u8; 32],
+    aad: &[u8],
+    nonce_salt: [u8; 16],
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) {
     out.reserve(plaintext.len() + ENVELOPE_OVERHEAD);
     out.extend_from_slice(&nonce_salt);
     let start = out.len();
@@ -160,9 +177,18 @@ pub fn seal_into(root_key: &[u8; 32], aad: &[u8], nonce_salt: [u8; 16], plaintex
 
 /// Opens an envelope; [`FormatError::AuthenticationFailed`] if the key, the AAD or any byte is
 /// wrong.
-pub fn open(root_key: &[u8; 32], aad: &[u8], envelope: &[u8], what: &'static str) -> Result<Vec<u8>, FormatError> {
+pub fn open(
+    root_key: &[u8; 32],
+    aad: &[u8],
+    envelope: &[u8],
+    what: &'static str,
+) -> Result<Vec<u8>, FormatError> {
     if envelope.len() < ENVELOPE_OVERHEAD {
-        return Err(FormatError::Truncated { what, needed: ENVELOPE_OVERHEAD, got: envelope.len() });
+        return Err(FormatError::Truncated {
+            what,
+            needed: ENVELOPE_OVERHEAD,
+            got: envelope.len(),
+        });
     }
     let (salt, rest) = envelope.split_at(NONCE_SALT_LEN);
     let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
@@ -170,7 +196,12 @@ pub fn open(root_key: &[u8; 32], aad: &[u8], envelope: &[u8], what: &'static str
     nonce_salt.copy_from_slice(salt);
     let mut buf = ciphertext.to_vec();
     envelope_cipher(root_key, &nonce_salt)
-        .decrypt_in_place_detached(Nonce::from_slice(&ZERO_NONCE), aad, &mut buf, Tag::from_slice(tag))
+        .decrypt_in_place_detached(
+            Nonce::from_slice(&ZERO_NONCE),
+            aad,
+            &mut buf,
+            Tag::from_slice(tag),
+        )
         .map_err(|_| FormatError::AuthenticationFailed { what })?;
     Ok(buf)
 }
@@ -205,24 +236,43 @@ impl RepoKeys {
 
     /// `BLAKE3-keyed(id_key, plaintext)`: the id of a blob.
     pub fn blob_id(&self, plaintext: &[u8]) -> BlobId {
-        BlobId(Id(*blake3::keyed_hash(&self.master.id_key, plaintext).as_bytes()))
+        BlobId(Id(
+            *blake3::keyed_hash(&self.master.id_key, plaintext).as_bytes()
+        ))
     }
 
     /// Seals a whole object (config body, pack header, index, snapshot) under
     /// `AAD(t, repo_id, zeros)`.
     pub fn seal_object(&self, t: ObjectType, nonce_salt: [u8; 16], plaintext: &[u8]) -> Vec<u8> {
-        seal(&self.master.enc_key, &aad(t, &self.repo_id, &Id::ZERO), nonce_salt, plaintext)
+        seal(
+            &self.master.enc_key,
+            &aad(t, &self.repo_id, &Id::ZERO),
+            nonce_salt,
+            plaintext,
+        )
     }
 
     /// Opens what [`RepoKeys::seal_object`] sealed.
-    pub fn open_object(&self, t: ObjectType, envelope: &[u8], what: &'static str) -> Result<Vec<u8>, FormatError> {
-        open(&self.master.enc_key, &aad(t, &self.repo_id, &Id::ZERO), envelope, what)
+    pub fn open_object(
+        &self,
+        t: ObjectType,
+        envelope: &[u8],
+        what: &'static str,
+    ) -> Result<Vec<u8>, FormatError> {
+        open(
+            &self.master.enc_key,
+            &aad(t, &self.repo_id, &Id::ZERO),
+            envelope,
+            what,
+        )
     }
 }
 
 impl fmt::Debug for RepoKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RepoKeys").field("repo_id", &self.repo_id).finish_non_exhaustive()
+        f.debug_struct("RepoKeys")
+            .field("repo_id", &self.repo_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -245,16 +295,25 @@ mod tests {
     fn master_key_rejects_bad_bytes() {
         let mk = MasterKey::from_bytes([7; 72]);
         let b = mk.encode();
-        assert!(matches!(MasterKey::decode(&b[..72]), Err(FormatError::Truncated { .. })));
+        assert!(matches!(
+            MasterKey::decode(&b[..72]),
+            Err(FormatError::Truncated { .. })
+        ));
         let mut long = b.to_vec();
         long.push(0);
         assert!(MasterKey::decode(&long).is_err());
         let mut v2 = b;
         v2[0] = 2;
-        assert!(matches!(MasterKey::decode(&v2), Err(FormatError::UnsupportedVersion { .. })));
+        assert!(matches!(
+            MasterKey::decode(&v2),
+            Err(FormatError::UnsupportedVersion { .. })
+        ));
         let mut zero = b;
         zero[65..].fill(0);
-        assert!(matches!(MasterKey::decode(&zero), Err(FormatError::OutOfBounds { .. })));
+        assert!(matches!(
+            MasterKey::decode(&zero),
+            Err(FormatError::OutOfBounds { .. })
+        ));
         assert_eq!(MasterKey::from_bytes([0; 72]).chunker_seed, 1);
         assert!(!format!("{mk:?}").contains('7'));
     }
@@ -267,11 +326,17 @@ mod tests {
         for i in 0..env.len() {
             let mut bad = env.clone();
             bad[i] ^= 1;
-            assert_eq!(open(&ROOT, b"aad", &bad, "t"), Err(FormatError::AuthenticationFailed { what: "t" }));
+            assert_eq!(
+                open(&ROOT, b"aad", &bad, "t"),
+                Err(FormatError::AuthenticationFailed { what: "t" })
+            );
         }
         assert!(open(&ROOT, b"aae", &env, "t").is_err());
         assert!(open(&[0x12; 32], b"aad", &env, "t").is_err());
-        assert!(matches!(open(&ROOT, b"aad", &env[..31], "t"), Err(FormatError::Truncated { .. })));
+        assert!(matches!(
+            open(&ROOT, b"aad", &env[..31], "t"),
+            Err(FormatError::Truncated { .. })
+        ));
         assert!(open(&ROOT, b"aad", &env[..env.len() - 1], "t").is_err());
     }
 
@@ -279,7 +344,10 @@ mod tests {
     fn objects_are_bound_to_repo_and_type() {
         let keys = RepoKeys::new(Id([0x33; 32]), MasterKey::from_bytes([9; 72]));
         let env = keys.seal_object(ObjectType::Snapshot, [1; 16], b"x");
-        assert_eq!(keys.open_object(ObjectType::Snapshot, &env, "s").unwrap(), b"x");
+        assert_eq!(
+            keys.open_object(ObjectType::Snapshot, &env, "s").unwrap(),
+            b"x"
+        );
         assert!(keys.open_object(ObjectType::Index, &env, "s").is_err());
         let other = RepoKeys::new(Id([0x34; 32]), keys.master().clone());
         assert_eq!(

@@ -80,12 +80,23 @@ pub enum FormatError {
 impl FormatError {
     /// Shorthand for [`FormatError::Corrupted`].
     pub(crate) fn corrupted(what: &'static str, detail: impl Into<String>) -> FormatError {
-        FormatError::Corrupted { what, detail: detail.into() }
+        FormatError::Corrupted {
+            what,
+            detail: detail.into(),
+        }
     }
 
     /// Shorthand for [`FormatError::OutOfBounds`].
-    pub(crate) fn bounds(what: &'static str, field: &'static str, value: impl TryInto<u64>) -> FormatError {
-        FormatError::OutOfBounds { what, field, value: value.try_into().unwrap_or(u64::MAX) }
+    pub(crate) fn bounds(
+        what: &'static str,
+        field: &'static str,
+        value: impl TryInto<u64>,
+    ) -> FormatError {
+        FormatError::OutOfBounds {
+            what,
+            field,
+            value: value.try_into().unwrap_or(u64::MAX),
+        }
     }
 }
 
@@ -95,11 +106,18 @@ mod tests {
 
     #[test]
     fn messages_say_what_is_wrong() {
-        let e = FormatError::Truncated { what: "snapshot", needed: 32, got: 7 };
+        let e = FormatError::Truncated {
+            what: "snapshot",
+            needed: 32,
+            got: 7,
+        };
         assert_eq!(e.to_string(), "snapshot: truncated: needed 32 bytes, got 7");
         let e = FormatError::bounds("key file", "m_cost", 3u32);
         assert_eq!(e.to_string(), "key file: m_cost = 3 is out of bounds");
-        let e = FormatError::UnknownCriticalTag { what: "config", tag: 77 };
+        let e = FormatError::UnknownCriticalTag {
+            what: "config",
+            tag: 77,
+        };
         assert!(e.to_string().contains("unknown critical tag 77"));
     }
 }

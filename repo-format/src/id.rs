@@ -23,8 +23,15 @@ impl Id {
 
     /// Parses exactly 64 lowercase hex digits (the form object names use).
     pub fn from_hex(s: &str) -> Result<Id, FormatError> {
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err(FormatError::corrupted("id", format!("{s:?} is not 64 lowercase hex digits")));
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(FormatError::corrupted(
+                "id",
+                format!("{s:?} is not 64 lowercase hex digits"),
+            ));
         }
         let mut out = [0u8; 32];
         hex::decode_to_slice(s, &mut out)
@@ -148,7 +155,14 @@ mod tests {
 
     #[test]
     fn from_hex_rejects_bad_input() {
-        for s in ["", "ab", &"AB".repeat(32), &"g0".repeat(32), &"ab".repeat(33), &"é".repeat(32)] {
+        for s in [
+            "",
+            "ab",
+            &"AB".repeat(32),
+            &"g0".repeat(32),
+            &"ab".repeat(33),
+            &"é".repeat(32),
+        ] {
             assert!(Id::from_hex(s).is_err(), "{s:?}");
         }
     }

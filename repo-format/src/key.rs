@@ -36,9 +36,17 @@ pub struct KdfParams {
 
 impl KdfParams {
     /// What `init` uses: 64 MiB, 3 passes, 1 lane.
-    pub const DEFAULT: Self = KdfParams { m_cost: 65_536, t_cost: 3, p_cost: 1 };
+    pub const DEFAULT: Self = KdfParams {
+        m_cost: 65_536,
+        t_cost: 3,
+        p_cost: 1,
+    };
     /// The cheapest legal parameters (8 KiB, 1 pass, 1 lane): for tests only.
-    pub const TEST: Self = KdfParams { m_cost: KDF_M_MIN, t_cost: KDF_T_MIN, p_cost: KDF_P_MIN };
+    pub const TEST: Self = KdfParams {
+        m_cost: KDF_M_MIN,
+        t_cost: KDF_T_MIN,
+        p_cost: KDF_P_MIN,
+    };
 
     /// Checks the bounds of SPEC §4.
     pub fn validate(&self) -> Result<(), FormatError> {
@@ -97,7 +105,9 @@ fn encode_header(
     hostname: &str,
     username: &str,
 ) -> Result<Vec<u8>, FormatError> {
-    let mut out = Vec::with_capacity(KEY_FILE_FIXED_LEN + 2 + hostname.len() + username.len() + KEY_ENVELOPE_LEN);
+    let mut out = Vec::with_capacity(
+        KEY_FILE_FIXED_LEN + 2 + hostname.len() + username.len() + KEY_ENVELOPE_LEN,
+    );
     out.put_bytes(&KEY_MAGIC);
     out.put_u8(KEY_FILE_VERSION);
     out.put_u8(KDF_ARGON2ID);
@@ -151,13 +161,23 @@ impl KeyFile {
         }
         let version = r.u8()?;
         if version != KEY_FILE_VERSION {
-            return Err(FormatError::UnsupportedVersion { what: WHAT, version });
+            return Err(FormatError::UnsupportedVersion {
+                what: WHAT,
+                version,
+            });
         }
         let kdf = r.u8()?;
         if kdf != KDF_ARGON2ID {
-            return Err(FormatError::UnsupportedVersion { what: "key file KDF", version: kdf });
+            return Err(FormatError::UnsupportedVersion {
+                what: "key file KDF",
+                version: kdf,
+            });
         }
-        let params = KdfParams { m_cost: r.u32()?, t_cost: r.u32()?, p_cost: r.u32()? };
+        let params = KdfParams {
+            m_cost: r.u32()?,
+            t_cost: r.u32()?,
+            p_cost: r.u32()?,
+        };
         params.validate()?;
         let kdf_salt = r.array()?;
         let created = r.i64()?;
@@ -170,12 +190,25 @@ impl KeyFile {
         let username = name("username")?;
         let envelope = r.bytes(KEY_ENVELOPE_LEN)?.to_vec();
         r.finish()?;
-        Ok(KeyFile { params, kdf_salt, created, hostname, username, envelope })
+        Ok(KeyFile {
+            params,
+            kdf_salt,
+            created,
+            hostname,
+            username,
+            envelope,
+        })
     }
 
     /// The key file bytes again (what [`KeyFile::decode`] parsed).
     pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
-        let mut out = encode_header(self.params, &self.kdf_salt, self.created, &self.hostname, &self.username)?;
+        let mut out = encode_header(
+            self.params,
+            &self.kdf_salt,
+            self.created,
+            &self.hostname,
+            &self.username,
+        )?;
         out.extend_from_slice(&self.envelope);
         Ok(out)
     }
@@ -185,7 +218,13 @@ impl KeyFile {
     pub fn open(&self, repo_id: &Id, password: &[u8]) -> Result<MasterKey, FormatError> {
         // Re-encoding the (public, possibly modified) fields gives the AAD: a modified field
         // fails authentication like a modified byte.
-        let header = encode_header(self.params, &self.kdf_salt, self.created, &self.hostname, &self.username)?;
+        let header = encode_header(
+            self.params,
+            &self.kdf_salt,
+            self.created,
+            &self.hostname,
+            &self.username,
+        )?;
         let kek = self.params.derive(password, &self.kdf_salt)?;
         let plain = open(&kek, &key_aad(repo_id, &header), &self.envelope, WHAT)?;
         MasterKey::decode(&plain)
@@ -200,8 +239,18 @@ mod tests {
     fn sample() -> (Id, MasterKey, Vec<u8>) {
         let repo = Id([0x33; 32]);
         let mk = MasterKey::from_bytes([5; 72]);
-        let b = KeyFile::create(&repo, &mk, b"pw", KdfParams::TEST, [0x55; 32], [0x44; 16], 1_700_000_000, "host", "user")
-            .unwrap();
+        let b = KeyFile::create(
+            &repo,
+            &mk,
+            b"pw",
+            KdfParams::TEST,
+            [0x55; 32],
+            [0x44; 16],
+            1_700_000_000,
+            "host",
+            "user",
+        )
+        .unwrap();
         (repo, mk, b)
     }
 
@@ -210,8 +259,14 @@ mod tests {
         let (repo, mk, b) = sample();
         let kf = KeyFile::decode(&b).unwrap();
         assert_eq!(kf.open(&repo, b"pw").unwrap(), mk);
-        assert_eq!(kf.open(&repo, b"px"), Err(FormatError::AuthenticationFailed { what: WHAT }));
-        assert_eq!(kf.open(&Id([0x34; 32]), b"pw"), Err(FormatError::AuthenticationFailed { what: WHAT }));
+        assert_eq!(
+            kf.open(&repo, b"px"),
+            Err(FormatError::AuthenticationFailed { what: WHAT })
+        );
+        assert_eq!(
+            kf.open(&Id([0x34; 32]), b"pw"),
+            Err(FormatError::AuthenticationFailed { what: WHAT })
+        );
         let mut renamed = kf.clone();
         renamed.hostname = "other".into();
         assert!(renamed.open(&repo, b"pw").is_err());
@@ -235,24 +290,54 @@ mod tests {
         for n in 8..b.len() {
             assert!(KeyFile::decode(&b[..n]).is_err(), "{n}");
         }
-        assert!(matches!(KeyFile::decode(&b[..b.len() - 1]), Err(FormatError::Truncated { .. })));
-        assert!(matches!(KeyFile::decode(b"CAIRNCFG\x01"), Err(FormatError::BadMagic { .. })));
+        assert!(matches!(
+            KeyFile::decode(&b[..b.len() - 1]),
+            Err(FormatError::Truncated { .. })
+        ));
+        assert!(matches!(
+            KeyFile::decode(b"CAIRNCFG\x01"),
+            Err(FormatError::BadMagic { .. })
+        ));
     }
 
     #[test]
     fn hostile_params_rejected_before_kdf() {
         let (repo, _, b) = sample();
         // m = 4 GiB + 1 KiB, t = 64: if the KDF ran, this test would take minutes and 4 GiB.
-        for (off, v) in [(10, KDF_M_MAX + 1), (14, 65), (18, 17), (10, 7), (14, 0), (18, 0)] {
+        for (off, v) in [
+            (10, KDF_M_MAX + 1),
+            (14, 65),
+            (18, 17),
+            (10, 7),
+            (14, 0),
+            (18, 0),
+        ] {
             let mut bad = b.clone();
             bad[off..off + 4].copy_from_slice(&u32::to_le_bytes(v));
-            assert!(matches!(KeyFile::decode(&bad), Err(FormatError::OutOfBounds { .. })), "{off} {v}");
+            assert!(
+                matches!(KeyFile::decode(&bad), Err(FormatError::OutOfBounds { .. })),
+                "{off} {v}"
+            );
         }
         let mut kf = KeyFile::decode(&b).unwrap();
-        kf.params = KdfParams { m_cost: u32::MAX, t_cost: 64, p_cost: 1 };
-        assert!(matches!(kf.open(&repo, b"pw"), Err(FormatError::OutOfBounds { .. })));
-        kf.params = KdfParams { m_cost: 8, t_cost: 1, p_cost: 2 };
-        assert!(matches!(kf.open(&repo, b"pw"), Err(FormatError::Corrupted { .. })));
+        kf.params = KdfParams {
+            m_cost: u32::MAX,
+            t_cost: 64,
+            p_cost: 1,
+        };
+        assert!(matches!(
+            kf.open(&repo, b"pw"),
+            Err(FormatError::OutOfBounds { .. })
+        ));
+        kf.params = KdfParams {
+            m_cost: 8,
+            t_cost: 1,
+            p_cost: 2,
+        };
+        assert!(matches!(
+            kf.open(&repo, b"pw"),
+            Err(FormatError::Corrupted { .. })
+        ));
         assert!(KdfParams::DEFAULT.validate().is_ok() && KdfParams::TEST.validate().is_ok());
     }
 
@@ -260,7 +345,17 @@ mod tests {
     fn long_names_are_rejected() {
         let mk = MasterKey::from_bytes([5; 72]);
         let long = "x".repeat(256);
-        let r = KeyFile::create(&Id::ZERO, &mk, b"", KdfParams::TEST, [0; 32], [0; 16], 0, &long, "u");
+        let r = KeyFile::create(
+            &Id::ZERO,
+            &mk,
+            b"",
+            KdfParams::TEST,
+            [0; 32],
+            [0; 16],
+            0,
+            &long,
+            "u",
+        );
         assert!(matches!(r, Err(FormatError::OutOfBounds { .. })));
     }
 

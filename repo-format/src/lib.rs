@@ -45,6 +45,9 @@
 //! # Ok::<(), repo_format::FormatError>(())
 //! ```
 
+// Every integer in the format is little-endian, written with `to_le_bytes` (SPEC §1).
+#![deny(clippy::big_endian_bytes, clippy::host_endian_bytes)]
+
 pub mod chunker;
 pub mod compress;
 pub mod config;
@@ -69,8 +72,8 @@ pub use id::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId, object_id};
 pub use index::{IndexEntry, IndexFile, IndexPack};
 pub use key::{KdfParams, KeyFile};
 pub use pack::{
-    BlobType, Compression, FinishedPack, PackEntry, PackWriter, SealedBlob, decode_header, decode_header_plain,
-    encode_header_plain, header_len, open_blob, seal_blob,
+    BlobType, Compression, FinishedPack, PackEntry, PackWriter, SealedBlob, decode_header,
+    decode_header_plain, encode_header_plain, header_len, open_blob, seal_blob,
 };
 pub use snapshot::{Snapshot, SnapshotStatus, Summary};
 pub use tree::{Content, ContentBuilder, ContentList, Node, NodeKind, Timestamp, Tree};

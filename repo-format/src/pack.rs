@@ -14,8 +14,8 @@ use crate::compress::{compress, decompress_exact};
 use crate::crypto::{ObjectType, RepoKeys, aad, open, seal_into};
 use crate::error::FormatError;
 use crate::format::{
-    ENVELOPE_OVERHEAD, MAX_HEADER_LEN, MAX_PACK_ENTRIES, MIN_HEADER_LEN, PACK_ENTRY_LEN, PACK_HEADER_FIXED_LEN,
-    PACK_HEADER_VERSION, PACK_TRAILER_LEN,
+    ENVELOPE_OVERHEAD, MAX_HEADER_LEN, MAX_PACK_ENTRIES, MIN_HEADER_LEN, PACK_ENTRY_LEN,
+    PACK_HEADER_FIXED_LEN, PACK_HEADER_VERSION, PACK_TRAILER_LEN,
 };
 use crate::id::{BlobId, PackId, object_id};
 use crate::index::IndexEntry;
@@ -38,7 +38,10 @@ impl BlobType {
         match b {
             0 => Ok(BlobType::Data),
             1 => Ok(BlobType::Tree),
-            _ => Err(FormatError::corrupted(what, format!("unknown blob type {b}"))),
+            _ => Err(FormatError::corrupted(
+                what,
+                format!("unknown blob type {b}"),
+            )),
         }
     }
 
@@ -66,7 +69,10 @@ impl Compression {
         match b {
             0 => Ok(Compression::Raw),
             1 => Ok(Compression::Zstd),
-            _ => Err(FormatError::corrupted(what, format!("unknown compression {b}"))),
+            _ => Err(FormatError::corrupted(
+                what,
+                format!("unknown compression {b}"),
+            )),
         }
     }
 }
@@ -82,10 +88,15 @@ pub(crate) fn check_blob_lengths(
     if (stored_len as usize) < ENVELOPE_OVERHEAD {
         return Err(FormatError::bounds(what, "stored_len", stored_len));
     }
-    if compression == Compression::Raw && raw_len as usize != stored_len as usize - ENVELOPE_OVERHEAD {
+    if compression == Compression::Raw
+        && raw_len as usize != stored_len as usize - ENVELOPE_OVERHEAD
+    {
         return Err(FormatError::corrupted(
             what,
-            format!("raw blob with stored_len {stored_len} must have raw_len {}, not {raw_len}", stored_len - 32),
+            format!(
+                "raw blob with stored_len {stored_len} must have raw_len {}, not {raw_len}",
+                stored_len - 32
+            ),
         ));
     }
     Ok(())
@@ -149,7 +160,11 @@ pub fn seal_blob(
 
 /// Opens a blob envelope, decompresses it and checks that its keyed hash equals `entry.id`
 /// ([`FormatError::IdMismatch`] otherwise).
-pub fn open_blob(keys: &RepoKeys, entry: &IndexEntry, envelope: &[u8]) -> Result<Vec<u8>, FormatError> {
+pub fn open_blob(
+    keys: &RepoKeys,
+    entry: &IndexEntry,
+    envelope: &[u8],
+) -> Result<Vec<u8>, FormatError> {
     let what = match entry.blob_type {
         BlobType::Data => "data blob",
         BlobType::Tree => "tree blob",
@@ -157,7 +172,12 @@ pub fn open_blob(keys: &RepoKeys, entry: &IndexEntry, envelope: &[u8]) -> Result
     if envelope.len() != entry.stored_len as usize {
         return Err(FormatError::corrupted(
             what,
-            format!("blob {} is {} bytes, the index says {}", entry.id.short(), envelope.len(), entry.stored_len),
+            format!(
+                "blob {} is {} bytes, the index says {}",
+                entry.id.short(),
+                envelope.len(),
+                entry.stored_len
+            ),
         ));
     }
     let aad = aad(entry.blob_type.object_type(), keys.repo_id(), &entry.id.0);
@@ -167,14 +187,22 @@ pub fn open_blob(keys: &RepoKeys, entry: &IndexEntry, envelope: &[u8]) -> Result
         Compression::Raw => {
             return Err(FormatError::corrupted(
                 what,
-                format!("raw blob is {} bytes, expected {}", stored.len(), entry.raw_len),
+                format!(
+                    "raw blob is {} bytes, expected {}",
+                    stored.len(),
+                    entry.raw_len
+                ),
             ));
         }
         Compression::Zstd => decompress_exact(&stored, entry.raw_len as usize, what)?,
     };
     let actual = keys.blob_id(&plaintext);
     if actual != entry.id {
-        return Err(FormatError::IdMismatch { what, expected: entry.id.to_hex(), actual: actual.to_hex() });
+        return Err(FormatError::IdMismatch {
+            what,
+            expected: entry.id.to_hex(),
+            actual: actual.to_hex(),
+        });
     }
     Ok(plaintext)
 }
@@ -199,11 +227,17 @@ pub fn decode_header_plain(b: &[u8]) -> Result<Vec<PackEntry>, FormatError> {
     let mut r = Reader::new(b, WHAT);
     let version = r.u8()?;
     if version != PACK_HEADER_VERSION {
-        return Err(FormatError::UnsupportedVersion { what: WHAT, version });
+        return Err(FormatError::UnsupportedVersion {
+            what: WHAT,
+            version,
+        });
     }
     let n = r.count(PACK_ENTRY_LEN)?;
     if n == 0 {
-        return Err(FormatError::corrupted(WHAT, "a pack holds at least one blob"));
+        return Err(FormatError::corrupted(
+            WHAT,
+            "a pack holds at least one blob",
+        ));
     }
     let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
@@ -212,7 +246,13 @@ pub fn decode_header_plain(b: &[u8]) -> Result<Vec<PackEntry>, FormatError> {
         let stored_len = r.u32()?;
         let raw_len = r.u32()?;
         check_blob_lengths(WHAT, compression, stored_len, raw_len)?;
-        entries.push(PackEntry { blob_type, compression, stored_len, raw_len, id: BlobId(r.id()?) });
+        entries.push(PackEntry {
+            blob_type,
+            compression,
+            stored_len,
+            raw_len,
+            id: BlobId(r.id()?),
+        });
     }
     r.finish()?;
     Ok(entries)
@@ -235,19 +275,33 @@ pub fn header_len(trailer: &[u8; 4], pack_len: u64) -> Result<u32, FormatError> 
 
 /// Opens a header envelope and returns its entries with offsets; checks that the blobs exactly
 /// fill the `pack_len - 4 - header_len` bytes before the header.
-pub fn decode_header(keys: &RepoKeys, header_envelope: &[u8], pack_len: u64) -> Result<Vec<IndexEntry>, FormatError> {
+pub fn decode_header(
+    keys: &RepoKeys,
+    header_envelope: &[u8],
+    pack_len: u64,
+) -> Result<Vec<IndexEntry>, FormatError> {
     if header_envelope.len() > MAX_HEADER_LEN {
-        return Err(FormatError::bounds(WHAT, "header_len", header_envelope.len()));
+        return Err(FormatError::bounds(
+            WHAT,
+            "header_len",
+            header_envelope.len(),
+        ));
     }
     let blobs_len = pack_len
         .checked_sub((header_envelope.len() + PACK_TRAILER_LEN) as u64)
-        .ok_or_else(|| FormatError::corrupted(WHAT, format!("header longer than the pack ({pack_len} bytes)")))?;
+        .ok_or_else(|| {
+            FormatError::corrupted(
+                WHAT,
+                format!("header longer than the pack ({pack_len} bytes)"),
+            )
+        })?;
     let plain = keys.open_object(ObjectType::PackHeader, header_envelope, WHAT)?;
     let entries = decode_header_plain(&plain)?;
     let mut offset: u64 = 0;
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
-        let off = u32::try_from(offset).map_err(|_| FormatError::bounds(WHAT, "blob offset", offset))?;
+        let off =
+            u32::try_from(offset).map_err(|_| FormatError::bounds(WHAT, "blob offset", offset))?;
         out.push(IndexEntry::new(e, off));
         offset += u64::from(e.stored_len);
     }
@@ -312,9 +366,16 @@ impl PackWriter {
     }
 
     /// Appends the sealed header and its length, then decodes the header back and checks it.
-    pub fn finish(self, keys: &RepoKeys, nonce_salt: [u8; 16]) -> Result<FinishedPack, FormatError> {
+    pub fn finish(
+        self,
+        keys: &RepoKeys,
+        nonce_salt: [u8; 16],
+    ) -> Result<FinishedPack, FormatError> {
         if self.entries.is_empty() {
-            return Err(FormatError::corrupted(WHAT, "a pack holds at least one blob"));
+            return Err(FormatError::corrupted(
+                WHAT,
+                "a pack holds at least one blob",
+            ));
         }
         if self.entries.len() > MAX_PACK_ENTRIES {
             return Err(FormatError::bounds(WHAT, "entry count", self.entries.len()));
@@ -324,199 +385,35 @@ impl PackWriter {
         let header_start = bytes.len();
         let aad = aad(ObjectType::PackHeader, keys.repo_id(), &crate::id::Id::ZERO);
         seal_into(&keys.master().enc_key, &aad, nonce_salt, &plain, &mut bytes);
-        let header_len = bytes.len() - header_start;
-        bytes.put_u32(header_len as u32); // at most MAX_HEADER_LEN: checked above via the count
+        let envelope_len = bytes.len() - header_start;
+        bytes.put_u32(envelope_len as u32); // at most MAX_HEADER_LEN: checked above via the count
         // Read back what we wrote, exactly as a reader will.
         let pack_len = bytes.len() as u64;
         let mut trailer = [0u8; 4];
         trailer.copy_from_slice(&bytes[bytes.len() - 4..]);
-        let hl = header_len_checked(&trailer, pack_len)?;
-        let decoded = decode_header(keys, &bytes[bytes.len() - 4 - hl..bytes.len() - 4], pack_len)?;
+        let hl = header_len(&trailer, pack_len)? as usize;
+        let decoded = decode_header(
+            keys,
+            &bytes[bytes.len() - 4 - hl..bytes.len() - 4],
+            pack_len,
+        )?;
         let mut offset = 0usize;
         for (d, e) in decoded.iter().zip(&entries) {
             if d.pack_entry() != *e || d.offset as usize != offset {
-                return Err(FormatError::corrupted(WHAT, "header read back differs from what was written"));
+                return Err(FormatError::corrupted(
+                    WHAT,
+                    "header read back differs from what was written",
+                ));
             }
             offset += e.stored_len as usize;
         }
-        Ok(FinishedPack { id: PackId(object_id(&bytes)), bytes, entries: decoded })
+        Ok(FinishedPack {
+            id: PackId(object_id(&bytes)),
+            bytes,
+            entries: decoded,
+        })
     }
-}
-
-fn header_len_checked(trailer: &[u8; 4], pack_len: u64) -> Result<usize, FormatError> {
-    header_len(trailer, pack_len).map(|l| l as usize)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::crypto::MasterKey;
-    use crate::id::Id;
-    use proptest::prelude::*;
-
-    fn keys() -> RepoKeys {
-        RepoKeys::new(Id([0x33; 32]), MasterKey::from_bytes([3; 72]))
-    }
-
-    fn blob(keys: &RepoKeys, t: BlobType, data: &[u8], salt: u8) -> SealedBlob {
-        seal_blob(keys, t, keys.blob_id(data), data, 3, [salt; 16])
-    }
-
-    fn two_blob_pack() -> (FinishedPack, Vec<Vec<u8>>) {
-        let k = keys();
-        let datas = vec![b"hello".to_vec(), vec![7u8; 5000]];
-        let mut w = PackWriter::new();
-        w.add(blob(&k, BlobType::Data, &datas[0], 1));
-        w.add(blob(&k, BlobType::Data, &datas[1], 2));
-        (w.finish(&k, [9; 16]).unwrap(), datas)
-    }
-
-    #[test]
-    fn write_then_read_blobs() {
-        let k = keys();
-        let (p, datas) = two_blob_pack();
-        assert_eq!(p.entries[0].compression, Compression::Raw);
-        assert_eq!(p.entries[1].compression, Compression::Zstd);
-        assert_eq!(p.id, PackId(object_id(&p.bytes)));
-        let len = p.bytes.len() as u64;
-        let hl = header_len(p.bytes[p.bytes.len() - 4..].try_into().unwrap(), len).unwrap() as usize;
-        let env = &p.bytes[p.bytes.len() - 4 - hl..p.bytes.len() - 4];
-        assert_eq!(decode_header(&k, env, len).unwrap(), p.entries);
-        for (e, d) in p.entries.iter().zip(&datas) {
-            let range = e.offset as usize..(e.offset + e.stored_len) as usize;
-            assert_eq!(&open_blob(&k, e, &p.bytes[range]).unwrap(), d);
-        }
-        // Wrong pack length: blobs no longer fill the space before the header.
-        assert!(decode_header(&k, env, len + 1).is_err());
-        assert!(decode_header(&k, env, len - 1).is_err());
-    }
-
-    #[test]
-    fn moved_or_swapped_blob_fails() {
-        let k = keys();
-        let (p, _) = two_blob_pack();
-        let (a, b) = (p.entries[0], p.entries[1]);
-        // Blob b's bytes read under a's entry (as if moved to a's offset): lengths differ...
-        let b_bytes = &p.bytes[b.offset as usize..(b.offset + b.stored_len) as usize];
-        assert!(open_blob(&k, &a, b_bytes).is_err());
-        // ...and with a's length forced to match, the AAD (a's id) still fails.
-        let forged = IndexEntry { stored_len: b.stored_len, raw_len: b.raw_len, compression: b.compression, ..a };
-        assert_eq!(open_blob(&k, &forged, b_bytes), Err(FormatError::AuthenticationFailed { what: "data blob" }));
-        // Same id but claimed to be a tree blob: another AAD type.
-        let as_tree = IndexEntry { blob_type: BlobType::Tree, ..b };
-        assert!(open_blob(&k, &as_tree, b_bytes).is_err());
-        // Another repository.
-        let other = RepoKeys::new(Id([0x34; 32]), k.master().clone());
-        assert!(matches!(open_blob(&other, &b, b_bytes), Err(FormatError::AuthenticationFailed { .. })));
-    }
-
-    #[test]
-    fn id_mismatch_is_reported() {
-        let k = keys();
-        let wrong = BlobId(Id([1; 32]));
-        let s = seal_blob(&k, BlobType::Data, wrong, b"data", 0, [0; 16]);
-        let e = IndexEntry::new(s.entry, 0);
-        assert!(matches!(open_blob(&k, &e, &s.bytes), Err(FormatError::IdMismatch { .. })));
-    }
-
-    #[test]
-    fn every_flipped_bit_in_a_pack_is_detected() {
-        let k = keys();
-        let (p, datas) = two_blob_pack();
-        let read_all = |bytes: &[u8]| -> Result<Vec<Vec<u8>>, FormatError> {
-            let len = bytes.len() as u64;
-            let trailer = bytes.len().checked_sub(4).ok_or(FormatError::Truncated { what: "pack", needed: 4, got: bytes.len() })?;
-            let hl = header_len(bytes[trailer..].try_into().unwrap(), len)? as usize;
-            let entries = decode_header(&k, &bytes[bytes.len() - 4 - hl..bytes.len() - 4], len)?;
-            entries.iter().map(|e| open_blob(&k, e, &bytes[e.offset as usize..(e.offset + e.stored_len) as usize])).collect()
-        };
-        assert_eq!(read_all(&p.bytes).unwrap(), datas);
-        for i in 0..p.bytes.len() {
-            let mut bad = p.bytes.clone();
-            bad[i] ^= 0x04;
-            assert!(read_all(&bad).is_err(), "byte {i}");
-        }
-        for n in 0..p.bytes.len() {
-            assert!(read_all(&p.bytes[n..]).is_err() || n == 0);
-        }
-    }
-
-    #[test]
-    fn header_len_bounds() {
-        assert!(header_len(&10u32.to_le_bytes(), 1000).is_err());
-        assert!(header_len(&(MAX_HEADER_LEN as u32 + 1).to_le_bytes(), u64::MAX).is_err());
-        assert!(header_len(&100u32.to_le_bytes(), 103).is_err());
-        assert_eq!(header_len(&100u32.to_le_bytes(), 104), Ok(100));
-        assert!(PackWriter::new().finish(&keys(), [0; 16]).is_err());
-    }
-
-    #[test]
-    fn header_plain_rejects_bad_input() {
-        let e = PackEntry { blob_type: BlobType::Tree, compression: Compression::Raw, stored_len: 40, raw_len: 8, id: BlobId(Id([5; 32])) };
-        let b = encode_header_plain(&[e]);
-        assert_eq!(decode_header_plain(&b).unwrap(), vec![e]);
-        assert!(matches!(decode_header_plain(&b[..b.len() - 1]), Err(FormatError::Truncated { .. })));
-        let mut v = b.clone();
-        v[0] = 2;
-        assert!(matches!(decode_header_plain(&v), Err(FormatError::UnsupportedVersion { .. })));
-        for (i, x) in [(5, 2), (6, 2), (7, 31), (11, 9)] {
-            let mut bad = b.clone();
-            bad[i] = x;
-            assert!(decode_header_plain(&bad).is_err(), "{i}");
-        }
-        assert!(decode_header_plain(&encode_header_plain(&[])).is_err());
-        let mut long = b.clone();
-        long.push(0);
-        assert!(decode_header_plain(&long).is_err());
-    }
-
-    fn arb_entry() -> impl Strategy<Value = PackEntry> {
-        (any::<bool>(), any::<bool>(), 32u32.., any::<u32>(), any::<[u8; 32]>()).prop_map(|(t, z, stored_len, raw, id)| {
-            let compression = if z { Compression::Zstd } else { Compression::Raw };
-            PackEntry {
-                blob_type: if t { BlobType::Tree } else { BlobType::Data },
-                compression,
-                stored_len,
-                raw_len: if z { raw } else { stored_len - 32 },
-                id: BlobId(Id(id)),
-            }
-        })
-    }
-
-    proptest! {
-        #[test]
-        fn header_plain_round_trip(entries in proptest::collection::vec(arb_entry(), 1..50)) {
-            prop_assert_eq!(decode_header_plain(&encode_header_plain(&entries)).unwrap(), entries);
-        }
-
-        #[test]
-        fn pack_round_trip(blobs in proptest::collection::vec((any::<bool>(), proptest::collection::vec(0u8..3, 0..3000)), 1..8), level in 0i32..5) {
-            let k = keys();
-            let mut w = PackWriter::new();
-            for (i, (t, d)) in blobs.iter().enumerate() {
-                let t = if *t { BlobType::Tree } else { BlobType::Data };
-                w.add(seal_blob(&k, t, k.blob_id(d), d, level, [i as u8; 16]));
-            }
-            prop_assert_eq!(w.count(), blobs.len());
-            let p = w.finish(&k, [0xee; 16]).unwrap();
-            let len = p.bytes.len() as u64;
-            let hl = header_len(p.bytes[p.bytes.len() - 4..].try_into().unwrap(), len).unwrap() as usize;
-            let entries = decode_header(&k, &p.bytes[p.bytes.len() - 4 - hl..p.bytes.len() - 4], len).unwrap();
-            prop_assert_eq!(&entries, &p.entries);
-            for (e, (_, d)) in entries.iter().zip(&blobs) {
-                prop_assert_eq!(&open_blob(&k, e, &p.bytes[e.offset as usize..(e.offset + e.stored_len) as usize]).unwrap(), d);
-            }
-        }
-
-        #[test]
-        fn decoders_never_panic(b: Vec<u8>, len: u64) {
-            let _ = decode_header_plain(&b);
-            let _ = decode_header(&keys(), &b, len);
-            if b.len() >= 4 {
-                let _ = header_len(&b[..4].try_into().unwrap(), len);
-            }
-            let e = IndexEntry { blob_type: BlobType::Data, compression: Compression::Zstd, offset: 0, stored_len: b.len() as u32, raw_len: 100, id: BlobId(Id::ZERO) };
-            let _ = open_blob(&keys(), &e, &b);
-        }
-    }
-}
+mod tests;

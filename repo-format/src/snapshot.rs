@@ -139,7 +139,8 @@ pub struct Snapshot {
 }
 
 fn utf8(what: &'static str, field: &str, b: &[u8]) -> Result<String, FormatError> {
-    String::from_utf8(b.to_vec()).map_err(|_| FormatError::corrupted(what, format!("{field} is not UTF-8")))
+    String::from_utf8(b.to_vec())
+        .map_err(|_| FormatError::corrupted(what, format!("{field} is not UTF-8")))
 }
 
 impl Snapshot {
@@ -161,7 +162,9 @@ impl Snapshot {
         let rest = r.rest();
         match compression {
             Compression::Raw => Snapshot::decode_body(rest),
-            Compression::Zstd => Snapshot::decode_body(&decompress_bounded(rest, MAX_SNAPSHOT_BODY, WHAT)?),
+            Compression::Zstd => {
+                Snapshot::decode_body(&decompress_bounded(rest, MAX_SNAPSHOT_BODY, WHAT)?)
+            }
         }
     }
 
@@ -190,7 +193,8 @@ impl Snapshot {
             if tag.is_empty() {
                 return Err(FormatError::corrupted(WHAT, "empty tag"));
             }
-            let len = u16::try_from(tag.len()).map_err(|_| FormatError::bounds(WHAT, "tag length", tag.len()))?;
+            let len = u16::try_from(tag.len())
+                .map_err(|_| FormatError::bounds(WHAT, "tag length", tag.len()))?;
             t.put_u16(len);
             t.put_bytes(tag.as_bytes());
         }
@@ -218,7 +222,10 @@ impl Snapshot {
         let mut r = Reader::new(b, WHAT);
         let version = r.u8()?;
         if version != SNAPSHOT_VERSION {
-            return Err(FormatError::UnsupportedVersion { what: WHAT, version });
+            return Err(FormatError::UnsupportedVersion {
+                what: WHAT,
+                version,
+            });
         }
         let mut time = None;
         let mut tree = None;
@@ -291,7 +298,12 @@ impl Snapshot {
                     s.status = match v[0] {
                         0 => SnapshotStatus::Complete,
                         1 => SnapshotStatus::Failed,
-                        x => return Err(FormatError::corrupted(WHAT, format!("unknown status {x}"))),
+                        x => {
+                            return Err(FormatError::corrupted(
+                                WHAT,
+                                format!("unknown status {x}"),
+                            ));
+                        }
                     };
                 }
                 TAG_CHUNKER => {
@@ -302,7 +314,8 @@ impl Snapshot {
                 _ => unknown_tag(WHAT, tag)?,
             }
         }
-        let missing = |tag: u16| FormatError::corrupted(WHAT, format!("required tag {tag} is missing"));
+        let missing =
+            |tag: u16| FormatError::corrupted(WHAT, format!("required tag {tag} is missing"));
         (s.time_ns, s.utc_offset) = time.ok_or_else(|| missing(TAG_TIME))?;
         s.tree = tree.ok_or_else(|| missing(TAG_TREE))?;
         Ok(s)

@@ -17,7 +17,10 @@ pub(crate) struct TlvReader<'a> {
 
 impl<'a> TlvReader<'a> {
     pub(crate) fn new(record: &'a [u8], what: &'static str) -> TlvReader<'a> {
-        TlvReader { r: Reader::new(record, what), last: None }
+        TlvReader {
+            r: Reader::new(record, what),
+            last: None,
+        }
     }
 
     /// The next field, or `None` at the end of the record.
@@ -49,15 +52,27 @@ impl<'a> TlvReader<'a> {
 
 /// What to do with a tag the decoder does not know: an error if it is critical, else skip.
 pub(crate) fn unknown_tag(what: &'static str, tag: u16) -> Result<(), FormatError> {
-    if tag < TLV_OPTIONAL_MIN { Err(FormatError::UnknownCriticalTag { what, tag }) } else { Ok(()) }
+    if tag < TLV_OPTIONAL_MIN {
+        Err(FormatError::UnknownCriticalTag { what, tag })
+    } else {
+        Ok(())
+    }
 }
 
 /// Fails unless `value` has exactly `len` bytes (every known field has a fixed or counted length).
-pub(crate) fn expect_len(what: &'static str, tag: u16, value: &[u8], len: usize) -> Result<(), FormatError> {
+pub(crate) fn expect_len(
+    what: &'static str,
+    tag: u16,
+    value: &[u8],
+    len: usize,
+) -> Result<(), FormatError> {
     if value.len() == len {
         Ok(())
     } else {
-        Err(FormatError::corrupted(what, format!("tag {tag}: value is {} bytes, expected {len}", value.len())))
+        Err(FormatError::corrupted(
+            what,
+            format!("tag {tag}: value is {} bytes, expected {len}", value.len()),
+        ))
     }
 }
 
@@ -71,14 +86,22 @@ pub(crate) struct TlvWriter {
 impl TlvWriter {
     /// Appends to `out` (which may already hold a prefix such as a version byte).
     pub(crate) fn new(out: Vec<u8>, what: &'static str) -> TlvWriter {
-        TlvWriter { out, what, last: None }
+        TlvWriter {
+            out,
+            what,
+            last: None,
+        }
     }
 
     pub(crate) fn field(&mut self, tag: u16, value: &[u8]) -> Result<(), FormatError> {
-        debug_assert!(self.last.is_none_or(|l| l < tag), "TLV tags must be written in ascending order");
+        debug_assert!(
+            self.last.is_none_or(|l| l < tag),
+            "TLV tags must be written in ascending order"
+        );
         self.last = Some(tag);
         self.out.put_u16(tag);
-        self.out.put_u32(len_u32(self.what, "TLV value length", value.len())?);
+        self.out
+            .put_u32(len_u32(self.what, "TLV value length", value.len())?);
         self.out.put_bytes(value);
         Ok(())
     }
@@ -125,13 +148,25 @@ mod tests {
         r.next_field().unwrap();
         assert!(r.next_field().is_err());
         let b = record(&[(2, b"xyz")]);
-        assert!(matches!(TlvReader::new(&b[..b.len() - 1], "t").next_field(), Err(FormatError::Truncated { .. })));
-        assert!(matches!(TlvReader::new(&b[..3], "t").next_field(), Err(FormatError::Truncated { .. })));
+        assert!(matches!(
+            TlvReader::new(&b[..b.len() - 1], "t").next_field(),
+            Err(FormatError::Truncated { .. })
+        ));
+        assert!(matches!(
+            TlvReader::new(&b[..3], "t").next_field(),
+            Err(FormatError::Truncated { .. })
+        ));
     }
 
     #[test]
     fn critical_and_optional_tags() {
-        assert_eq!(unknown_tag("t", 0x7fff), Err(FormatError::UnknownCriticalTag { what: "t", tag: 0x7fff }));
+        assert_eq!(
+            unknown_tag("t", 0x7fff),
+            Err(FormatError::UnknownCriticalTag {
+                what: "t",
+                tag: 0x7fff
+            })
+        );
         assert_eq!(unknown_tag("t", 0x8000), Ok(()));
     }
 }

@@ -16,8 +16,8 @@
 use crate::crypto::RepoKeys;
 use crate::error::FormatError;
 use crate::format::{
-    CONTENT_LIST_KIND, CONTENT_LIST_LEN, CONTENT_LIST_VERSION, DIRECT_CONTENT_MAX, MAX_NAME_LEN, MAX_SYMLINK_LEN,
-    MIN_NODE_LEN, MODE_MASK, TREE_KIND, TREE_VERSION,
+    CONTENT_LIST_KIND, CONTENT_LIST_LEN, CONTENT_LIST_VERSION, DIRECT_CONTENT_MAX, MAX_NAME_LEN,
+    MAX_SYMLINK_LEN, MIN_NODE_LEN, MODE_MASK, TREE_KIND, TREE_VERSION,
 };
 use crate::id::BlobId;
 use crate::wire::{Put, Reader, len_u32};
@@ -120,7 +120,12 @@ pub struct Node {
 
 /// Fails unless `name` is a valid node name.
 pub fn check_name(name: &[u8]) -> Result<(), FormatError> {
-    let bad = |why: &str| Err(FormatError::corrupted(WHAT, format!("node name {:?} {why}", String::from_utf8_lossy(name))));
+    let bad = |why: &str| {
+        Err(FormatError::corrupted(
+            WHAT,
+            format!("node name {:?} {why}", String::from_utf8_lossy(name)),
+        ))
+    };
     if name.is_empty() {
         return bad("is empty");
     }
@@ -152,12 +157,19 @@ impl Node {
             }
         }
         if !matches!(self.kind, NodeKind::File { .. }) && self.size != 0 {
-            return Err(FormatError::corrupted(WHAT, format!("{}: size {} must be 0 for a non-file", name(), self.size)));
+            return Err(FormatError::corrupted(
+                WHAT,
+                format!("{}: size {} must be 0 for a non-file", name(), self.size),
+            ));
         }
         if let NodeKind::Symlink { target } = &self.kind
             && target.len() > MAX_SYMLINK_LEN
         {
-            return Err(FormatError::bounds(WHAT, "symlink target length", target.len()));
+            return Err(FormatError::bounds(
+                WHAT,
+                "symlink target length",
+                target.len(),
+            ));
         }
         Ok(())
     }
@@ -207,8 +219,14 @@ impl Node {
         let mode = r.u32()?;
         let uid = r.u32()?;
         let gid = r.u32()?;
-        let mtime = Timestamp { sec: r.i64()?, nsec: r.u32()? };
-        let ctime = Timestamp { sec: r.i64()?, nsec: r.u32()? };
+        let mtime = Timestamp {
+            sec: r.i64()?,
+            nsec: r.u32()?,
+        };
+        let ctime = Timestamp {
+            sec: r.i64()?,
+            nsec: r.u32()?,
+        };
         let (inode, device, nlink, size) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
         let kind = match code {
             1 => {
@@ -219,26 +237,56 @@ impl Node {
                     ids.push(BlobId(r.id()?));
                 }
                 match form {
-                    0 => NodeKind::File { content: Content::Direct(ids) },
-                    1 => NodeKind::File { content: Content::Indirect(ids) },
-                    _ => return Err(FormatError::corrupted(WHAT, format!("unknown content form {form}"))),
+                    0 => NodeKind::File {
+                        content: Content::Direct(ids),
+                    },
+                    1 => NodeKind::File {
+                        content: Content::Indirect(ids),
+                    },
+                    _ => {
+                        return Err(FormatError::corrupted(
+                            WHAT,
+                            format!("unknown content form {form}"),
+                        ));
+                    }
                 }
             }
-            2 => NodeKind::Dir { subtree: BlobId(r.id()?) },
+            2 => NodeKind::Dir {
+                subtree: BlobId(r.id()?),
+            },
             3 => {
                 let len = r.u32()? as usize;
                 if len > MAX_SYMLINK_LEN {
                     return Err(FormatError::bounds(WHAT, "symlink target length", len));
                 }
-                NodeKind::Symlink { target: r.bytes(len)?.to_vec() }
+                NodeKind::Symlink {
+                    target: r.bytes(len)?.to_vec(),
+                }
             }
             4 => NodeKind::Fifo,
             5 => NodeKind::CharDevice { rdev: r.u64()? },
             6 => NodeKind::BlockDevice { rdev: r.u64()? },
             7 => NodeKind::Socket,
-            _ => return Err(FormatError::corrupted(WHAT, format!("unknown node kind {code}"))),
+            _ => {
+                return Err(FormatError::corrupted(
+                    WHAT,
+                    format!("unknown node kind {code}"),
+                ));
+            }
         };
-        let node = Node { name, kind, mode, uid, gid, mtime, ctime, inode, device, nlink, size };
+        let node = Node {
+            name,
+            kind,
+            mode,
+            uid,
+            gid,
+            mtime,
+            ctime,
+            inode,
+            device,
+            nlink,
+            size,
+        };
         node.check()?;
         Ok(node)
     }
@@ -260,11 +308,17 @@ fn read_kind(r: &mut Reader<'_>, kind: u8, version: u8) -> Result<(), FormatErro
             CONTENT_LIST_KIND => "a content list",
             _ => "an unknown tree blob kind",
         };
-        return Err(FormatError::corrupted(r.what(), format!("kind byte {k}: this is {found}")));
+        return Err(FormatError::corrupted(
+            r.what(),
+            format!("kind byte {k}: this is {found}"),
+        ));
     }
     let v = r.u8()?;
     if v != version {
-        return Err(FormatError::UnsupportedVersion { what: r.what(), version: v });
+        return Err(FormatError::UnsupportedVersion {
+            what: r.what(),
+            version: v,
+        });
     }
     Ok(())
 }
@@ -304,7 +358,10 @@ impl Tree {
             {
                 return Err(FormatError::corrupted(
                     WHAT,
-                    format!("node {:?} is out of order or duplicated", String::from_utf8_lossy(&node.name)),
+                    format!(
+                        "node {:?} is out of order or duplicated",
+                        String::from_utf8_lossy(&node.name)
+                    ),
                 ));
             }
             nodes.push(node);
@@ -385,7 +442,10 @@ impl ContentBuilder {
     }
 
     fn flush(&mut self, keys: &RepoKeys) -> Result<ListBlob, FormatError> {
-        let plain = ContentList { ids: std::mem::take(&mut self.pending) }.encode()?;
+        let plain = ContentList {
+            ids: std::mem::take(&mut self.pending),
+        }
+        .encode()?;
         let id = keys.blob_id(&plain);
         self.lists.push(id);
         Ok((id, plain))
@@ -395,7 +455,11 @@ impl ContentBuilder {
     /// for the caller to store as a tree blob.
     pub fn push(&mut self, keys: &RepoKeys, id: BlobId) -> Result<Option<ListBlob>, FormatError> {
         self.pending.push(id);
-        if self.pending.len() == CONTENT_LIST_LEN { Ok(Some(self.flush(keys)?)) } else { Ok(None) }
+        if self.pending.len() == CONTENT_LIST_LEN {
+            Ok(Some(self.flush(keys)?))
+        } else {
+            Ok(None)
+        }
     }
 
     /// The node's content, and possibly a last (partial) content list to store.
@@ -403,7 +467,11 @@ impl ContentBuilder {
         if self.lists.is_empty() && self.pending.len() <= DIRECT_CONTENT_MAX {
             return Ok((Content::Direct(self.pending), None));
         }
-        let last = if self.pending.is_empty() { None } else { Some(self.flush(keys)?) };
+        let last = if self.pending.is_empty() {
+            None
+        } else {
+            Some(self.flush(keys)?)
+        };
         Ok((Content::Indirect(self.lists), last))
     }
 }

@@ -34,7 +34,11 @@ impl<'a> Reader<'a> {
     /// The next `n` bytes.
     pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], FormatError> {
         if n > self.remaining() {
-            return Err(FormatError::Truncated { what: self.what, needed: n, got: self.remaining() });
+            return Err(FormatError::Truncated {
+                what: self.what,
+                needed: n,
+                got: self.remaining(),
+            });
         }
         let out = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -95,7 +99,11 @@ impl<'a> Reader<'a> {
     pub(crate) fn check_count(&self, n: usize, min_elem_len: usize) -> Result<(), FormatError> {
         let needed = n.saturating_mul(min_elem_len);
         if needed > self.remaining() {
-            return Err(FormatError::Truncated { what: self.what, needed, got: self.remaining() });
+            return Err(FormatError::Truncated {
+                what: self.what,
+                needed,
+                got: self.remaining(),
+            });
         }
         Ok(())
     }
@@ -104,7 +112,10 @@ impl<'a> Reader<'a> {
     pub(crate) fn finish(&self) -> Result<(), FormatError> {
         match self.remaining() {
             0 => Ok(()),
-            n => Err(FormatError::corrupted(self.what, format!("{n} unexpected trailing bytes"))),
+            n => Err(FormatError::corrupted(
+                self.what,
+                format!("{n} unexpected trailing bytes"),
+            )),
         }
     }
 }
@@ -145,7 +156,11 @@ impl Put for Vec<u8> {
 }
 
 /// `len` as a u32 length field, or `OutOfBounds` naming `field`.
-pub(crate) fn len_u32(what: &'static str, field: &'static str, len: usize) -> Result<u32, FormatError> {
+pub(crate) fn len_u32(
+    what: &'static str,
+    field: &'static str,
+    len: usize,
+) -> Result<u32, FormatError> {
     u32::try_from(len).map_err(|_| FormatError::bounds(what, field, len))
 }
 
@@ -163,7 +178,14 @@ mod tests {
         assert_eq!(r.u16(), Ok(0x0102));
         assert_eq!(r.i64(), Ok(-2));
         assert_eq!(r.remaining(), 4);
-        assert_eq!(r.u64(), Err(FormatError::Truncated { what: "test", needed: 8, got: 4 }));
+        assert_eq!(
+            r.u64(),
+            Err(FormatError::Truncated {
+                what: "test",
+                needed: 8,
+                got: 4
+            })
+        );
         assert_eq!(r.u32(), Ok(7));
         assert!(r.finish().is_ok());
         assert_eq!(v[..2], [2, 1]);
@@ -174,7 +196,10 @@ mod tests {
         let mut v = Vec::new();
         v.put_u32(u32::MAX);
         v.put_bytes(&[0; 10]);
-        assert!(matches!(Reader::new(&v, "t").count(1), Err(FormatError::Truncated { .. })));
+        assert!(matches!(
+            Reader::new(&v, "t").count(1),
+            Err(FormatError::Truncated { .. })
+        ));
         let mut v = Vec::new();
         v.put_u32(2);
         v.put_bytes(&[0; 10]);

@@ -24,7 +24,11 @@ const PASSWORD: &[u8] = b"password";
 const CREATED: i64 = 1_700_000_000;
 
 fn master() -> MasterKey {
-    MasterKey { enc_key: ENC_KEY, id_key: ID_KEY, chunker_seed: CHUNKER_SEED }
+    MasterKey {
+        enc_key: ENC_KEY,
+        id_key: ID_KEY,
+        chunker_seed: CHUNKER_SEED,
+    }
 }
 
 fn keys() -> RepoKeys {
@@ -56,8 +60,14 @@ fn node(name: &[u8], kind: NodeKind, size: u64) -> Node {
         mode: 0o644,
         uid: 1000,
         gid: 1000,
-        mtime: Timestamp { sec: CREATED, nsec: 123_456_789 },
-        ctime: Timestamp { sec: CREATED + 1, nsec: 0 },
+        mtime: Timestamp {
+            sec: CREATED,
+            nsec: 123_456_789,
+        },
+        ctime: Timestamp {
+            sec: CREATED + 1,
+            nsec: 0,
+        },
         inode: 4242,
         device: 66,
         nlink: 1,
@@ -69,16 +79,36 @@ fn tree() -> Tree {
     let k = keys();
     Tree {
         nodes: vec![
-            node(b"hello.txt", NodeKind::File { content: Content::Direct(vec![k.blob_id(b"hello")]) }, 5),
-            node(b"link", NodeKind::Symlink { target: b"hello.txt".to_vec() }, 0),
-            node(b"sub", NodeKind::Dir { subtree: k.blob_id(&Tree::default().encode().unwrap()) }, 0),
+            node(
+                b"hello.txt",
+                NodeKind::File {
+                    content: Content::Direct(vec![k.blob_id(b"hello")]),
+                },
+                5,
+            ),
+            node(
+                b"link",
+                NodeKind::Symlink {
+                    target: b"hello.txt".to_vec(),
+                },
+                0,
+            ),
+            node(
+                b"sub",
+                NodeKind::Dir {
+                    subtree: k.blob_id(&Tree::default().encode().unwrap()),
+                },
+                0,
+            ),
         ],
     }
 }
 
 fn content_list() -> ContentList {
     let k = keys();
-    ContentList { ids: vec![k.blob_id(b"hello"), k.blob_id(&text_blob())] }
+    ContentList {
+        ids: vec![k.blob_id(b"hello"), k.blob_id(&text_blob())],
+    }
 }
 
 fn snapshot() -> Snapshot {
@@ -114,20 +144,35 @@ fn pack() -> FinishedPack {
     let k = keys();
     let mut w = PackWriter::new();
     for data in [b"hello".to_vec(), text_blob()] {
-        w.add(seal_blob(&k, BlobType::Data, k.blob_id(&data), &data, 3, NONCE_SALT));
+        w.add(seal_blob(
+            &k,
+            BlobType::Data,
+            k.blob_id(&data),
+            &data,
+            3,
+            NONCE_SALT,
+        ));
     }
     w.finish(&k, NONCE_SALT).unwrap()
 }
 
 fn index() -> IndexFile {
     let p = pack();
-    IndexFile { supersedes: vec![], packs: vec![IndexPack { id: p.id, entries: p.entries }] }
+    IndexFile {
+        supersedes: vec![],
+        packs: vec![IndexPack {
+            id: p.id,
+            entries: p.entries,
+        }],
+    }
 }
 
 // ---- golden file handling ----
 
 fn golden_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/v1")
+        .join(name)
 }
 
 fn updating() -> bool {
@@ -147,8 +192,12 @@ fn golden_text(name: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run with CAIRN_UPDATE_GOLDEN=1 to create it", path.display()));
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with CAIRN_UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
     assert!(
         expected == actual,
         "{name} changed: the bytes of format version 1 must not change (SPEC §15).\nexpected:\n{expected}\nactual:\n{actual}"
@@ -172,28 +221,59 @@ fn read_golden(name: &str) -> Vec<u8> {
 fn small_vectors() {
     let k = keys();
     let hello_id = golden("blob_id_hello", &k.blob_id(b"hello").0.0);
-    assert_eq!(BlobId(Id(hello_id.try_into().unwrap())), k.blob_id(b"hello"));
-    let aad_bytes = golden("aad_data_blob_hello", &aad(ObjectType::DataBlob, &REPO_ID, &k.blob_id(b"hello").0));
+    assert_eq!(
+        BlobId(Id(hello_id.try_into().unwrap())),
+        k.blob_id(b"hello")
+    );
+    let aad_bytes = golden(
+        "aad_data_blob_hello",
+        &aad(ObjectType::DataBlob, &REPO_ID, &k.blob_id(b"hello").0),
+    );
     assert_eq!(&aad_bytes[..7], b"CAIRN\x01\x03");
-    let env = golden("envelope_hello", &seal(&ENC_KEY, &aad_bytes, NONCE_SALT, b"hello"));
-    assert_eq!(open(&ENC_KEY, &aad_bytes, &env, "envelope").unwrap(), b"hello");
+    let env = golden(
+        "envelope_hello",
+        &seal(&ENC_KEY, &aad_bytes, NONCE_SALT, b"hello"),
+    );
+    assert_eq!(
+        open(&ENC_KEY, &aad_bytes, &env, "envelope").unwrap(),
+        b"hello"
+    );
     assert_eq!(env.len(), 5 + 32);
     let mk = golden("master_key", &master().encode());
     assert_eq!(MasterKey::decode(&mk).unwrap(), master());
-    assert_eq!(golden("object_id_empty", &object_id(b"").0), blake3::hash(b"").as_bytes());
+    assert_eq!(
+        golden("object_id_empty", &object_id(b"").0),
+        blake3::hash(b"").as_bytes()
+    );
 }
 
 #[test]
 fn key_file() {
-    let bytes = KeyFile::create(&REPO_ID, &master(), PASSWORD, KdfParams::TEST, KDF_SALT, NONCE_SALT, CREATED, "host", "user")
-        .unwrap();
+    let bytes = KeyFile::create(
+        &REPO_ID,
+        &master(),
+        PASSWORD,
+        KdfParams::TEST,
+        KDF_SALT,
+        NONCE_SALT,
+        CREATED,
+        "host",
+        "user",
+    )
+    .unwrap();
     let bytes = golden("key_file", &bytes);
     let kf = KeyFile::decode(&bytes).unwrap();
     assert_eq!(kf.params, KdfParams::TEST);
     assert_eq!(kf.kdf_salt, KDF_SALT);
-    assert_eq!((kf.created, kf.hostname.as_str(), kf.username.as_str()), (CREATED, "host", "user"));
+    assert_eq!(
+        (kf.created, kf.hostname.as_str(), kf.username.as_str()),
+        (CREATED, "host", "user")
+    );
     assert_eq!(kf.open(&REPO_ID, PASSWORD).unwrap(), master());
-    assert!(matches!(kf.open(&REPO_ID, b"wrong"), Err(FormatError::AuthenticationFailed { .. })));
+    assert!(matches!(
+        kf.open(&REPO_ID, b"wrong"),
+        Err(FormatError::AuthenticationFailed { .. })
+    ));
 }
 
 #[test]
@@ -206,9 +286,26 @@ fn config() {
     let back = Config::decode(&bytes, &keys()).unwrap();
     assert_eq!(back.created, CREATED);
     assert_eq!(back.compression_level, 3);
-    assert_eq!((back.data_pack_size, back.tree_pack_size), (16 << 20, 4 << 20));
-    assert_eq!(back.profile("file").unwrap().params, ChunkerParams { min: 256 << 10, avg: 1 << 20, max: 8 << 20 });
-    assert_eq!(back.profile("stream").unwrap().params, ChunkerParams { min: 4 << 10, avg: 16 << 10, max: 64 << 10 });
+    assert_eq!(
+        (back.data_pack_size, back.tree_pack_size),
+        (16 << 20, 4 << 20)
+    );
+    assert_eq!(
+        back.profile("file").unwrap().params,
+        ChunkerParams {
+            min: 256 << 10,
+            avg: 1 << 20,
+            max: 8 << 20
+        }
+    );
+    assert_eq!(
+        back.profile("stream").unwrap().params,
+        ChunkerParams {
+            min: 4 << 10,
+            avg: 16 << 10,
+            max: 64 << 10
+        }
+    );
 }
 
 #[test]
@@ -223,11 +320,29 @@ fn pack_and_index() {
     let hl = header_len(&bytes[len - 4..].try_into().unwrap(), len as u64).unwrap() as usize;
     let entries = decode_header(&k, &bytes[len - 4 - hl..len - 4], len as u64).unwrap();
     assert_eq!(entries.len(), 2);
-    assert_eq!((entries[0].compression, entries[0].offset, entries[0].raw_len), (Compression::Raw, 0, 5));
-    assert_eq!((entries[1].compression, entries[1].raw_len), (Compression::Zstd, 4096));
+    assert_eq!(
+        (
+            entries[0].compression,
+            entries[0].offset,
+            entries[0].raw_len
+        ),
+        (Compression::Raw, 0, 5)
+    );
+    assert_eq!(
+        (entries[1].compression, entries[1].raw_len),
+        (Compression::Zstd, 4096)
+    );
     for (e, data) in entries.iter().zip([b"hello".to_vec(), text_blob()]) {
         assert_eq!(e.blob_type, BlobType::Data);
-        assert_eq!(open_blob(&k, e, &bytes[e.offset as usize..(e.offset + e.stored_len) as usize]).unwrap(), data);
+        assert_eq!(
+            open_blob(
+                &k,
+                e,
+                &bytes[e.offset as usize..(e.offset + e.stored_len) as usize]
+            )
+            .unwrap(),
+            data
+        );
     }
 
     let idx = index();
@@ -246,10 +361,24 @@ fn tree_and_content_list() {
     assert_eq!(t, tree());
     let hello = t.find(b"hello.txt").unwrap();
     assert_eq!(hello.size, 5);
-    assert_eq!(hello.mtime, Timestamp { sec: CREATED, nsec: 123_456_789 });
-    assert_eq!(t.find(b"link").unwrap().kind, NodeKind::Symlink { target: b"hello.txt".to_vec() });
+    assert_eq!(
+        hello.mtime,
+        Timestamp {
+            sec: CREATED,
+            nsec: 123_456_789
+        }
+    );
+    assert_eq!(
+        t.find(b"link").unwrap().kind,
+        NodeKind::Symlink {
+            target: b"hello.txt".to_vec()
+        }
+    );
     let bytes = golden("content_list", &content_list().encode().unwrap());
-    assert_eq!(ContentList::decode(&bytes).unwrap().ids[0], keys().blob_id(b"hello"));
+    assert_eq!(
+        ContentList::decode(&bytes).unwrap().ids[0],
+        keys().blob_id(b"hello")
+    );
 }
 
 #[test]
@@ -262,7 +391,10 @@ fn snapshot_vector() {
     assert_eq!(back.time_ns, 1_700_000_000_000_000_000);
     assert_eq!(back.tree, keys().blob_id(&read_golden("tree")));
     assert_eq!(back.tags, vec!["daily".to_string(), "test".to_string()]);
-    assert_eq!(back.summary.unwrap().end_ns - back.summary.unwrap().start_ns, 2_500_000_000);
+    assert_eq!(
+        back.summary.unwrap().end_ns - back.summary.unwrap().start_ns,
+        2_500_000_000
+    );
     assert_eq!(back.chunker.unwrap().name, "file");
     assert_eq!(back.status, SnapshotStatus::Complete);
 }
@@ -271,7 +403,10 @@ fn snapshot_vector() {
 fn chunk_cut_points() {
     let data = xorshift_bytes(1 << 20);
     let c = Chunker::new(ChunkerParams::STREAM, CHUNKER_SEED).unwrap();
-    let text: String = c.chunks(&data).map(|r| format!("{} {}\n", r.start, r.len())).collect();
+    let text: String = c
+        .chunks(&data)
+        .map(|r| format!("{} {}\n", r.start, r.len()))
+        .collect();
     golden_text("chunks_stream.txt", &text);
     assert!(text.lines().count() > 30);
 }

@@ -12,15 +12,25 @@ use crate::progress::TermProgress;
 /// Runs `cairn backup`.
 pub fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<Outcome> {
     let source = if a.stdin_from_command {
-        Source::Command { name: a.stdin_name.clone(), argv: a.command.clone() }
+        Source::Command {
+            name: a.stdin_name.clone(),
+            argv: a.command.clone(),
+        }
     } else if a.stdin {
-        Source::Stream { name: a.stdin_name.clone(), reader: Box::new(std::io::stdin()) }
+        Source::Stream {
+            name: a.stdin_name.clone(),
+            reader: Box::new(std::io::stdin()),
+        }
     } else {
         if !a.command.is_empty() {
-            bail!("arguments after `--` are a command for --stdin-from-command, which was not given");
+            bail!(
+                "arguments after `--` are a command for --stdin-from-command, which was not given"
+            );
         }
         if a.paths.is_empty() {
-            bail!("nothing to back up: name files or directories, or use --stdin or --stdin-from-command");
+            bail!(
+                "nothing to back up: name files or directories, or use --stdin or --stdin-from-command"
+            );
         }
         Source::Paths(a.paths.clone())
     };
@@ -30,7 +40,11 @@ pub fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<Outcome> {
     opts.host = a.host.clone();
     opts.force = a.force;
     if let Some(p) = &a.parent {
-        opts.parent = Some(repo.resolve_snapshot(p).context("cannot find the --parent snapshot")?.0);
+        opts.parent = Some(
+            repo.resolve_snapshot(p)
+                .context("cannot find the --parent snapshot")?
+                .0,
+        );
     }
     if let Some(t) = &a.time {
         opts.time_ns = Some(parse_time(t)?);
@@ -48,7 +62,11 @@ pub fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<Outcome> {
         }))?;
     } else if !g.quiet {
         let secs = (s.end_ns - s.start_ns) as f64 / 1e9;
-        let rate = if secs > 0.0 { s.bytes_read as f64 / secs / 1e6 } else { 0.0 };
+        let rate = if secs > 0.0 {
+            s.bytes_read as f64 / secs / 1e6
+        } else {
+            0.0
+        };
         eprintln!(
             "snapshot {} saved: {} files ({} new, {} changed, {} unmodified), {} dirs, {} read, {} added ({} stored) in {:.1}s ({:.0} MB/s), {} warnings",
             r.id.0.short(),
@@ -65,15 +83,21 @@ pub fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<Outcome> {
             r.warnings.len()
         );
     }
-    Ok(if r.warnings.is_empty() { Outcome::Ok } else { Outcome::Warnings })
+    Ok(if r.warnings.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::Warnings
+    })
 }
 
 /// "YYYY-MM-DD HH:MM:SS" in the local zone, as Unix nanoseconds.
 fn parse_time(t: &str) -> Result<i64> {
-    let dt: jiff::civil::DateTime =
-        t.parse().map_err(|e| anyhow!("--time {t:?}: expected \"YYYY-MM-DD HH:MM:SS\" ({e})"))?;
+    let dt: jiff::civil::DateTime = t
+        .parse()
+        .map_err(|e| anyhow!("--time {t:?}: expected \"YYYY-MM-DD HH:MM:SS\" ({e})"))?;
     let zoned = dt
         .to_zoned(jiff::tz::TimeZone::system())
         .map_err(|e| anyhow!("--time {t:?} is not a valid local time: {e}"))?;
-    i64::try_from(zoned.timestamp().as_nanosecond()).map_err(|_| anyhow!("--time {t:?} is out of range"))
+    i64::try_from(zoned.timestamp().as_nanosecond())
+        .map_err(|_| anyhow!("--time {t:?} is out of range"))
 }

@@ -28,7 +28,9 @@ fn entry_json(e: &repo_format::IndexEntry) -> serde_json::Value {
 pub fn run(g: &GlobalArgs, a: &CatArgs) -> Result<Outcome> {
     let repo = open(g)?;
     let id = || -> Result<Id> {
-        let s = a.id.as_deref().ok_or_else(|| anyhow!("`cairn cat {}` needs an id", a.kind))?;
+        let s =
+            a.id.as_deref()
+                .ok_or_else(|| anyhow!("`cairn cat {}` needs an id", a.kind))?;
         Id::from_hex(s).map_err(|e| anyhow!("'{s}' is not a full 64-digit id: {e}"))
     };
     match a.kind.as_str() {
@@ -54,7 +56,10 @@ pub fn run(g: &GlobalArgs, a: &CatArgs) -> Result<Outcome> {
             }))?;
         }
         "snapshot" => {
-            let (id, s) = repo.resolve_snapshot(a.id.as_deref().ok_or_else(|| anyhow!("`cairn cat snapshot` needs an id"))?)?;
+            let (id, s) = repo.resolve_snapshot(
+                a.id.as_deref()
+                    .ok_or_else(|| anyhow!("`cairn cat snapshot` needs an id"))?,
+            )?;
             print_json(&snapshot_json(&id, &s))?;
         }
         "index" => {
@@ -74,11 +79,15 @@ pub fn run(g: &GlobalArgs, a: &CatArgs) -> Result<Outcome> {
                 .get(bytes.len().saturating_sub(4)..)
                 .and_then(|t| t.try_into().ok())
                 .ok_or_else(|| anyhow!("pack {} is too short to have a header", id.0.short()))?;
-            let hlen = repo_format::header_len(&trailer, len).context("the pack trailer is damaged")? as usize;
+            let hlen = repo_format::header_len(&trailer, len)
+                .context("the pack trailer is damaged")? as usize;
             let start = bytes.len() - 4 - hlen;
-            let entries = repo_format::decode_header(repo.keys(), &bytes[start..bytes.len() - 4], len)
-                .context("the pack header is damaged")?;
-            print_json(&json!({"id": id.0.to_hex(), "size": len, "header_len": hlen, "blobs": entries.iter().map(entry_json).collect::<Vec<_>>()}))?;
+            let entries =
+                repo_format::decode_header(repo.keys(), &bytes[start..bytes.len() - 4], len)
+                    .context("the pack header is damaged")?;
+            print_json(
+                &json!({"id": id.0.to_hex(), "size": len, "header_len": hlen, "blobs": entries.iter().map(entry_json).collect::<Vec<_>>()}),
+            )?;
         }
         "blob" => {
             let id = BlobId(id()?);
@@ -88,7 +97,9 @@ pub fn run(g: &GlobalArgs, a: &CatArgs) -> Result<Outcome> {
             out.write_all(&plain).context("cannot write the blob")?;
             out.flush().context("cannot write the blob")?;
         }
-        other => bail!("unknown object kind '{other}': use config, key, snapshot, index, pack or blob"),
+        other => {
+            bail!("unknown object kind '{other}': use config, key, snapshot, index, pack or blob")
+        }
     }
     Ok(Outcome::Ok)
 }

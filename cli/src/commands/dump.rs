@@ -18,7 +18,8 @@ pub fn run(g: &GlobalArgs, a: &DumpArgs) -> Result<Outcome> {
         .with_context(|| format!("cannot dump {} from snapshot {}", a.path, id.0.short()))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    dump_content(&repo, &node, &mut out, &NoProgress).with_context(|| format!("cannot dump {}", a.path))?;
+    dump_content(&repo, &node, &mut out, &NoProgress)
+        .with_context(|| format!("cannot dump {}", a.path))?;
     out.flush().context("cannot write the output")?;
     Ok(Outcome::Ok)
 }

@@ -13,15 +13,21 @@ use crate::password::read_password;
 pub fn run(g: &GlobalArgs, a: &InitArgs) -> Result<Outcome> {
     let loc = location(g)?;
     let password = read_password(&password_source(g), true)?;
-    let mut opts = InitOptions { compression_level: a.compression, ..InitOptions::default() };
+    let mut opts = InitOptions {
+        compression_level: a.compression,
+        ..InitOptions::default()
+    };
     opts.kdf = KdfParams {
         m_cost: a.kdf_memory_kib.unwrap_or(KdfParams::DEFAULT.m_cost),
         t_cost: a.kdf_iterations.unwrap_or(KdfParams::DEFAULT.t_cost),
         p_cost: KdfParams::DEFAULT.p_cost,
     };
-    let r = init(loc, &password, &opts).with_context(|| format!("cannot create a repository at {loc}"))?;
+    let r = init(loc, &password, &opts)
+        .with_context(|| format!("cannot create a repository at {loc}"))?;
     if g.json {
-        print_json(&serde_json::json!({"repository": loc, "id": r.repo_id.to_hex(), "key": r.key_id.to_hex()}))?;
+        print_json(
+            &serde_json::json!({"repository": loc, "id": r.repo_id.to_hex(), "key": r.key_id.to_hex()}),
+        )?;
     } else if !g.quiet {
         println!("created cairn repository {} at {loc}", r.repo_id.short());
         println!("keep the password safe: without it the repository cannot be read");

@@ -14,14 +14,22 @@ use crate::output::{lossy, mode_string, node_json};
 pub fn run(g: &GlobalArgs, a: &LsArgs) -> Result<Outcome> {
     let repo = open(g)?;
     let (_, snap) = repo.resolve_snapshot(&a.snapshot)?;
-    let prefix: Vec<u8> = a.path.as_deref().unwrap_or("").trim_matches('/').as_bytes().to_vec();
+    let prefix: Vec<u8> = a
+        .path
+        .as_deref()
+        .unwrap_or("")
+        .trim_matches('/')
+        .as_bytes()
+        .to_vec();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if g.json {
         writeln!(out, "[")?;
     }
     let mut first = true;
     engine::ls::walk(&repo, &snap.tree, &mut |path, node| {
-        let under = prefix.is_empty() || path == prefix.as_slice() || (path.starts_with(&prefix) && path.get(prefix.len()) == Some(&b'/'));
+        let under = prefix.is_empty()
+            || path == prefix.as_slice()
+            || (path.starts_with(&prefix) && path.get(prefix.len()) == Some(&b'/'));
         if !under {
             return Ok(());
         }
@@ -29,8 +37,15 @@ pub fn run(g: &GlobalArgs, a: &LsArgs) -> Result<Outcome> {
             let sep = if first { "" } else { "," };
             format!("{sep}{}", node_json(path, node))
         } else if a.long {
-            let mut l = format!("{} {:>5} {:>5} {:>12} {} /{}", mode_string(node), node.uid, node.gid, node.size,
-                crate::output::time(node.mtime.sec.saturating_mul(1_000_000_000), 0), lossy(path));
+            let mut l = format!(
+                "{} {:>5} {:>5} {:>12} {} /{}",
+                mode_string(node),
+                node.uid,
+                node.gid,
+                node.size,
+                crate::output::time(node.mtime.sec.saturating_mul(1_000_000_000), 0),
+                lossy(path)
+            );
             if let NodeKind::Symlink { target } = &node.kind {
                 l.push_str(&format!(" -> {}", lossy(target)));
             }

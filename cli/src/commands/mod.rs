@@ -16,20 +16,28 @@ use crate::password::{PasswordSource, read_password};
 
 /// The repository location, or a clear error.
 pub fn location(g: &GlobalArgs) -> Result<&str> {
-    g.repo.as_deref().ok_or_else(|| anyhow!("no repository given: pass --repo PATH or set CAIRN_REPOSITORY"))
+    g.repo
+        .as_deref()
+        .ok_or_else(|| anyhow!("no repository given: pass --repo PATH or set CAIRN_REPOSITORY"))
 }
 
 /// The password sources from the global flags.
 pub fn password_source(g: &GlobalArgs) -> PasswordSource {
-    PasswordSource { file: g.password_file.clone(), command: g.password_command.clone() }
+    PasswordSource {
+        file: g.password_file.clone(),
+        command: g.password_command.clone(),
+    }
 }
 
 /// Opens the repository named by the global flags.
 pub fn open(g: &GlobalArgs) -> Result<Repository> {
     let loc = location(g)?;
     let password = read_password(&password_source(g), false)?;
-    let opts = OpenOptions { cache_dir: g.cache_dir.clone() };
-    Repository::open(loc, &password, &opts).with_context(|| format!("cannot open the repository {loc}"))
+    let opts = OpenOptions {
+        cache_dir: g.cache_dir.clone(),
+    };
+    Repository::open(loc, &password, &opts)
+        .with_context(|| format!("cannot open the repository {loc}"))
 }
 
 /// Prints a JSON value on stdout.

@@ -13,7 +13,11 @@ use crate::progress::TermProgress;
 pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<Outcome> {
     let repo = open(g)?;
     let (id, snap) = repo.resolve_snapshot(&a.snapshot)?;
-    let opts = RestoreOptions { target: a.target.clone(), includes: a.includes.clone(), threads: None };
+    let opts = RestoreOptions {
+        target: a.target.clone(),
+        includes: a.includes.clone(),
+        threads: None,
+    };
     let progress = TermProgress::new("restore", g.quiet || g.json);
     let started = std::time::Instant::now();
     let result = restore(&repo, &snap, &opts, &progress);
@@ -37,10 +41,21 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<Outcome> {
             eprintln!("warning: {}: {m}", p.display());
         }
         if !g.quiet {
-            let rate = if secs > 0.0 { s.bytes as f64 / secs / 1e6 } else { 0.0 };
+            let rate = if secs > 0.0 {
+                s.bytes as f64 / secs / 1e6
+            } else {
+                0.0
+            };
             eprintln!(
                 "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {} in {secs:.1}s ({rate:.0} MB/s); {} failed, {} warnings",
-                id.0.short(), a.target.display(), s.files, s.dirs, s.symlinks, size(s.bytes), s.failed.len(), s.warnings.len()
+                id.0.short(),
+                a.target.display(),
+                s.files,
+                s.dirs,
+                s.symlinks,
+                size(s.bytes),
+                s.failed.len(),
+                s.warnings.len()
             );
         }
     }

@@ -17,13 +17,23 @@ pub fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<Outcome> {
         .filter(|(_, s)| a.tag.as_ref().is_none_or(|t| s.tags.contains(t)))
         .collect();
     if g.json {
-        return print_json(&serde_json::Value::Array(snaps.iter().map(|(id, s)| snapshot_json(id, s)).collect()))
-            .map(|()| Outcome::Ok);
+        return print_json(&serde_json::Value::Array(
+            snaps.iter().map(|(id, s)| snapshot_json(id, s)).collect(),
+        ))
+        .map(|()| Outcome::Ok);
     }
-    println!("{:<8}  {:<19}  {:<16}  {:<16}  {:>10}  paths", "id", "time", "host", "tags", "size");
+    println!(
+        "{:<8}  {:<19}  {:<16}  {:<16}  {:>10}  paths",
+        "id", "time", "host", "tags", "size"
+    );
     for (id, s) in &snaps {
         let total = s.summary.map_or(0, |x| x.total_bytes);
-        let paths = s.paths.iter().map(|p| lossy(p)).collect::<Vec<_>>().join(", ");
+        let paths = s
+            .paths
+            .iter()
+            .map(|p| lossy(p))
+            .collect::<Vec<_>>()
+            .join(", ");
         println!(
             "{:<8}  {:<19}  {:<16}  {:<16}  {:>10}  {}",
             id.0.short(),

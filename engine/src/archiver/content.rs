@@ -89,18 +89,28 @@ pub fn save_content(
             }
             continue;
         }
-        let ids: Vec<BlobId> = cuts.par_iter().map(|&(p, n)| keys.blob_id(&buf[p..p + n])).collect();
+        let ids: Vec<BlobId> = cuts
+            .par_iter()
+            .map(|&(p, n)| keys.blob_id(&buf[p..p + n]))
+            .collect();
         let needed = saver.need_many(&ids)?;
         let jobs: Vec<Job> = cuts
             .iter()
             .zip(&ids)
             .zip(&needed)
             .filter(|(_, need)| **need)
-            .map(|((&(p, n), id), _)| Job { blob_type: BlobType::Data, id: *id, data: buf[p..p + n].to_vec() })
+            .map(|((&(p, n), id), _)| Job {
+                blob_type: BlobType::Data,
+                id: *id,
+                data: buf[p..p + n].to_vec(),
+            })
             .collect();
         saver.save_many(jobs)?;
         for (&(_, n), id) in cuts.iter().zip(&ids) {
-            if let Some((list_id, list)) = builder.push(keys, *id).map_err(|e| Error::format("cannot build a content list", e))? {
+            if let Some((list_id, list)) = builder
+                .push(keys, *id)
+                .map_err(|e| Error::format("cannot build a content list", e))?
+            {
                 save_list(saver, list_id, list)?;
             }
             size += n as u64;
@@ -108,7 +118,9 @@ pub fn save_content(
         }
         start = pos;
     }
-    let (content, last) = builder.finish(keys).map_err(|e| Error::format("cannot build a content list", e))?;
+    let (content, last) = builder
+        .finish(keys)
+        .map_err(|e| Error::format("cannot build a content list", e))?;
     if let Some((list_id, list)) = last {
         save_list(saver, list_id, list)?;
     }

@@ -17,7 +17,10 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use repo_format::{Chunker, ChunkerProfile, Node, NodeKind, Snapshot, SnapshotId, SnapshotStatus, Summary, Timestamp, Tree};
+use repo_format::{
+    Chunker, ChunkerProfile, Node, NodeKind, Snapshot, SnapshotId, SnapshotStatus, Summary,
+    Timestamp, Tree,
+};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
@@ -51,8 +54,15 @@ impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Source::Paths(p) => f.debug_tuple("Paths").field(p).finish(),
-            Source::Stream { name, .. } => f.debug_struct("Stream").field("name", name).finish_non_exhaustive(),
-            Source::Command { name, argv } => f.debug_struct("Command").field("name", name).field("argv", argv).finish(),
+            Source::Stream { name, .. } => f
+                .debug_struct("Stream")
+                .field("name", name)
+                .finish_non_exhaustive(),
+            Source::Command { name, argv } => f
+                .debug_struct("Command")
+                .field("name", name)
+                .field("argv", argv)
+                .finish(),
         }
     }
 }
@@ -115,17 +125,33 @@ pub struct BackupResult {
 }
 
 /// Runs a backup and writes its snapshot.
-pub fn backup(repo: &Repository, opts: BackupOptions, progress: &dyn Progress) -> Result<BackupResult> {
+pub fn backup(
+    repo: &Repository,
+    opts: BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
     let start_ns = now_ns();
     let host = opts.host.clone().unwrap_or_else(crate::host::hostname);
     let is_stream = !matches!(opts.source, Source::Paths(_));
-    let profile_name = opts.chunker_profile.clone().unwrap_or_else(|| if is_stream { "stream" } else { "file" }.to_string());
-    let profile = repo.config().profile(&profile_name).cloned().ok_or_else(|| {
-        Error::new(ErrorKind::InvalidInput, format!("the repository has no chunker profile named '{profile_name}'"))
-    })?;
+    let profile_name = opts
+        .chunker_profile
+        .clone()
+        .unwrap_or_else(|| if is_stream { "stream" } else { "file" }.to_string());
+    let profile = repo
+        .config()
+        .profile(&profile_name)
+        .cloned()
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("the repository has no chunker profile named '{profile_name}'"),
+            )
+        })?;
     let chunker = Chunker::new(profile.params, repo.keys().chunker_seed())
         .map_err(|e| Error::format(format!("chunker profile '{profile_name}' is invalid"), e))?;
-    let workers = opts.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let workers = opts
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
 
     let (paths, parent) = match &opts.source {
         Source::Paths(p) => {
@@ -185,12 +211,27 @@ pub fn backup(repo: &Repository, opts: BackupOptions, progress: &dyn Progress) -
                 r?
             }
             Source::Stream { name, mut reader } => {
-                let node = save_stream(repo, &saver, &chunker, &name, &mut *reader, progress, &mut counts)?;
-                saver.save_if_new(repo_format::BlobType::Tree, encode_tree(Tree { nodes: vec![node] })?)?
+                let node = save_stream(
+                    repo,
+                    &saver,
+                    &chunker,
+                    &name,
+                    &mut *reader,
+                    progress,
+                    &mut counts,
+                )?;
+                saver.save_if_new(
+                    repo_format::BlobType::Tree,
+                    encode_tree(Tree { nodes: vec![node] })?,
+                )?
             }
             Source::Command { name, argv } => {
-                let node = save_command(repo, &saver, &chunker, &name, &argv, progress, &mut counts)?;
-                saver.save_if_new(repo_format::BlobType::Tree, encode_tree(Tree { nodes: vec![node] })?)?
+                let node =
+                    save_command(repo, &saver, &chunker, &name, &argv, progress, &mut counts)?;
+                saver.save_if_new(
+                    repo_format::BlobType::Tree,
+                    encode_tree(Tree { nodes: vec![node] })?,
+                )?
             }
         };
         let totals = saver.finish()?;
@@ -220,28 +261,42 @@ pub fn backup(repo: &Repository, opts: BackupOptions, progress: &dyn Progress) -
         time_ns: opts.time_ns.unwrap_or(start_ns),
         utc_offset: local_utc_offset(),
         tree,
-        paths: paths.iter().map(|p| p.as_os_str().as_encoded_bytes().to_vec()).collect(),
+        paths: paths
+            .iter()
+            .map(|p| p.as_os_str().as_encoded_bytes().to_vec())
+            .collect(),
         hostname: host,
         username: crate::host::username(),
         tags,
         parent: parent.map(|(id, _)| id),
         summary: Some(summary),
         status: SnapshotStatus::Complete,
-        chunker: Some(ChunkerProfile { name: profile.name.clone(), params: profile.params }),
+        chunker: Some(ChunkerProfile {
+            name: profile.name.clone(),
+            params: profile.params,
+        }),
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
     };
     let id = repo.save_snapshot(&snapshot)?;
-    Ok(BackupResult { id, snapshot, warnings })
+    Ok(BackupResult {
+        id,
+        snapshot,
+        warnings,
+    })
 }
 
 fn encode_tree(tree: Tree) -> Result<Vec<u8>> {
-    tree.encode().map_err(|e| Error::format("cannot encode a tree", e))
+    tree.encode()
+        .map_err(|e| Error::format("cannot encode a tree", e))
 }
 
 /// A file node for a stream: owned by the current user, mode 0644, timestamped now.
 fn stream_node(name: &str, content: repo_format::Content, size: u64) -> Node {
     let now = jiff::Timestamp::now();
-    let ts = Timestamp { sec: now.as_second(), nsec: u32::try_from(now.subsec_nanosecond().max(0)).unwrap_or(0) };
+    let ts = Timestamp {
+        sec: now.as_second(),
+        nsec: u32::try_from(now.subsec_nanosecond().max(0)).unwrap_or(0),
+    };
     Node {
         name: name.as_bytes().to_vec(),
         kind: NodeKind::File { content },
@@ -267,10 +322,13 @@ fn save_stream(
     counts: &mut WalkCounts,
 ) -> Result<Node> {
     progress.file_started(Path::new(name));
-    let saved = save_content(saver, repo.keys(), chunker, reader, progress).map_err(|e| match e {
-        ContentError::Read(e) => Error::io(format!("cannot read the input stream for {name}"), e),
-        ContentError::Repo(e) => e,
-    })?;
+    let saved =
+        save_content(saver, repo.keys(), chunker, reader, progress).map_err(|e| match e {
+            ContentError::Read(e) => {
+                Error::io(format!("cannot read the input stream for {name}"), e)
+            }
+            ContentError::Repo(e) => e,
+        })?;
     progress.file_done();
     counts.files_new = 1;
     counts.total_files = 1;
@@ -288,10 +346,17 @@ fn save_command(
     progress: &dyn Progress,
     counts: &mut WalkCounts,
 ) -> Result<Node> {
-    let (program, args) = argv
-        .split_first()
-        .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "--stdin-from-command needs a command after `--`"))?;
-    let shown = argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+    let (program, args) = argv.split_first().ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "--stdin-from-command needs a command after `--`",
+        )
+    })?;
+    let shown = argv
+        .iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -308,14 +373,16 @@ fn save_command(
         let _ = child.kill();
     }
     drop(stdout);
-    let status = child
-        .wait()
-        .map_err(|e| Error::with_source(ErrorKind::Command, format!("cannot wait for `{shown}`"), e))?;
+    let status = child.wait().map_err(|e| {
+        Error::with_source(ErrorKind::Command, format!("cannot wait for `{shown}`"), e)
+    })?;
     let node = result?;
     if !status.success() {
         return Err(Error::new(
             ErrorKind::Command,
-            format!("`{shown}` failed ({status}); no snapshot was written, so its partial output is not a backup"),
+            format!(
+                "`{shown}` failed ({status}); no snapshot was written, so its partial output is not a backup"
+            ),
         ));
     }
     Ok(node)
@@ -325,7 +392,9 @@ fn validate_stream_name(name: &str) -> Result<()> {
     if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            format!("'{name}' cannot be a file name: --stdin-name takes a plain name such as clawdbot.dump"),
+            format!(
+                "'{name}' cannot be a file name: --stdin-name takes a plain name such as clawdbot.dump"
+            ),
         ));
     }
     Ok(())
@@ -335,11 +404,15 @@ fn validate_stream_name(name: &str) -> Result<()> {
 /// (they would collide in the root tree).
 pub fn normalize_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     if paths.is_empty() {
-        return Err(Error::new(ErrorKind::InvalidInput, "nothing to back up: name at least one path, or use --stdin"));
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "nothing to back up: name at least one path, or use --stdin",
+        ));
     }
     let mut out: Vec<PathBuf> = Vec::with_capacity(paths.len());
     for p in paths {
-        let abs = std::path::absolute(p).map_err(|e| Error::io(format!("cannot resolve {}", p.display()), e))?;
+        let abs = std::path::absolute(p)
+            .map_err(|e| Error::io(format!("cannot resolve {}", p.display()), e))?;
         let mut clean = PathBuf::new();
         for c in abs.components() {
             match c {
@@ -380,12 +453,13 @@ fn find_parent(
     if let Some(id) = explicit {
         return Ok(Some((id, repo.load_snapshot(&id)?)));
     }
-    let want: Vec<Vec<u8>> = paths.iter().map(|p| p.as_os_str().as_encoded_bytes().to_vec()).collect();
-    Ok(repo
-        .list_snapshots()?
-        .into_iter()
-        .rev()
-        .find(|(_, s)| s.hostname == host && s.paths == want && s.status == SnapshotStatus::Complete))
+    let want: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|p| p.as_os_str().as_encoded_bytes().to_vec())
+        .collect();
+    Ok(repo.list_snapshots()?.into_iter().rev().find(|(_, s)| {
+        s.hostname == host && s.paths == want && s.status == SnapshotStatus::Complete
+    }))
 }
 
 fn now_ns() -> i64 {

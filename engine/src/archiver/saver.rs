@@ -93,7 +93,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl<'s> BlobSaver<'s> {
     /// Starts the workers inside `scope`; they stop when the saver is finished or dropped.
-    pub fn start(scope: &'s std::thread::Scope<'s, '_>, repo: &'s Repository, workers: usize) -> BlobSaver<'s> {
+    pub fn start(
+        scope: &'s std::thread::Scope<'s, '_>,
+        repo: &'s Repository,
+        workers: usize,
+    ) -> BlobSaver<'s> {
         let shared = Arc::new(Shared {
             repo,
             pending: Mutex::new(HashSet::new()),
@@ -120,7 +124,11 @@ impl<'s> BlobSaver<'s> {
                 })
             })
             .collect();
-        BlobSaver { shared, queue: Some(tx), workers }
+        BlobSaver {
+            shared,
+            queue: Some(tx),
+            workers,
+        }
     }
 
     /// Whether the blob must be stored: false if the repository or this session already has it.
@@ -129,7 +137,13 @@ impl<'s> BlobSaver<'s> {
         if lock(&self.shared.pending).contains(id) {
             return Ok(false);
         }
-        if self.shared.repo.cache().contains(id).map_err(|e| Error::cache("cannot read the index cache", e))? {
+        if self
+            .shared
+            .repo
+            .cache()
+            .contains(id)
+            .map_err(|e| Error::cache("cannot read the index cache", e))?
+        {
             return Ok(false);
         }
         Ok(lock(&self.shared.pending).insert(*id))
@@ -138,26 +152,43 @@ impl<'s> BlobSaver<'s> {
     /// [`need`](Self::need) for many ids at once, with one batched cache lookup. An id that
     /// appears twice is needed at most once.
     pub fn need_many(&self, ids: &[BlobId]) -> Result<Vec<bool>> {
-        let found = self.shared.repo.cache().lookup_many(ids).map_err(|e| Error::cache("cannot read the index cache", e))?;
+        let found = self
+            .shared
+            .repo
+            .cache()
+            .lookup_many(ids)
+            .map_err(|e| Error::cache("cannot read the index cache", e))?;
         let mut pending = lock(&self.shared.pending);
-        Ok(ids.iter().zip(found).map(|(id, loc)| loc.is_none() && pending.insert(*id)).collect())
+        Ok(ids
+            .iter()
+            .zip(found)
+            .map(|(id, loc)| loc.is_none() && pending.insert(*id))
+            .collect())
     }
 
     /// Queues a blob for sealing and packing (after [`need`](Self::need) said yes).
     pub fn save(&self, blob_type: BlobType, id: BlobId, data: Vec<u8>) -> Result<()> {
-        self.save_many(vec![Job { blob_type, id, data }])
+        self.save_many(vec![Job {
+            blob_type,
+            id,
+            data,
+        }])
     }
 
     /// Queues several blobs (each after [`need`](Self::need) said yes), in batches.
     pub fn save_many(&self, jobs: Vec<Job>) -> Result<()> {
         self.check()?;
-        let queue = self.queue.as_ref().ok_or_else(|| Error::new(ErrorKind::Io, "blob saver already finished"))?;
+        let queue = self
+            .queue
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::Io, "blob saver already finished"))?;
         let mut batch = Vec::new();
         let mut bytes = 0;
         let send = |batch: Vec<Job>| {
-            queue
-                .send(batch)
-                .map_err(|_| self.take_failure().unwrap_or_else(|| Error::new(ErrorKind::Io, "the blob workers stopped")))
+            queue.send(batch).map_err(|_| {
+                self.take_failure()
+                    .unwrap_or_else(|| Error::new(ErrorKind::Io, "the blob workers stopped"))
+            })
         };
         for job in jobs {
             bytes += job.data.len();
@@ -185,7 +216,12 @@ impl<'s> BlobSaver<'s> {
     /// Whether `id` is stored or on its way (for reusing a parent snapshot's file contents).
     pub fn known(&self, id: &BlobId) -> Result<bool> {
         Ok(lock(&self.shared.pending).contains(id)
-            || self.shared.repo.cache().contains(id).map_err(|e| Error::cache("cannot read the index cache", e))?)
+            || self
+                .shared
+                .repo
+                .cache()
+                .contains(id)
+                .map_err(|e| Error::cache("cannot read the index cache", e))?)
     }
 
     /// Fails fast if a worker or an upload has failed.
@@ -215,7 +251,10 @@ impl<'s> BlobSaver<'s> {
             }
             std::mem::take(&mut *up)
         };
-        let file = IndexFile { supersedes: Vec::new(), packs };
+        let file = IndexFile {
+            supersedes: Vec::new(),
+            packs,
+        };
         self.shared.repo.save_index(&file)?;
         let mut pending = lock(&self.shared.pending);
         for p in &file.packs {
@@ -233,11 +272,15 @@ impl<'s> BlobSaver<'s> {
         // flushed here, on this thread.
         drop(self.queue.take());
         for w in self.workers.drain(..) {
-            w.join().map_err(|_| Error::new(ErrorKind::Io, "a blob worker thread panicked"))?;
+            w.join()
+                .map_err(|_| Error::new(ErrorKind::Io, "a blob worker thread panicked"))?;
         }
         self.check()?;
         for t in [BlobType::Data, BlobType::Tree] {
-            let pack = std::mem::replace(&mut *lock(&self.shared.packers[t as usize]), PackWriter::new());
+            let pack = std::mem::replace(
+                &mut *lock(&self.shared.packers[t as usize]),
+                PackWriter::new(),
+            );
             if !pack.is_empty() {
                 self.shared.upload(pack)?;
             }
@@ -289,12 +332,22 @@ impl Shared<'_> {
     fn seal_and_pack(&self, job: Job) -> Result<()> {
         let repo = self.repo;
         let config = repo.config();
-        let sealed: SealedBlob =
-            seal_blob(repo.keys(), job.blob_type, job.id, &job.data, config.compression_level, random_bytes::<16>()?);
+        let sealed: SealedBlob = seal_blob(
+            repo.keys(),
+            job.blob_type,
+            job.id,
+            &job.data,
+            config.compression_level,
+            random_bytes::<16>()?,
+        );
         drop(job.data);
         self.stats.blobs.fetch_add(1, Ordering::Relaxed);
-        self.stats.raw.fetch_add(u64::from(sealed.entry.raw_len), Ordering::Relaxed);
-        self.stats.stored.fetch_add(u64::from(sealed.entry.stored_len), Ordering::Relaxed);
+        self.stats
+            .raw
+            .fetch_add(u64::from(sealed.entry.raw_len), Ordering::Relaxed);
+        self.stats
+            .stored
+            .fetch_add(u64::from(sealed.entry.stored_len), Ordering::Relaxed);
         let target = match job.blob_type {
             BlobType::Data => config.data_pack_size,
             BlobType::Tree => config.tree_pack_size,
@@ -302,7 +355,11 @@ impl Shared<'_> {
         let full = {
             let mut packer = lock(&self.packers[job.blob_type as usize]);
             packer.add(sealed);
-            if packer.len() >= target { Some(std::mem::replace(&mut *packer, PackWriter::new())) } else { None }
+            if packer.is_full(target) {
+                Some(std::mem::replace(&mut *packer, PackWriter::new()))
+            } else {
+                None
+            }
         };
         match full {
             Some(pack) => self.upload(pack),
@@ -323,9 +380,13 @@ impl Shared<'_> {
         let uploaded = Arc::clone(&self.uploaded);
         let handle = repo.runtime().spawn(async move {
             let id = finished.id;
-            put_content_addressed(&*backend, FileType::Pack, id.0, Bytes::from(finished.bytes)).await?;
+            put_content_addressed(&*backend, FileType::Pack, id.0, Bytes::from(finished.bytes))
+                .await?;
             drop(permit);
-            lock(&uploaded).push(IndexPack { id, entries: finished.entries });
+            lock(&uploaded).push(IndexPack {
+                id,
+                entries: finished.entries,
+            });
             Ok(())
         });
         lock(&self.uploads).push(handle);

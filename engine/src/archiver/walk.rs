@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 use repo_format::{BlobType, Chunker, Node, NodeKind, Timestamp, Tree};
 
+use super::Warning;
 use super::content::{ContentError, content_known, save_content};
 use super::saver::BlobSaver;
-use super::Warning;
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
 use crate::repository::Repository;
@@ -56,15 +56,25 @@ pub struct Walker<'a, 's> {
 
 /// A node's metadata fields, from `lstat`.
 pub fn node_from_metadata(name: Vec<u8>, kind: NodeKind, m: &Metadata) -> Node {
-    let size = if matches!(kind, NodeKind::File { .. }) { m.size() } else { 0 };
+    let size = if matches!(kind, NodeKind::File { .. }) {
+        m.size()
+    } else {
+        0
+    };
     Node {
         name,
         kind,
         mode: m.mode() & 0o7777,
         uid: m.uid(),
         gid: m.gid(),
-        mtime: Timestamp { sec: m.mtime(), nsec: clamp_nsec(m.mtime_nsec()) },
-        ctime: Timestamp { sec: m.ctime(), nsec: clamp_nsec(m.ctime_nsec()) },
+        mtime: Timestamp {
+            sec: m.mtime(),
+            nsec: clamp_nsec(m.mtime_nsec()),
+        },
+        ctime: Timestamp {
+            sec: m.ctime(),
+            nsec: clamp_nsec(m.ctime_nsec()),
+        },
         inode: m.ino(),
         device: m.dev(),
         nlink: m.nlink(),
@@ -79,11 +89,18 @@ fn clamp_nsec(n: i64) -> u32 {
 impl Walker<'_, '_> {
     fn warn(&mut self, path: &Path, message: String) {
         self.progress.warning(path, &message);
-        self.warnings.push(Warning { path: path.to_path_buf(), message });
+        self.warnings.push(Warning {
+            path: path.to_path_buf(),
+            message,
+        });
     }
 
     /// Builds the root tree: one node per backed-up path, named by its last component.
-    pub fn save_roots(&mut self, paths: &[PathBuf], parent: Option<&Tree>) -> Result<repo_format::BlobId> {
+    pub fn save_roots(
+        &mut self,
+        paths: &[PathBuf],
+        parent: Option<&Tree>,
+    ) -> Result<repo_format::BlobId> {
         let mut nodes = Vec::new();
         for path in paths {
             let name = root_name(path)?;
@@ -96,12 +113,19 @@ impl Walker<'_, '_> {
     }
 
     fn save_tree(&mut self, tree: Tree) -> Result<repo_format::BlobId> {
-        let bytes = tree.encode().map_err(|e| Error::format("cannot encode a tree", e))?;
+        let bytes = tree
+            .encode()
+            .map_err(|e| Error::format("cannot encode a tree", e))?;
         self.saver.save_if_new(BlobType::Tree, bytes)
     }
 
     /// Saves one entry and everything below it; `None` when it had to be left out.
-    fn save_path(&mut self, path: &Path, name: Vec<u8>, parent: Option<&Node>) -> Result<Option<Node>> {
+    fn save_path(
+        &mut self,
+        path: &Path,
+        name: Vec<u8>,
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>> {
         self.saver.check()?;
         let meta = match fs::symlink_metadata(path) {
             Ok(m) => m,
@@ -118,7 +142,9 @@ impl Walker<'_, '_> {
         } else if ft.is_symlink() {
             match fs::read_link(path) {
                 Ok(target) => {
-                    let kind = NodeKind::Symlink { target: target.as_os_str().as_bytes().to_vec() };
+                    let kind = NodeKind::Symlink {
+                        target: target.as_os_str().as_bytes().to_vec(),
+                    };
                     Ok(Some(node_from_metadata(name, kind, &meta)))
                 }
                 Err(e) => {
@@ -132,23 +158,32 @@ impl Walker<'_, '_> {
             } else if ft.is_socket() {
                 (NodeKind::Socket, "socket")
             } else if ft.is_char_device() {
-                (NodeKind::CharDevice { rdev: meta.rdev() }, "character device")
+                (
+                    NodeKind::CharDevice { rdev: meta.rdev() },
+                    "character device",
+                )
             } else {
                 (NodeKind::BlockDevice { rdev: meta.rdev() }, "block device")
             };
-            self.warn(path, format!("{what}: stored as metadata only, its contents are not read"));
+            self.warn(
+                path,
+                format!("{what}: stored as metadata only, its contents are not read"),
+            );
             Ok(Some(node_from_metadata(name, kind, &meta)))
         }
     }
 
-    fn save_dir(&mut self, path: &Path, name: Vec<u8>, meta: &Metadata, parent: Option<&Node>) -> Result<Node> {
+    fn save_dir(
+        &mut self,
+        path: &Path,
+        name: Vec<u8>,
+        meta: &Metadata,
+        parent: Option<&Node>,
+    ) -> Result<Node> {
         self.counts.dirs += 1;
         let parent_tree = match parent.map(|n| &n.kind) {
-            Some(NodeKind::Dir { subtree }) => match self.repo.load_tree(subtree) {
-                Ok(t) => Some(t),
-                // A damaged parent only costs re-reading this directory.
-                Err(_) => None,
-            },
+            // A damaged parent only costs re-reading this directory.
+            Some(NodeKind::Dir { subtree }) => self.repo.load_tree(subtree).ok(),
             _ => None,
         };
         let mut names: Vec<Vec<u8>> = Vec::new();
@@ -157,11 +192,16 @@ impl Walker<'_, '_> {
                 for entry in rd {
                     match entry {
                         Ok(e) => names.push(e.file_name().as_bytes().to_vec()),
-                        Err(e) => self.warn(path, format!("error while listing the directory: {e}")),
+                        Err(e) => {
+                            self.warn(path, format!("error while listing the directory: {e}"))
+                        }
                     }
                 }
             }
-            Err(e) => self.warn(path, format!("cannot list the directory: {e}; stored empty")),
+            Err(e) => self.warn(
+                path,
+                format!("cannot list the directory: {e}; stored empty"),
+            ),
         }
         names.sort_unstable();
         let mut nodes = Vec::with_capacity(names.len());
@@ -176,20 +216,29 @@ impl Walker<'_, '_> {
         Ok(node_from_metadata(name, NodeKind::Dir { subtree }, meta))
     }
 
-    fn save_file(&mut self, path: &Path, name: Vec<u8>, meta: &Metadata, parent: Option<&Node>) -> Result<Option<Node>> {
+    fn save_file(
+        &mut self,
+        path: &Path,
+        name: Vec<u8>,
+        meta: &Metadata,
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>> {
         self.counts.total_files += 1;
         self.progress.file_started(path);
-        if let Some(p) = parent {
-            if let NodeKind::File { content } = &p.kind {
-                if !self.force && unchanged(p, meta) && content_known(self.saver, content)? {
-                    self.counts.files_unmodified += 1;
-                    self.counts.total_bytes += meta.size();
-                    self.progress.bytes_done(meta.size());
-                    self.progress.file_done();
-                    let kind = NodeKind::File { content: content.clone() };
-                    return Ok(Some(node_from_metadata(name, kind, meta)));
-                }
-            }
+        if let Some(p) = parent
+            && let NodeKind::File { content } = &p.kind
+            && !self.force
+            && unchanged(p, meta)
+            && content_known(self.saver, content)?
+        {
+            self.counts.files_unmodified += 1;
+            self.counts.total_bytes += meta.size();
+            self.progress.bytes_done(meta.size());
+            self.progress.file_done();
+            let kind = NodeKind::File {
+                content: content.clone(),
+            };
+            return Ok(Some(node_from_metadata(name, kind, meta)));
         }
         let mut file = match fs::File::open(path) {
             Ok(f) => f,
@@ -199,7 +248,13 @@ impl Walker<'_, '_> {
                 return Ok(None);
             }
         };
-        let saved = match save_content(self.saver, self.repo.keys(), &self.chunker, &mut file, self.progress) {
+        let saved = match save_content(
+            self.saver,
+            self.repo.keys(),
+            &self.chunker,
+            &mut file,
+            self.progress,
+        ) {
             Ok(s) => s,
             Err(ContentError::Read(e)) => {
                 self.counts.total_files -= 1;
@@ -209,7 +264,14 @@ impl Walker<'_, '_> {
             Err(ContentError::Repo(e)) => return Err(e),
         };
         if saved.size != meta.size() {
-            self.warn(path, format!("changed while being read ({} bytes, then {}); stored as read", meta.size(), saved.size));
+            self.warn(
+                path,
+                format!(
+                    "changed while being read ({} bytes, then {}); stored as read",
+                    meta.size(),
+                    saved.size
+                ),
+            );
         }
         if parent.is_some() {
             self.counts.files_changed += 1;
@@ -219,7 +281,13 @@ impl Walker<'_, '_> {
         self.counts.bytes_read += saved.size;
         self.counts.total_bytes += saved.size;
         self.progress.file_done();
-        let mut node = node_from_metadata(name, NodeKind::File { content: saved.content }, meta);
+        let mut node = node_from_metadata(
+            name,
+            NodeKind::File {
+                content: saved.content,
+            },
+            meta,
+        );
         node.size = saved.size;
         Ok(Some(node))
     }
@@ -228,8 +296,16 @@ impl Walker<'_, '_> {
 /// The parent's node still describes the file on disk.
 fn unchanged(parent: &Node, m: &Metadata) -> bool {
     parent.size == m.size()
-        && parent.mtime == Timestamp { sec: m.mtime(), nsec: clamp_nsec(m.mtime_nsec()) }
-        && parent.ctime == Timestamp { sec: m.ctime(), nsec: clamp_nsec(m.ctime_nsec()) }
+        && parent.mtime
+            == Timestamp {
+                sec: m.mtime(),
+                nsec: clamp_nsec(m.mtime_nsec()),
+            }
+        && parent.ctime
+            == Timestamp {
+                sec: m.ctime(),
+                nsec: clamp_nsec(m.ctime_nsec()),
+            }
         && parent.inode == m.ino()
 }
 
@@ -239,7 +315,10 @@ pub fn root_name(path: &Path) -> Result<Vec<u8>> {
         Some(n) => Ok(n.as_bytes().to_vec()),
         None => Err(Error::new(
             ErrorKind::InvalidInput,
-            format!("cannot back up {}: name a directory below it (a path needs a last component)", path.display()),
+            format!(
+                "cannot back up {}: name a directory below it (a path needs a last component)",
+                path.display()
+            ),
         )),
     }
 }
@@ -253,7 +332,9 @@ pub fn scan(paths: &[PathBuf], cancel: &std::sync::atomic::AtomicBool) -> (u64, 
         if cancel.load(std::sync::atomic::Ordering::Relaxed) {
             break;
         }
-        let Ok(m) = fs::symlink_metadata(&p) else { continue };
+        let Ok(m) = fs::symlink_metadata(&p) else {
+            continue;
+        };
         if m.is_dir() {
             if let Ok(rd) = fs::read_dir(&p) {
                 stack.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));

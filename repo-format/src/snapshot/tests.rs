@@ -29,9 +29,18 @@ fn full() -> Snapshot {
     Snapshot {
         tags: vec!["daily".into(), "work".into()],
         parent: Some(SnapshotId(Id([2; 32]))),
-        summary: Some(Summary { start_ns: 1, end_ns: 2, files_new: 3, total_files: 13, ..Summary::default() }),
+        summary: Some(Summary {
+            start_ns: 1,
+            end_ns: 2,
+            files_new: 3,
+            total_files: 13,
+            ..Summary::default()
+        }),
         status: SnapshotStatus::Failed,
-        chunker: Some(ChunkerProfile { name: "file".into(), params: ChunkerParams::FILE }),
+        chunker: Some(ChunkerProfile {
+            name: "file".into(),
+            params: ChunkerParams::FILE,
+        }),
         ..minimal()
     }
 }
@@ -43,16 +52,31 @@ fn round_trip_and_tags_canonicalized() {
         let b = s.encode(&k, [0x44; 16]).unwrap();
         assert_eq!(Snapshot::decode(&k, &b).unwrap(), s);
     }
-    let messy = Snapshot { tags: vec!["b".into(), "a".into(), "b".into()], ..minimal() };
+    let messy = Snapshot {
+        tags: vec!["b".into(), "a".into(), "b".into()],
+        ..minimal()
+    };
     let back = Snapshot::decode_body(&messy.encode_body().unwrap()).unwrap();
     assert_eq!(back.tags, vec!["a".to_string(), "b".to_string()]);
-    assert!(Snapshot { tags: vec![String::new()], ..minimal() }.encode_body().is_err());
+    assert!(
+        Snapshot {
+            tags: vec![String::new()],
+            ..minimal()
+        }
+        .encode_body()
+        .is_err()
+    );
 }
 
 #[test]
 fn status_written_only_when_failed() {
     let body = minimal().encode_body().unwrap();
-    let failed = Snapshot { status: SnapshotStatus::Failed, ..minimal() }.encode_body().unwrap();
+    let failed = Snapshot {
+        status: SnapshotStatus::Failed,
+        ..minimal()
+    }
+    .encode_body()
+    .unwrap();
     assert_eq!(failed.len(), body.len() + 7);
     // An explicit "complete" (0) reads as complete; 2 is an error.
     let mut tlv = TlvWriter::new(vec![SNAPSHOT_VERSION], WHAT);
@@ -60,7 +84,10 @@ fn status_written_only_when_failed() {
     tlv.field(TAG_TREE, &[0; 32]).unwrap();
     tlv.field(TAG_STATUS, &[0]).unwrap();
     let b = tlv.finish();
-    assert_eq!(Snapshot::decode_body(&b).unwrap().status, SnapshotStatus::Complete);
+    assert_eq!(
+        Snapshot::decode_body(&b).unwrap().status,
+        SnapshotStatus::Complete
+    );
     let mut bad = b.clone();
     *bad.last_mut().unwrap() = 2;
     assert!(Snapshot::decode_body(&bad).is_err());
@@ -74,7 +101,13 @@ fn tlv_rules() {
     assert_eq!(Snapshot::decode_body(&opt).unwrap(), minimal());
     let mut crit = body.clone();
     crit.extend_from_slice(&[12, 0, 0, 0, 0, 0]);
-    assert_eq!(Snapshot::decode_body(&crit), Err(FormatError::UnknownCriticalTag { what: WHAT, tag: 12 }));
+    assert_eq!(
+        Snapshot::decode_body(&crit),
+        Err(FormatError::UnknownCriticalTag {
+            what: WHAT,
+            tag: 12
+        })
+    );
     // Only the time: the tree is missing.
     assert!(Snapshot::decode_body(&body[..1 + 6 + 12]).is_err());
     // Wrong length for the time field.
@@ -85,11 +118,15 @@ fn tlv_rules() {
     let mut tlv = TlvWriter::new(vec![SNAPSHOT_VERSION], WHAT);
     tlv.field(TAG_TIME, &[0; 12]).unwrap();
     tlv.field(TAG_TREE, &[0; 32]).unwrap();
-    tlv.field(TAG_TAGS, &[2, 0, 0, 0, 1, 0, b'b', 1, 0, b'a']).unwrap();
+    tlv.field(TAG_TAGS, &[2, 0, 0, 0, 1, 0, b'b', 1, 0, b'a'])
+        .unwrap();
     assert!(Snapshot::decode_body(&tlv.finish()).is_err());
     let mut v2 = body.clone();
     v2[0] = 2;
-    assert!(matches!(Snapshot::decode_body(&v2), Err(FormatError::UnsupportedVersion { .. })));
+    assert!(matches!(
+        Snapshot::decode_body(&v2),
+        Err(FormatError::UnsupportedVersion { .. })
+    ));
 }
 
 #[test]
@@ -102,8 +139,14 @@ fn tampering_wrong_repo_truncation() {
         assert!(Snapshot::decode(&k, &bad).is_err(), "byte {i}");
     }
     let other = RepoKeys::new(Id([0x34; 32]), k.master().clone());
-    assert!(matches!(Snapshot::decode(&other, &b), Err(FormatError::AuthenticationFailed { .. })));
-    assert!(matches!(Snapshot::decode(&k, &b[..10]), Err(FormatError::Truncated { .. })));
+    assert!(matches!(
+        Snapshot::decode(&other, &b),
+        Err(FormatError::AuthenticationFailed { .. })
+    ));
+    assert!(matches!(
+        Snapshot::decode(&k, &b[..10]),
+        Err(FormatError::Truncated { .. })
+    ));
     let body = full().encode_body().unwrap();
     // A body cut at a field boundary is a valid, shorter record (the envelope is what detects
     // truncation); cut anywhere else it is an error.
@@ -125,36 +168,51 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
         any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(|((time_ns, utc_offset, tree), paths, (hostname, username, program), tags, parent, summary, failed, chunker)| {
-            Snapshot {
-                time_ns,
-                utc_offset,
-                tree: BlobId(Id(tree)),
+        .prop_map(
+            |(
+                (time_ns, utc_offset, tree),
                 paths,
-                hostname,
-                username,
-                tags: tags.into_iter().collect(),
-                parent: parent.map(|p| SnapshotId(Id(p))),
-                summary: summary.map(|v| Summary {
-                    start_ns: v[0] as i64,
-                    end_ns: v[1] as i64,
-                    files_new: v[2],
-                    files_changed: v[3],
-                    files_unmodified: v[4],
-                    dirs: v[5],
-                    bytes_read: v[6],
-                    total_bytes: v[7],
-                    blobs_added: v[8],
-                    data_added_raw: v[9],
-                    data_added_stored: v[10],
-                    warnings: v[11],
-                    total_files: v[12],
-                }),
-                status: if failed { SnapshotStatus::Failed } else { SnapshotStatus::Complete },
-                chunker: chunker.then(ChunkerProfile::stream),
-                program,
-            }
-        })
+                (hostname, username, program),
+                tags,
+                parent,
+                summary,
+                failed,
+                chunker,
+            )| {
+                Snapshot {
+                    time_ns,
+                    utc_offset,
+                    tree: BlobId(Id(tree)),
+                    paths,
+                    hostname,
+                    username,
+                    tags: tags.into_iter().collect(),
+                    parent: parent.map(|p| SnapshotId(Id(p))),
+                    summary: summary.map(|v| Summary {
+                        start_ns: v[0] as i64,
+                        end_ns: v[1] as i64,
+                        files_new: v[2],
+                        files_changed: v[3],
+                        files_unmodified: v[4],
+                        dirs: v[5],
+                        bytes_read: v[6],
+                        total_bytes: v[7],
+                        blobs_added: v[8],
+                        data_added_raw: v[9],
+                        data_added_stored: v[10],
+                        warnings: v[11],
+                        total_files: v[12],
+                    }),
+                    status: if failed {
+                        SnapshotStatus::Failed
+                    } else {
+                        SnapshotStatus::Complete
+                    },
+                    chunker: chunker.then(ChunkerProfile::stream),
+                    program,
+                }
+            },
+        )
 }
 
 proptest! {

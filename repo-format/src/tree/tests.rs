@@ -8,15 +8,25 @@ fn keys() -> RepoKeys {
 }
 
 fn node(name: &[u8], kind: NodeKind) -> Node {
-    let size = if let NodeKind::File { .. } = kind { 12 } else { 0 };
+    let size = if let NodeKind::File { .. } = kind {
+        12
+    } else {
+        0
+    };
     Node {
         name: name.to_vec(),
         kind,
         mode: 0o644,
         uid: 1000,
         gid: 100,
-        mtime: Timestamp { sec: 1_700_000_000, nsec: 5 },
-        ctime: Timestamp { sec: -1, nsec: 999_999_999 },
+        mtime: Timestamp {
+            sec: 1_700_000_000,
+            nsec: 5,
+        },
+        ctime: Timestamp {
+            sec: -1,
+            nsec: 999_999_999,
+        },
         inode: 42,
         device: 7,
         nlink: 1,
@@ -27,10 +37,30 @@ fn node(name: &[u8], kind: NodeKind) -> Node {
 fn sample() -> Tree {
     Tree {
         nodes: vec![
-            node(b"zeta", NodeKind::File { content: Content::Direct(vec![BlobId(Id([1; 32]))]) }),
-            node(b"\xffbin", NodeKind::Symlink { target: b"../x".to_vec() }),
-            node(b"dir", NodeKind::Dir { subtree: BlobId(Id([2; 32])) }),
-            node(b"big", NodeKind::File { content: Content::Indirect(vec![BlobId(Id([3; 32]))]) }),
+            node(
+                b"zeta",
+                NodeKind::File {
+                    content: Content::Direct(vec![BlobId(Id([1; 32]))]),
+                },
+            ),
+            node(
+                b"\xffbin",
+                NodeKind::Symlink {
+                    target: b"../x".to_vec(),
+                },
+            ),
+            node(
+                b"dir",
+                NodeKind::Dir {
+                    subtree: BlobId(Id([2; 32])),
+                },
+            ),
+            node(
+                b"big",
+                NodeKind::File {
+                    content: Content::Indirect(vec![BlobId(Id([3; 32]))]),
+                },
+            ),
             node(b"fifo", NodeKind::Fifo),
             node(b"tty", NodeKind::CharDevice { rdev: 0x0501 }),
             node(b"sda", NodeKind::BlockDevice { rdev: 0x0800 }),
@@ -48,23 +78,37 @@ fn encode_sorts_and_decode_round_trips() {
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     assert_eq!(back.nodes, sorted);
     assert_eq!(back.encode().unwrap(), b);
-    assert_eq!(back.find(b"dir").unwrap().kind, NodeKind::Dir { subtree: BlobId(Id([2; 32])) });
+    assert_eq!(
+        back.find(b"dir").unwrap().kind,
+        NodeKind::Dir {
+            subtree: BlobId(Id([2; 32]))
+        }
+    );
     assert!(back.find(b"nope").is_none());
     assert!(t.find(b"sock").is_some());
-    assert_eq!(Tree::decode(&Tree::default().encode().unwrap()).unwrap(), Tree::default());
+    assert_eq!(
+        Tree::decode(&Tree::default().encode().unwrap()).unwrap(),
+        Tree::default()
+    );
 }
 
 #[test]
 fn invalid_names_and_duplicates_are_rejected() {
     for name in [&b""[..], b".", b"..", b"a/b", b"a\0b", &vec![b'x'; 65_536]] {
-        let t = Tree { nodes: vec![node(name, NodeKind::Fifo)] };
+        let t = Tree {
+            nodes: vec![node(name, NodeKind::Fifo)],
+        };
         assert!(t.encode().is_err(), "{name:?}");
     }
     for name in [&b"..."[..], b".a", b"\xff\xfe", &vec![b'x'; 65_535]] {
-        let t = Tree { nodes: vec![node(name, NodeKind::Fifo)] };
+        let t = Tree {
+            nodes: vec![node(name, NodeKind::Fifo)],
+        };
         assert!(t.encode().is_ok(), "{name:?}");
     }
-    let dup = Tree { nodes: vec![node(b"a", NodeKind::Fifo), node(b"a", NodeKind::Socket)] };
+    let dup = Tree {
+        nodes: vec![node(b"a", NodeKind::Fifo), node(b"a", NodeKind::Socket)],
+    };
     assert!(dup.encode().is_err());
 }
 
@@ -76,10 +120,29 @@ fn invalid_fields_are_rejected() {
     let mut n = node(b"a", NodeKind::Fifo);
     n.mode = 0o100644;
     assert!(Tree { nodes: vec![n] }.encode().is_err());
-    let mut n = node(b"a", NodeKind::Symlink { target: vec![b'x'; 65_537] });
-    assert!(Tree { nodes: vec![n.clone()] }.encode().is_err());
-    n.kind = NodeKind::Symlink { target: vec![b'x'; 65_536] };
-    assert!(Tree { nodes: vec![n.clone()] }.encode().is_ok());
+    let mut n = node(
+        b"a",
+        NodeKind::Symlink {
+            target: vec![b'x'; 65_537],
+        },
+    );
+    assert!(
+        Tree {
+            nodes: vec![n.clone()]
+        }
+        .encode()
+        .is_err()
+    );
+    n.kind = NodeKind::Symlink {
+        target: vec![b'x'; 65_536],
+    };
+    assert!(
+        Tree {
+            nodes: vec![n.clone()]
+        }
+        .encode()
+        .is_ok()
+    );
     n.size = 4;
     assert!(Tree { nodes: vec![n] }.encode().is_err());
 }
@@ -89,7 +152,11 @@ const KIND_AT: usize = 6 + 3;
 
 #[test]
 fn decode_rejects_bad_bytes() {
-    let one = Tree { nodes: vec![node(b"a", NodeKind::Fifo)] }.encode().unwrap();
+    let one = Tree {
+        nodes: vec![node(b"a", NodeKind::Fifo)],
+    }
+    .encode()
+    .unwrap();
     assert_eq!(one.len(), 6 + MIN_NODE_LEN);
     let mut bad = one.clone();
     bad[KIND_AT] = 8;
@@ -98,7 +165,10 @@ fn decode_rejects_bad_bytes() {
     assert!(Tree::decode(&bad).is_err());
     let mut v2 = one.clone();
     v2[1] = 2;
-    assert!(matches!(Tree::decode(&v2), Err(FormatError::UnsupportedVersion { .. })));
+    assert!(matches!(
+        Tree::decode(&v2),
+        Err(FormatError::UnsupportedVersion { .. })
+    ));
     let mut list = one.clone();
     list[0] = CONTENT_LIST_KIND;
     assert!(Tree::decode(&list).is_err());
@@ -107,7 +177,10 @@ fn decode_rejects_bad_bytes() {
     assert!(Tree::decode(&nsec).is_err());
     let mut huge = one.clone();
     huge[2..6].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert!(matches!(Tree::decode(&huge), Err(FormatError::Truncated { .. })));
+    assert!(matches!(
+        Tree::decode(&huge),
+        Err(FormatError::Truncated { .. })
+    ));
     for n in 0..one.len() {
         assert!(Tree::decode(&one[..n]).is_err());
     }
@@ -115,8 +188,16 @@ fn decode_rejects_bad_bytes() {
     long.push(0);
     assert!(Tree::decode(&long).is_err());
     // Two nodes out of order, encoded by hand.
-    let a = Tree { nodes: vec![node(b"a", NodeKind::Fifo)] }.encode().unwrap();
-    let b = Tree { nodes: vec![node(b"b", NodeKind::Fifo)] }.encode().unwrap();
+    let a = Tree {
+        nodes: vec![node(b"a", NodeKind::Fifo)],
+    }
+    .encode()
+    .unwrap();
+    let b = Tree {
+        nodes: vec![node(b"b", NodeKind::Fifo)],
+    }
+    .encode()
+    .unwrap();
     let mut two = vec![TREE_KIND, TREE_VERSION, 2, 0, 0, 0];
     two.extend_from_slice(&b[6..]);
     two.extend_from_slice(&a[6..]);
@@ -131,18 +212,29 @@ fn decode_rejects_bad_bytes() {
 
 #[test]
 fn content_list_rules() {
-    let l = ContentList { ids: vec![BlobId(Id([1; 32])), BlobId(Id([2; 32]))] };
+    let l = ContentList {
+        ids: vec![BlobId(Id([1; 32])), BlobId(Id([2; 32]))],
+    };
     let b = l.encode().unwrap();
     assert_eq!(ContentList::decode(&b).unwrap(), l);
     assert!(ContentList { ids: vec![] }.encode().is_err());
-    assert!(ContentList { ids: vec![BlobId(Id::ZERO); 8193] }.encode().is_err());
+    assert!(
+        ContentList {
+            ids: vec![BlobId(Id::ZERO); 8193]
+        }
+        .encode()
+        .is_err()
+    );
     assert!(ContentList::decode(&[CONTENT_LIST_KIND, 1, 0, 0, 0, 0]).is_err());
     assert!(ContentList::decode(&b[..b.len() - 1]).is_err());
     assert!(ContentList::decode(&Tree::default().encode().unwrap()).is_err());
     let mut over = vec![CONTENT_LIST_KIND, 1];
     over.extend_from_slice(&8193u32.to_le_bytes());
     over.extend_from_slice(&vec![0; 8193 * 32]);
-    assert!(matches!(ContentList::decode(&over), Err(FormatError::OutOfBounds { .. })));
+    assert!(matches!(
+        ContentList::decode(&over),
+        Err(FormatError::OutOfBounds { .. })
+    ));
 }
 
 fn ids(n: usize) -> Vec<BlobId> {
@@ -177,9 +269,14 @@ fn content_builder_shapes() {
             assert!(lists.is_empty());
             continue;
         }
-        let Content::Indirect(list_ids) = &content else { panic!("{n}: expected indirect") };
+        let Content::Indirect(list_ids) = &content else {
+            panic!("{n}: expected indirect")
+        };
         assert_eq!(list_ids.len(), n.div_ceil(CONTENT_LIST_LEN), "{n}");
-        assert_eq!(list_ids, &lists.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+        assert_eq!(
+            list_ids,
+            &lists.iter().map(|(id, _)| *id).collect::<Vec<_>>()
+        );
         let mut all = Vec::new();
         for (i, (id, plain)) in lists.iter().enumerate() {
             assert_eq!(k.blob_id(plain), *id);
@@ -205,10 +302,15 @@ fn arb_id() -> impl Strategy<Value = BlobId> {
 
 fn arb_kind() -> impl Strategy<Value = NodeKind> {
     prop_oneof![
-        proptest::collection::vec(arb_id(), 0..5).prop_map(|v| NodeKind::File { content: Content::Direct(v) }),
-        proptest::collection::vec(arb_id(), 0..3).prop_map(|v| NodeKind::File { content: Content::Indirect(v) }),
+        proptest::collection::vec(arb_id(), 0..5).prop_map(|v| NodeKind::File {
+            content: Content::Direct(v)
+        }),
+        proptest::collection::vec(arb_id(), 0..3).prop_map(|v| NodeKind::File {
+            content: Content::Indirect(v)
+        }),
         arb_id().prop_map(|subtree| NodeKind::Dir { subtree }),
-        proptest::collection::vec(any::<u8>(), 0..100).prop_map(|target| NodeKind::Symlink { target }),
+        proptest::collection::vec(any::<u8>(), 0..100)
+            .prop_map(|target| NodeKind::Symlink { target }),
         Just(NodeKind::Fifo),
         any::<u64>().prop_map(|rdev| NodeKind::CharDevice { rdev }),
         any::<u64>().prop_map(|rdev| NodeKind::BlockDevice { rdev }),
@@ -217,16 +319,45 @@ fn arb_kind() -> impl Strategy<Value = NodeKind> {
 }
 
 fn arb_name() -> impl Strategy<Value = Vec<u8>> {
-    proptest::collection::vec(any::<u8>().prop_filter("no / or NUL", |b| *b != b'/' && *b != 0), 1..20)
-        .prop_filter("not . or ..", |n| n != b"." && n != b"..")
+    proptest::collection::vec(
+        any::<u8>().prop_filter("no / or NUL", |b| *b != b'/' && *b != 0),
+        1..20,
+    )
+    .prop_filter("not . or ..", |n| n != b"." && n != b"..")
 }
 
 fn arb_node() -> impl Strategy<Value = Node> {
-    (arb_name(), arb_kind(), 0u32..=0o7777, any::<(u32, u32)>(), arb_ts(), arb_ts(), any::<(u64, u64, u64, u64)>())
-        .prop_map(|(name, kind, mode, (uid, gid), mtime, ctime, (inode, device, nlink, size))| {
-            let size = if matches!(kind, NodeKind::File { .. }) { size } else { 0 };
-            Node { name, kind, mode, uid, gid, mtime, ctime, inode, device, nlink, size }
-        })
+    (
+        arb_name(),
+        arb_kind(),
+        0u32..=0o7777,
+        any::<(u32, u32)>(),
+        arb_ts(),
+        arb_ts(),
+        any::<(u64, u64, u64, u64)>(),
+    )
+        .prop_map(
+            |(name, kind, mode, (uid, gid), mtime, ctime, (inode, device, nlink, size))| {
+                let size = if matches!(kind, NodeKind::File { .. }) {
+                    size
+                } else {
+                    0
+                };
+                Node {
+                    name,
+                    kind,
+                    mode,
+                    uid,
+                    gid,
+                    mtime,
+                    ctime,
+                    inode,
+                    device,
+                    nlink,
+                    size,
+                }
+            },
+        )
 }
 
 proptest! {

@@ -1,0 +1,238 @@
+use super::*;
+use crate::crypto::MasterKey;
+use crate::id::Id;
+use proptest::prelude::*;
+
+fn keys() -> RepoKeys {
+    RepoKeys::new(Id([0x33; 32]), MasterKey::from_bytes([4; 72]))
+}
+
+fn entry(offset: u32, stored_len: u32, id: u8) -> IndexEntry {
+    IndexEntry {
+        blob_type: BlobType::Data,
+        compression: Compression::Raw,
+        offset,
+        stored_len,
+        raw_len: stored_len - 32,
+        id: BlobId(Id([id; 32])),
+    }
+}
+
+fn sample() -> IndexFile {
+    IndexFile {
+        supersedes: vec![IndexId(Id([9; 32])), IndexId(Id([1; 32]))],
+        packs: vec![
+            IndexPack {
+                id: PackId(Id([2; 32])),
+                entries: vec![entry(100, 50, 3), entry(0, 100, 4)],
+            },
+            IndexPack {
+                id: PackId(Id([1; 32])),
+                entries: vec![entry(0, 40, 5)],
+            },
+        ],
+    }
+}
+
+#[test]
+fn encode_canonicalizes() {
+    let k = keys();
+    let idx = sample();
+    let b = idx.encode(&k, 3, [0x44; 16]).unwrap();
+    let back = IndexFile::decode(&k, &b).unwrap();
+    let mut canon = idx.clone();
+    canon.canonicalize();
+    assert_eq!(back, canon);
+    assert_eq!(back.blob_count(), 3);
+    assert_eq!(back.encode_body().unwrap(), idx.encode_body().unwrap());
+    assert_eq!(
+        IndexFile::decode(&k, &IndexFile::default().encode(&k, 0, [0; 16]).unwrap()).unwrap(),
+        IndexFile::default()
+    );
+}
+
+#[test]
+fn encode_rejects_bad_sets() {
+    let mut dup = sample();
+    dup.packs[1].id = dup.packs[0].id;
+    assert!(dup.encode_body().is_err());
+    let mut overlap = sample();
+    overlap.packs[0].entries[0].offset = 99;
+    assert!(overlap.encode_body().is_err());
+    let mut empty = sample();
+    empty.packs[0].entries.clear();
+    assert!(empty.encode_body().is_err());
+    let mut same_offset = sample();
+    same_offset.packs[1].entries.push(entry(0, 40, 6));
+    assert!(same_offset.encode_body().is_err());
+}
+
+#[test]
+fn decode_rejects_non_canonical() {
+    let body = sample().encode_body().unwrap();
+    assert!(IndexFile::decode_body(&body).is_ok());
+    // supersedes swapped: bytes 5..37 and 37..69.
+    let mut b = body.clone();
+    b[5..69].rotate_left(32);
+    assert!(IndexFile::decode_body(&b).is_err());
+    // Packs swapped: make a body by hand from a non-canonical value.
+    let pack_record = |p: &IndexPack| {
+        let mut v = p.id.0.0.to_vec();
+        v.put_u32(p.entries.len() as u32);
+        for e in &p.entries {
+            v.put_u8(0);
+            v.put_u8(0);
+            v.put_u32(e.offset);
+            v.put_u32(e.stored_len);
+            v.put_u32(e.raw_len);
+            v.put_bytes(&e.id.0.0);
+        }
+        v
+    };
+    let s = sample();
+    let mut unsorted = vec![1u8, 0, 0, 0, 0, 2, 0, 0, 0];
+    unsorted.extend(pack_record(&s.packs[0]));
+    unsorted.extend(pack_record(&s.packs[1]));
+    assert!(IndexFile::decode_body(&unsorted).is_err());
+    let mut fixed_packs = vec![1u8, 0, 0, 0, 0, 2, 0, 0, 0];
+    fixed_packs.extend(pack_record(&s.packs[1]));
+    fixed_packs.extend(pack_record(&s.packs[0])); // entries inside still unsorted
+    assert!(IndexFile::decode_body(&fixed_packs).is_err());
+    let mut dup = vec![1u8, 0, 0, 0, 0, 2, 0, 0, 0];
+    dup.extend(pack_record(&s.packs[1]));
+    dup.extend(pack_record(&s.packs[1]));
+    assert!(IndexFile::decode_body(&dup).is_err());
+    assert!(matches!(
+        IndexFile::decode_body(&body[..body.len() - 1]),
+        Err(FormatError::Truncated { .. })
+    ));
+}
+
+#[test]
+fn tampering_wrong_repo_and_truncation() {
+    let k = keys();
+    let b = sample().encode(&k, 0, [0x44; 16]).unwrap();
+    for i in 0..b.len() {
+        let mut bad = b.clone();
+        bad[i] ^= 0x10;
+        assert!(IndexFile::decode(&k, &bad).is_err(), "byte {i}");
+    }
+    let other = RepoKeys::new(Id([0x34; 32]), k.master().clone());
+    assert!(matches!(
+        IndexFile::decode(&other, &b),
+        Err(FormatError::AuthenticationFailed { .. })
+    ));
+    assert!(matches!(
+        IndexFile::decode(&k, &b[..20]),
+        Err(FormatError::Truncated { .. })
+    ));
+}
+
+#[test]
+fn zstd_bomb_is_rejected() {
+    // 2 KiB of zstd that expands to 1 GiB + 1 MiB of zeros, sealed as an index file. The
+    // frame announces its size, so it is refused before anything is decompressed; a frame
+    // that does not is stopped by the streaming bound (see compress.rs tests).
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    enc.set_pledged_src_size(Some((MAX_INDEX_BODY + (1 << 20)) as u64))
+        .unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..1025 {
+        std::io::Write::write_all(&mut enc, &zeros).unwrap();
+    }
+    let bomb = enc.finish().unwrap();
+    assert!(bomb.len() < 100_000);
+    let mut plain = vec![1u8];
+    plain.extend_from_slice(&bomb);
+    let k = keys();
+    let sealed = k.seal_object(ObjectType::Index, [0; 16], &plain);
+    assert!(matches!(
+        IndexFile::decode(&k, &sealed),
+        Err(FormatError::OutOfBounds { .. })
+    ));
+    // Garbage after the compression byte is an error, not a panic.
+    let sealed = k.seal_object(ObjectType::Index, [0; 16], &[1, 0x28, 0xb5, 0x2f, 0xfd, 0]);
+    assert!(IndexFile::decode(&k, &sealed).is_err());
+    let sealed = k.seal_object(ObjectType::Index, [0; 16], &[2]);
+    assert!(IndexFile::decode(&k, &sealed).is_err());
+}
+
+fn arb_index() -> impl Strategy<Value = IndexFile> {
+    let arb_pack = (
+        any::<[u8; 32]>(),
+        proptest::collection::vec(
+            (
+                0u32..1000,
+                32u32..2000,
+                any::<bool>(),
+                any::<u32>(),
+                any::<[u8; 32]>(),
+            ),
+            1..10,
+        ),
+    )
+        .prop_map(|(id, es)| {
+            let mut offset = 0u32;
+            let entries = es
+                .into_iter()
+                .map(|(gap, stored_len, z, raw, bid)| {
+                    offset += gap;
+                    let e = IndexEntry {
+                        blob_type: if raw % 2 == 0 {
+                            BlobType::Data
+                        } else {
+                            BlobType::Tree
+                        },
+                        compression: if z {
+                            Compression::Zstd
+                        } else {
+                            Compression::Raw
+                        },
+                        offset,
+                        stored_len,
+                        raw_len: if z { raw } else { stored_len - 32 },
+                        id: BlobId(Id(bid)),
+                    };
+                    offset += stored_len;
+                    e
+                })
+                .collect();
+            IndexPack {
+                id: PackId(Id(id)),
+                entries,
+            }
+        });
+    (
+        proptest::collection::btree_set(any::<[u8; 32]>(), 0..4),
+        proptest::collection::btree_map(any::<[u8; 32]>(), arb_pack, 0..6),
+    )
+        .prop_map(|(sup, packs)| IndexFile {
+            supersedes: sup.into_iter().map(|s| IndexId(Id(s))).collect(),
+            packs: packs
+                .into_iter()
+                .map(|(id, mut p)| {
+                    p.id = PackId(Id(id));
+                    p
+                })
+                .collect(),
+        })
+}
+
+proptest! {
+    #[test]
+    fn round_trip(idx in arb_index(), level in 0i32..4, salt: [u8; 16]) {
+        let k = keys();
+        let b = idx.encode(&k, level, salt).unwrap();
+        prop_assert_eq!(IndexFile::decode(&k, &b).unwrap(), idx.clone());
+        prop_assert_eq!(IndexFile::decode_body(&idx.encode_body().unwrap()).unwrap(), idx);
+    }
+
+    #[test]
+    fn decode_never_panics(b: Vec<u8>) {
+        let _ = IndexFile::decode_body(&b);
+        let mut v = vec![1u8];
+        v.extend_from_slice(&b);
+        let _ = IndexFile::decode_body(&v);
+        let _ = IndexFile::decode(&keys(), &b);
+    }
+}
