@@ -70,8 +70,8 @@ fi
 # Keep every tool's caches and config inside $WORK, so runs start cold and leave nothing behind.
 export RESTIC_PASSWORD="$PASSWORD" RESTIC_CACHE_DIR="$WORK/restic-cache"
 export BORG_PASSPHRASE="$PASSWORD" BORG_BASE_DIR="$WORK/borg-base" BORG_DISPLAY_PASSPHRASE=n
-export CAIRN_PASSWORD="$PASSWORD"
-unset RESTIC_REPOSITORY BORG_REPO CAIRN_REPOSITORY
+export CAIRN_PASSWORD="$PASSWORD" CAIRN_CACHE_DIR="$WORK/cairn-cache"
+unset RESTIC_REPOSITORY BORG_REPO CAIRN_REPOSITORY CAIRN_PASSWORD_FILE CAIRN_PASSWORD_COMMAND
 
 # --- Environment and versions -----------------------------------------------------------------
 echo
@@ -102,7 +102,8 @@ echo "compare: generating ${SIZE_MB} MiB day-1 and day-2 dumps in $WORK"
 sum1="$(sha256sum <"$WORK/day1.sql" | cut -d' ' -f1)"
 sum2="$(sha256sum <"$WORK/day2.sql" | cut -d' ' -f1)"
 differing="$(cmp -l "$WORK/day1.sql" "$WORK/day2.sql" | wc -l || true)"
-echo "compare: day-2 differs from day 1 in $differing bytes"
+echo "compare: day 1 sha256 $sum1"
+echo "compare: day 2 sha256 $sum2 (differs from day 1 in $differing bytes)"
 
 # --- Measuring --------------------------------------------------------------------------------
 rows=() # "tool op wall user sys rss_kb repo_bytes added_bytes check"
@@ -174,7 +175,7 @@ run_borg() {
   local r="$WORK/borg-repo"
   borg init -e repokey "$r" >"$WORK/log.borg.init" 2>&1 </dev/null ||
     { cat "$WORK/log.borg.init" >&2; die "borg init failed"; }
-  local b=(borg create --compression zstd,3 --stdin-name dump.sql)
+  local b=(borg create --compression 'zstd,3' --stdin-name dump.sql)
   measure borg backup "$r" "$WORK/day1.sql" /dev/null "${b[@]}" "$r::day1" -
   measure borg again "$r" "$WORK/day1.sql" /dev/null "${b[@]}" "$r::day1-again" -
   measure borg day2 "$r" "$WORK/day2.sql" /dev/null "${b[@]}" "$r::day2" -

@@ -25,7 +25,10 @@ use std::time::Duration;
 
 use cairn_benches::{DEFAULT_SEED, Variant, generate_dump};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use repo_format::{BlobType, Chunker, ChunkerParams, Id, MasterKey, ObjectType, RepoKeys, aad, compress, seal, seal_blob};
+use repo_format::{
+    BlobType, Chunker, ChunkerParams, Id, MasterKey, ObjectType, RepoKeys, aad, compress, seal,
+    seal_blob,
+};
 
 /// Fixed key material: benches need no secrecy, and fixed keys keep runs comparable.
 fn keys() -> RepoKeys {
@@ -33,7 +36,10 @@ fn keys() -> RepoKeys {
 }
 
 fn input() -> Vec<u8> {
-    let mb: usize = std::env::var("CAIRN_BENCH_MB").ok().and_then(|s| s.parse().ok()).unwrap_or(64);
+    let mb: usize = std::env::var("CAIRN_BENCH_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
     generate_dump(mb << 20, DEFAULT_SEED, Variant::Day1)
 }
 
@@ -47,10 +53,15 @@ fn salt(i: usize) -> [u8; 16] {
 fn stages(c: &mut Criterion) {
     let data = input();
     let keys = keys();
-    let stream = Chunker::new(ChunkerParams::STREAM, keys.chunker_seed()).expect("STREAM params are valid");
-    let file = Chunker::new(ChunkerParams::FILE, keys.chunker_seed()).expect("FILE params are valid");
+    let stream =
+        Chunker::new(ChunkerParams::STREAM, keys.chunker_seed()).expect("STREAM params are valid");
+    let file =
+        Chunker::new(ChunkerParams::FILE, keys.chunker_seed()).expect("FILE params are valid");
     let chunks: Vec<Range<usize>> = stream.chunks(&data).collect();
-    let ids: Vec<Id> = chunks.iter().map(|r| keys.blob_id(&data[r.clone()]).0).collect();
+    let ids: Vec<Id> = chunks
+        .iter()
+        .map(|r| keys.blob_id(&data[r.clone()]).0)
+        .collect();
     eprintln!(
         "input: {} MiB of dump-like SQL, {} stream chunks (mean {} bytes), {} file chunks",
         data.len() >> 20,
@@ -63,7 +74,9 @@ fn stages(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("chunk");
     g.throughput(bytes.clone());
-    g.bench_function("stream", |b| b.iter(|| stream.chunks(black_box(&data)).count()));
+    g.bench_function("stream", |b| {
+        b.iter(|| stream.chunks(black_box(&data)).count())
+    });
     g.bench_function("file", |b| b.iter(|| file.chunks(black_box(&data)).count()));
     g.finish();
 
@@ -103,7 +116,14 @@ fn stages(c: &mut Criterion) {
     g.bench_function("blob_raw", |b| {
         b.iter(|| {
             for (i, (r, id)) in chunks.iter().zip(&ids).enumerate() {
-                black_box(seal_blob(&keys, BlobType::Data, (*id).into(), &data[r.clone()], 0, salt(i)));
+                black_box(seal_blob(
+                    &keys,
+                    BlobType::Data,
+                    (*id).into(),
+                    &data[r.clone()],
+                    0,
+                    salt(i),
+                ));
             }
         });
     });
@@ -118,7 +138,9 @@ fn stages(c: &mut Criterion) {
                 for (i, r) in chunker.chunks(black_box(&data)).enumerate() {
                     let chunk = &data[r];
                     let id = keys.blob_id(chunk);
-                    stored += seal_blob(&keys, BlobType::Data, id, chunk, 3, salt(i)).bytes.len();
+                    stored += seal_blob(&keys, BlobType::Data, id, chunk, 3, salt(i))
+                        .bytes
+                        .len();
                 }
                 stored
             });

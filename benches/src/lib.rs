@@ -176,24 +176,28 @@ CREATE TABLE public.events (
 );
 ";
 
+#[rustfmt::skip]
 const FIRST_NAMES: [&str; 40] = [
     "Ada", "Alan", "Amara", "Anders", "Aiko", "Bea", "Bruno", "Carmen", "Chen", "Dario", "Elena",
     "Emeka", "Farah", "Felix", "Greta", "Hana", "Hugo", "Ines", "Ivan", "Jonas", "Kai", "Lena",
     "Luca", "Maya", "Mateo", "Nadia", "Noah", "Olga", "Omar", "Priya", "Rafael", "Rosa", "Sara",
     "Tariq", "Tomas", "Uma", "Vera", "Wei", "Yusuf", "Zoe",
 ];
+#[rustfmt::skip]
 const LAST_NAMES: [&str; 40] = [
-    "Abbott", "Andersen", "Banerjee", "Becker", "Costa", "Dubois", "Eriksson", "Fischer",
-    "Garcia", "Haddad", "Ivanova", "Jansen", "Kowalski", "Kim", "Lambert", "Li", "Moreau",
-    "Mueller", "Nakamura", "Novak", "Okafor", "Olsen", "Petrov", "Quinn", "Rossi", "Santos",
-    "Schmidt", "Silva", "Tanaka", "Thompson", "Uddin", "Varga", "Weber", "Wong", "Xu", "Yamada",
-    "Yilmaz", "Zhang", "Zimmermann", "Nguyen",
+    "Abbott", "Andersen", "Banerjee", "Becker", "Costa", "Dubois", "Eriksson", "Fischer", "Garcia",
+    "Haddad", "Ivanova", "Jansen", "Kowalski", "Kim", "Lambert", "Li", "Moreau", "Mueller",
+    "Nakamura", "Novak", "Okafor", "Olsen", "Petrov", "Quinn", "Rossi", "Santos", "Schmidt",
+    "Silva", "Tanaka", "Thompson", "Uddin", "Varga", "Weber", "Wong", "Xu", "Yamada", "Yilmaz",
+    "Zhang", "Zimmermann", "Nguyen",
 ];
+#[rustfmt::skip]
 const CITIES: [&str; 24] = [
     "Amsterdam", "Berlin", "Bogota", "Cairo", "Chicago", "Dublin", "Hamburg", "Helsinki",
     "Istanbul", "Jakarta", "Lagos", "Lima", "Lisbon", "London", "Madrid", "Montreal", "Mumbai",
     "Osaka", "Paris", "Prague", "Seoul", "Sydney", "Toronto", "Vienna",
 ];
+#[rustfmt::skip]
 const DOMAINS: [&str; 8] = [
     "example.com", "mail.example.org", "corp.example.net", "inbox.example", "post.example.de",
     "example.co.uk", "users.example.io", "example.fr",
@@ -201,21 +205,27 @@ const DOMAINS: [&str; 8] = [
 const PLANS: [&str; 4] = ["free", "starter", "pro", "enterprise"];
 const STATUSES: [&str; 5] = ["pending", "paid", "shipped", "delivered", "refunded"];
 const CURRENCIES: [&str; 4] = ["EUR", "USD", "GBP", "JPY"];
+#[rustfmt::skip]
 const EVENT_KINDS: [&str; 8] = [
     "login", "logout", "page_view", "search", "add_to_cart", "checkout", "api_call", "error",
 ];
+#[rustfmt::skip]
 const PATHS: [&str; 10] = [
     "/", "/login", "/account", "/search", "/cart", "/checkout", "/api/v2/orders",
     "/api/v2/customers", "/products/list", "/help/faq",
 ];
+#[rustfmt::skip]
 const AGENTS: [&str; 5] = [
+   
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0",
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
-    "curl/8.5.0",
-    "python-requests/2.32.3",
+    "curl/8.5.0", "python-requests/2.32.3",
 ];
-const TAGS: [&str; 8] = ["vip", "beta", "newsletter", "churn-risk", "b2b", "edu", "trial", "legacy"];
+#[rustfmt::skip]
+const TAGS: [&str; 8] = [
+    "vip", "beta", "newsletter", "churn-risk", "b2b", "edu", "trial", "legacy",
+];
 const SKU_PREFIXES: [&str; 6] = ["BK", "EL", "HM", "SP", "TY", "GR"];
 
 /// Seconds since the Unix epoch of 2024-01-01T00:00:00Z; rows' timestamps grow from here.
@@ -611,7 +621,10 @@ mod tests {
             }
         }
         let per_mille = changed as f64 * 1000.0 / lines as f64;
-        assert!((3.0..7.0).contains(&per_mille), "{changed} of {lines} lines changed");
+        assert!(
+            (3.0..7.0).contains(&per_mille),
+            "{changed} of {lines} lines changed"
+        );
     }
 
     #[test]
@@ -619,7 +632,12 @@ mod tests {
         let d = generate_dump(24 << 20, DEFAULT_SEED, Variant::Day1);
         let text = std::str::from_utf8(&d).expect("ASCII");
         assert!(text.starts_with("--\n-- PostgreSQL database dump"));
-        for needle in ["COPY public.customers_0000", "INSERT INTO public.orders_0000", "COPY public.events_0000", "\\.\n"] {
+        for needle in [
+            "COPY public.customers_0000",
+            "INSERT INTO public.orders_0000",
+            "COPY public.events_0000",
+            "\\.\n",
+        ] {
             assert!(text.contains(needle), "missing {needle:?}");
         }
     }

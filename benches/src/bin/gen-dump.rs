@@ -36,7 +36,10 @@ fn main() -> ExitCode {
                 print!("{USAGE}");
                 return ExitCode::SUCCESS;
             }
-            other => other.parse().map(|m| mib = m).map_err(|_| "unknown argument"),
+            other => other
+                .parse()
+                .map(|m| mib = m)
+                .map_err(|_| "unknown argument"),
         };
         if let Err(msg) = parsed {
             eprint!("gen-dump: {msg}: {arg}\n{USAGE}");
