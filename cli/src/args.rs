@@ -146,6 +146,9 @@ pub struct RestoreArgs {
     /// Restore only this path of the snapshot (repeat for several).
     #[arg(long = "include")]
     pub includes: Vec<PathBuf>,
+    /// Read every restored file back and check it against the snapshot.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// `cairn dump`.

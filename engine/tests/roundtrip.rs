@@ -198,12 +198,15 @@ fn random_trees_round_trip_byte_exact_with_metadata() {
             &r.snapshot,
             &RestoreOptions {
                 target: target.clone(),
+                verify: true,
                 ..Default::default()
             },
             &NoProgress,
         )
         .expect("restore");
         assert!(s.failed.is_empty(), "{:?}", s.failed);
+        assert_eq!(s.verified, s.files, "every restored file read back and verified");
+        assert!(s.files > 0);
         assert_eq!(
             snapshot_of(&src),
             snapshot_of(&target.join("data")),
@@ -430,6 +433,7 @@ fn include_filter_restores_only_named_paths() {
         target: target.clone(),
         includes: vec!["data/a/b".into()],
         threads: None,
+        verify: true,
     };
     restore(&repo, &r.snapshot, &opts, &NoProgress).expect("restore");
     assert_eq!(

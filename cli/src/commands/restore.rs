@@ -17,6 +17,7 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<Outcome> {
         target: a.target.clone(),
         includes: a.includes.clone(),
         threads: None,
+        verify: a.verify,
     };
     let progress = TermProgress::new("restore", g.quiet || g.json);
     let started = std::time::Instant::now();
@@ -28,7 +29,7 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<Outcome> {
         print_json(&serde_json::json!({
             "snapshot_id": id.0.to_hex(),
             "target": a.target.display().to_string(),
-            "files": s.files, "dirs": s.dirs, "symlinks": s.symlinks, "bytes": s.bytes,
+            "files": s.files, "verified": s.verified, "dirs": s.dirs, "symlinks": s.symlinks, "bytes": s.bytes,
             "seconds": secs,
             "failed": s.failed.iter().map(|(p, m)| serde_json::json!({"path": p.display().to_string(), "error": m})).collect::<Vec<_>>(),
             "warnings": s.warnings.iter().map(|(p, m)| serde_json::json!({"path": p.display().to_string(), "message": m})).collect::<Vec<_>>(),
@@ -57,6 +58,9 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<Outcome> {
                 s.failed.len(),
                 s.warnings.len()
             );
+            if a.verify {
+                eprintln!("verified: {} files read back and identical to the snapshot", s.verified);
+            }
         }
     }
     Ok(if !s.failed.is_empty() {
