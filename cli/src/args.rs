@@ -62,6 +62,22 @@ pub enum Command {
     Dump(DumpArgs),
     /// Print a repository object, decrypted (for debugging).
     Cat(CatArgs),
+    /// Rebuild the index from the packs, or snapshots without the data that is gone.
+    #[command(subcommand)]
+    Repair(RepairCommand),
+}
+
+/// `cairn repair …`.
+#[derive(Debug, Subcommand)]
+pub enum RepairCommand {
+    /// Rebuild the index files from the pack headers (after a lost or damaged index).
+    Index,
+    /// Write new snapshots that leave out files whose data is gone (the originals are kept).
+    Snapshots {
+        /// Only report what would be left out.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `cairn init`.

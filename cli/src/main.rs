@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Command::Restore(a) => commands::restore::run(&cli.global, a),
         Command::Dump(a) => commands::dump::run(&cli.global, a),
         Command::Cat(a) => commands::cat::run(&cli.global, a),
+        Command::Repair(a) => commands::repair::run(&cli.global, a),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@
 //! - [`archiver`]: backups of directories and streams ([`archiver::backup`]);
 //! - [`restorer`]: verified, parallel restore and dump;
 //! - [`ls`]: walking a snapshot's trees;
+//! - [`repair`]: rebuilding the index from pack headers, and snapshots without lost data;
 //! - [`progress`]: how long operations report progress (the engine never prints).
 //!
 //! The byte formats live in the `repo_format` crate (SPEC.md); this crate never encodes a byte
@@ -32,6 +33,7 @@ pub mod host;
 pub mod index;
 pub mod ls;
 pub mod progress;
+pub mod repair;
 pub mod repository;
 pub mod restorer;
 

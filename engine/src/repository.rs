@@ -191,6 +191,7 @@ pub struct Repository {
     cache_dir: PathBuf,
     location: String,
     key_id: Id,
+    damaged_index: std::sync::Mutex<Vec<(IndexId, String)>>,
     rt: tokio::runtime::Runtime,
 }
 
@@ -255,6 +256,7 @@ impl Repository {
             cache_dir,
             location: location.to_string(),
             key_id,
+            damaged_index: std::sync::Mutex::new(Vec::new()),
             rt,
         };
         repo.sync_index()?;
@@ -470,22 +472,39 @@ impl Repository {
         let keys = &self.keys;
         let cache = self.cache();
         let n = missing.len();
-        self.block_on(
+        // A damaged index file must not lock the user out (`repair index` needs to open the
+        // repository): it is skipped, remembered, and retried on the next open. Backend and
+        // cache failures still fail the open.
+        let damaged: Vec<(IndexId, String)> = self.block_on(
             futures::stream::iter(missing.into_iter().map(|id| async move {
-                let bytes = get_verified(&**backend, FileType::Index, &id.0).await?;
-                let file = IndexFile::decode(keys, &bytes).map_err(|e| {
-                    Error::format(format!("index file {} is damaged", id.0.short()), e)
-                })?;
-                Ok::<_, Error>((id, file))
+                let loaded = match get_verified(&**backend, FileType::Index, &id.0).await {
+                    Ok(bytes) => IndexFile::decode(keys, &bytes)
+                        .map_err(|e| Error::format(format!("index file {} is damaged", id.0.short()), e)),
+                    Err(e) => Err(e),
+                };
+                match loaded {
+                    Ok(file) => Ok::<_, Error>((id, Some(file), None)),
+                    Err(e) if e.kind() == ErrorKind::Corrupt => Ok((id, None, Some(crate::restorer::error_chain(&e)))),
+                    Err(e) => Err(e),
+                }
             }))
             .buffer_unordered(FETCH_CONCURRENCY)
-            .try_for_each(|(id, file)| async move {
-                cache
-                    .add_index_file(id, &file)
-                    .map_err(|e| Error::cache("cannot update the index cache", e))
-            }),
+            .try_filter_map(|(id, file, damage)| async move {
+                if let Some(file) = file {
+                    cache.add_index_file(id, &file).map_err(|e| Error::cache("cannot update the index cache", e))?;
+                }
+                Ok(damage.map(|d| (id, d)))
+            })
+            .try_collect(),
         )?;
+        *self.damaged_index.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = damaged;
         Ok(n)
+    }
+
+    /// Index files the last [`sync_index`](Self::sync_index) could not use, with the reason.
+    /// Their blobs look missing until `repair index` rebuilds the index from the packs.
+    pub fn damaged_index_files(&self) -> Vec<(IndexId, String)> {
+        self.damaged_index.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Where a blob is stored, from the cache.

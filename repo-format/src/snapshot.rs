@@ -35,6 +35,7 @@ const TAG_SUMMARY: u16 = 8;
 const TAG_STATUS: u16 = 9;
 const TAG_CHUNKER: u16 = 10;
 const TAG_PROGRAM: u16 = 11;
+const TAG_ORIGINAL: u16 = 12;
 
 /// What a backup did (SPEC §10, tag 8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -136,6 +137,8 @@ pub struct Snapshot {
     pub chunker: Option<ChunkerProfile>,
     /// The writer, e.g. `cairn 0.1.0`.
     pub program: String,
+    /// For a snapshot written by `repair snapshots`: the snapshot it replaces.
+    pub original: Option<SnapshotId>,
 }
 
 fn utf8(what: &'static str, field: &str, b: &[u8]) -> Result<String, FormatError> {
@@ -214,6 +217,9 @@ impl Snapshot {
             w.field(TAG_CHUNKER, &v)?;
         }
         w.field(TAG_PROGRAM, self.program.as_bytes())?;
+        if let Some(original) = &self.original {
+            w.field(TAG_ORIGINAL, &original.0.0)?;
+        }
         Ok(w.finish())
     }
 
@@ -242,6 +248,7 @@ impl Snapshot {
             status: SnapshotStatus::Complete,
             chunker: None,
             program: String::new(),
+            original: None,
         };
         let mut tlv = TlvReader::new(r.rest(), WHAT);
         while let Some((tag, v)) = tlv.next_field()? {
@@ -311,6 +318,10 @@ impl Snapshot {
                     r.finish()?;
                 }
                 TAG_PROGRAM => s.program = utf8(WHAT, "program", v)?,
+                TAG_ORIGINAL => {
+                    expect_len(WHAT, tag, v, 32)?;
+                    s.original = Some(SnapshotId(r.id()?));
+                }
                 _ => unknown_tag(WHAT, tag)?,
             }
         }

@@ -137,6 +137,7 @@ fn snapshot() -> Snapshot {
         status: SnapshotStatus::Complete,
         chunker: Some(ChunkerProfile::file()),
         program: "cairn 0.1.0".into(),
+        original: None,
     }
 }
 

@@ -5,6 +5,7 @@ pub mod cat;
 pub mod dump;
 pub mod init;
 pub mod ls;
+pub mod repair;
 pub mod restore;
 pub mod snapshots;
 

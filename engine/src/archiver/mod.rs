@@ -276,6 +276,7 @@ pub fn backup(
             params: profile.params,
         }),
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        original: None,
     };
     let id = repo.save_snapshot(&snapshot)?;
     Ok(BackupResult {

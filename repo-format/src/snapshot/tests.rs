@@ -22,6 +22,7 @@ fn minimal() -> Snapshot {
         status: SnapshotStatus::Complete,
         chunker: None,
         program: "cairn 0.1.0".into(),
+        original: None,
     }
 }
 
@@ -163,7 +164,7 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
         proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..30), 0..5),
         ("\\PC{0,20}", "\\PC{0,20}", "\\PC{0,20}"),
         proptest::collection::btree_set("\\PC{1,10}", 0..5),
-        proptest::option::of(any::<[u8; 32]>()),
+        (proptest::option::of(any::<[u8; 32]>()), proptest::option::of(any::<[u8; 32]>())),
         proptest::option::of(any::<[u64; 13]>()),
         any::<bool>(),
         any::<bool>(),
@@ -174,7 +175,7 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
                 paths,
                 (hostname, username, program),
                 tags,
-                parent,
+                (parent, original),
                 summary,
                 failed,
                 chunker,
@@ -188,6 +189,7 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
                     username,
                     tags: tags.into_iter().collect(),
                     parent: parent.map(|p| SnapshotId(Id(p))),
+                    original: original.map(|p| SnapshotId(Id(p))),
                     summary: summary.map(|v| Summary {
                         start_ns: v[0] as i64,
                         end_ns: v[1] as i64,
