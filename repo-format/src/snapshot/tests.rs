@@ -101,12 +101,12 @@ fn tlv_rules() {
     opt.extend_from_slice(&[0x34, 0x92, 2, 0, 0, 0, 1, 2]);
     assert_eq!(Snapshot::decode_body(&opt).unwrap(), minimal());
     let mut crit = body.clone();
-    crit.extend_from_slice(&[12, 0, 0, 0, 0, 0]);
+    crit.extend_from_slice(&[13, 0, 0, 0, 0, 0]);
     assert_eq!(
         Snapshot::decode_body(&crit),
         Err(FormatError::UnknownCriticalTag {
             what: WHAT,
-            tag: 12
+            tag: 13
         })
     );
     // Only the time: the tree is missing.
