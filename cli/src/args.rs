@@ -62,6 +62,9 @@ pub enum Command {
     Dump(DumpArgs),
     /// Print a repository object, decrypted (for debugging).
     Cat(CatArgs),
+    /// Verify the repository: structure always, every byte with --read-data.
+    #[command(after_help = CHECK_EXIT_CODES)]
+    Check(CheckArgs),
     /// Rebuild the index from the packs, or snapshots without the data that is gone.
     #[command(subcommand)]
     Repair(RepairCommand),
@@ -183,4 +186,24 @@ pub struct CatArgs {
     pub kind: String,
     /// The object's id (not needed for config).
     pub id: Option<String>,
+}
+
+/// Shown at the end of `cairn check --help`.
+pub const CHECK_EXIT_CODES: &str = "Exit codes: 0 no damage found (warnings alone, such as unreferenced packs, still exit 0); \
+1 damage found, or the check could not run (the last line says which); 2 usage error.";
+
+/// `cairn check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also read every pack whole and verify every blob (reads the whole repository).
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read only part of the packs, chosen by pack id: N/M (part N of M, so 1/7 … 7/7 on seven
+    /// days cover everything once) or P% (the same P percent every time). Implies --read-data.
+    #[arg(long, value_name = "N/M|P%", value_parser = parse_read_data_subset)]
+    pub read_data_subset: Option<engine::checker::ReadData>,
+}
+
+fn parse_read_data_subset(s: &str) -> Result<engine::checker::ReadData, String> {
+    s.parse().map_err(|e: engine::Error| e.to_string())
 }

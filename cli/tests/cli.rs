@@ -317,3 +317,130 @@ fn password_file_and_command() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no password given"));
 }
+
+// --- cairn check ------------------------------------------------------------------------------
+
+/// The id of a data pack and the offset of its first blob, from `cairn cat index`.
+fn first_data_pack(env: &Env) -> (String, u64) {
+    let index = fs::read_dir(env.path("repo/index"))
+        .expect("index dir")
+        .flatten()
+        .next()
+        .expect("an index file")
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["cat", "index", &index])).expect("index json");
+    let pack = v["packs"]
+        .as_array()
+        .expect("packs")
+        .iter()
+        .find(|p| p["blobs"][0]["type"] == "data")
+        .expect("a data pack");
+    let id = pack["id"].as_str().expect("id").to_string();
+    (id, pack["blobs"][0]["offset"].as_u64().expect("offset"))
+}
+
+#[test]
+fn check_clean_repository_exits_0_with_a_summary() {
+    let env = Env::new();
+    let data = env.path("data");
+    write_tree(&data);
+    env.ok(&["backup", data.to_str().expect("utf-8")]);
+
+    let out = env.cairn(&["check"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("no errors found: 1 snapshot, 2 packs"),
+        "{stdout}"
+    );
+
+    let out = env.ok(&["check", "--read-data"]);
+    assert!(
+        out.contains("no errors found") && out.contains("read 2 packs (all)"),
+        "{out}"
+    );
+    for subset in ["1/2", "2/2", "50%"] {
+        let out = env.ok(&["check", "--read-data-subset", subset]);
+        assert!(out.contains(&format!("({subset})")), "{subset}: {out}");
+    }
+
+    let v: serde_json::Value =
+        serde_json::from_str(&env.ok(&["check", "--read-data", "--json"])).expect("check --json");
+    assert_eq!(v["clean"], true);
+    assert_eq!(v["errors"].as_array().expect("errors").len(), 0);
+    assert_eq!(v["stats"]["snapshots"], 1);
+    assert_eq!(v["stats"]["packs_read"], v["stats"]["packs"]);
+    assert_eq!(v["stats"]["blobs_verified"], v["stats"]["blobs"]);
+
+    let help = env.ok(&["check", "--help"]);
+    assert!(
+        help.contains("1 damage found, or the check could not run"),
+        "{help}"
+    );
+}
+
+#[test]
+fn check_read_data_exits_1_on_a_flipped_bit_and_names_the_pack() {
+    let env = Env::new();
+    let data = env.path("data");
+    write_tree(&data);
+    env.ok(&["backup", data.to_str().expect("utf-8")]);
+    let (pack, offset) = first_data_pack(&env);
+    let path = env.path("repo/data").join(&pack[..2]).join(&pack);
+    let mut bytes = fs::read(&path).expect("pack");
+    bytes[offset as usize + 20] ^= 0x10;
+    fs::write(&path, &bytes).expect("write pack");
+
+    let out = env.cairn(&["check"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "headers are intact: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = env.cairn(&["check", "--read-data"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("damaged-blob") && stderr.contains(&pack[..8]),
+        "{stderr}"
+    );
+    assert!(stderr.contains("affects snapshot"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("1 error found"), "{stdout}");
+
+    let out = env.cairn(&["check", "--read-data", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("check --json");
+    assert_eq!(v["clean"], false);
+    assert_eq!(v["errors"][0]["kind"], "damaged-blob");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .expect("message")
+            .contains(&pack[..8])
+    );
+}
+
+#[test]
+fn check_rejects_bad_subsets_as_usage_errors() {
+    let env = Env::new();
+    for (bad, needle) in [("3/2", "1 <= N <= M"), ("0%", "above 0"), ("half", "N/M")] {
+        let out = env.cairn(&["check", "--read-data-subset", bad]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(
+            stderr.contains(bad) && stderr.contains(needle),
+            "{bad}: {stderr}"
+        );
+    }
+}

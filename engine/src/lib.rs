@@ -6,6 +6,7 @@
 //! - [`archiver`]: backups of directories and streams ([`archiver::backup`]);
 //! - [`restorer`]: verified, parallel restore and dump;
 //! - [`ls`]: walking a snapshot's trees;
+//! - [`checker`]: `cairn check`, which proves the repository holds what its snapshots need;
 //! - [`repair`]: rebuilding the index from pack headers, and snapshots without lost data;
 //! - [`progress`]: how long operations report progress (the engine never prints).
 //!
@@ -28,6 +29,7 @@
 
 pub mod archiver;
 pub mod backend;
+pub mod checker;
 pub mod error;
 pub mod host;
 pub mod index;

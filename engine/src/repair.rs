@@ -14,8 +14,8 @@ use std::collections::HashSet;
 
 use rayon::prelude::*;
 use repo_format::{
-    BlobId, BlobType, Content, ContentList, IndexEntry, IndexFile, IndexId, IndexPack, NodeKind, PackId, Snapshot,
-    SnapshotId, Tree,
+    BlobId, BlobType, Content, ContentList, IndexEntry, IndexFile, IndexId, IndexPack, NodeKind,
+    PackId, Snapshot, SnapshotId, Tree,
 };
 
 use crate::archiver::saver::{BlobSaver, INDEX_FLUSH_ENTRIES};
@@ -45,11 +45,17 @@ pub struct RepairIndexReport {
 /// Reads one pack's header: the last 4 bytes give its length, then the header itself.
 fn read_pack_header(repo: &Repository, id: &PackId, size: u64) -> Result<Vec<IndexEntry>> {
     if size < 4 {
-        return Err(Error::new(ErrorKind::Corrupt, format!("pack {} is only {size} bytes", id.0.short())));
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!("pack {} is only {size} bytes", id.0.short()),
+        ));
     }
     let trailer = repo.read_pack_range(id, size - 4, 4)?;
     let trailer: [u8; 4] = trailer.as_ref().try_into().map_err(|_| {
-        Error::new(ErrorKind::Corrupt, format!("pack {}: cannot read its trailer", id.0.short()))
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("pack {}: cannot read its trailer", id.0.short()),
+        )
     })?;
     let len = repo_format::header_len(&trailer, size)
         .map_err(|e| Error::format(format!("pack {} has a damaged trailer", id.0.short()), e))?;
@@ -60,17 +66,28 @@ fn read_pack_header(repo: &Repository, id: &PackId, size: u64) -> Result<Vec<Ind
 
 /// Rebuilds the index files from the pack headers (after a lost or damaged index).
 pub fn repair_index(repo: &Repository) -> Result<RepairIndexReport> {
-    let old: Vec<IndexId> = repo.list_ids(FileType::Index)?.into_iter().map(IndexId).collect();
+    let old: Vec<IndexId> = repo
+        .list_ids(FileType::Index)?
+        .into_iter()
+        .map(IndexId)
+        .collect();
     let packs = repo
         .block_on(repo.backend().list(FileType::Pack))
         .map_err(|e| Error::backend("cannot list the packs", e))?;
     let packs: Vec<(PackId, u64)> = packs
         .into_iter()
-        .filter_map(|info| repo_format::Id::from_hex(&info.name).ok().map(|id| (PackId(id), info.size)))
+        .filter_map(|info| {
+            repo_format::Id::from_hex(&info.name)
+                .ok()
+                .map(|id| (PackId(id), info.size))
+        })
         .collect();
 
     let mut report = RepairIndexReport::default();
-    let mut current = IndexFile { supersedes: old.clone(), packs: Vec::new() };
+    let mut current = IndexFile {
+        supersedes: old.clone(),
+        packs: Vec::new(),
+    };
     let mut pending_entries = 0usize;
     let mut damaged: HashSet<PackId> = HashSet::new();
     // Header reads overlap on a small pool of their own (they wait on storage, not the CPU);
@@ -80,8 +97,12 @@ pub fn repair_index(repo: &Repository) -> Result<RepairIndexReport> {
         .build()
         .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start header readers: {e}")))?;
     for slice in packs.chunks(256) {
-        let results: Vec<(PackId, Result<Vec<IndexEntry>>)> = pool
-            .install(|| slice.par_iter().map(|&(id, size)| (id, read_pack_header(repo, &id, size))).collect());
+        let results: Vec<(PackId, Result<Vec<IndexEntry>>)> = pool.install(|| {
+            slice
+                .par_iter()
+                .map(|&(id, size)| (id, read_pack_header(repo, &id, size)))
+                .collect()
+        });
         for (id, r) in results {
             match r {
                 Ok(entries) => {
@@ -90,7 +111,10 @@ pub fn repair_index(repo: &Repository) -> Result<RepairIndexReport> {
                     pending_entries += entries.len();
                     current.packs.push(IndexPack { id, entries });
                     if pending_entries >= INDEX_FLUSH_ENTRIES {
-                        let next = IndexFile { supersedes: old.clone(), packs: Vec::new() };
+                        let next = IndexFile {
+                            supersedes: old.clone(),
+                            packs: Vec::new(),
+                        };
                         let file = std::mem::replace(&mut current, next);
                         report.index_files_written.push(repo.save_index(&file)?);
                         pending_entries = 0;
@@ -98,7 +122,9 @@ pub fn repair_index(repo: &Repository) -> Result<RepairIndexReport> {
                 }
                 Err(e) => {
                     damaged.insert(id);
-                    report.packs_damaged.push((id, crate::restorer::error_chain(&e)));
+                    report
+                        .packs_damaged
+                        .push((id, crate::restorer::error_chain(&e)));
                 }
             }
         }
@@ -107,7 +133,9 @@ pub fn repair_index(repo: &Repository) -> Result<RepairIndexReport> {
     // there may still be intact, and `check --read-data` will say which.
     if !damaged.is_empty() {
         for idx in &old {
-            let Ok(file) = repo.load_index(idx) else { continue };
+            let Ok(file) = repo.load_index(idx) else {
+                continue;
+            };
             for p in file.packs.into_iter().filter(|p| damaged.contains(&p.id)) {
                 if !current.packs.iter().any(|q| q.id == p.id) {
                     current.packs.push(p);
@@ -122,7 +150,12 @@ pub fn repair_index(repo: &Repository) -> Result<RepairIndexReport> {
     let written: HashSet<IndexId> = report.index_files_written.iter().copied().collect();
     for idx in old.iter().filter(|i| !written.contains(i)) {
         repo.block_on(repo.backend().delete(FileType::Index, &idx.0.to_hex()))
-            .map_err(|e| Error::backend(format!("cannot remove the old index file {}", idx.0.short()), e))?;
+            .map_err(|e| {
+                Error::backend(
+                    format!("cannot remove the old index file {}", idx.0.short()),
+                    e,
+                )
+            })?;
         report.index_files_removed += 1;
     }
     repo.sync_index()?;
@@ -156,11 +189,17 @@ pub struct RepairSnapshotsReport {
 pub fn repair_snapshots(repo: &Repository, dry_run: bool) -> Result<RepairSnapshotsReport> {
     repo.sync_index()?;
     let mut report = RepairSnapshotsReport::default();
-    for id in repo.list_ids(FileType::Snapshot)?.into_iter().map(SnapshotId) {
+    for id in repo
+        .list_ids(FileType::Snapshot)?
+        .into_iter()
+        .map(SnapshotId)
+    {
         let snap = match repo.load_snapshot(&id) {
             Ok(s) => s,
             Err(e) => {
-                report.unreadable.push((id, crate::restorer::error_chain(&e)));
+                report
+                    .unreadable
+                    .push((id, crate::restorer::error_chain(&e)));
                 continue;
             }
         };
@@ -168,7 +207,12 @@ pub fn repair_snapshots(repo: &Repository, dry_run: bool) -> Result<RepairSnapsh
         let mut removed = Vec::new();
         let repaired = std::thread::scope(|scope| -> Result<Option<SnapshotId>> {
             let saver = BlobSaver::start(scope, repo, 1);
-            let mut fixer = TreeFixer { repo, saver: &saver, dry_run, removed: &mut removed };
+            let mut fixer = TreeFixer {
+                repo,
+                saver: &saver,
+                dry_run,
+                removed: &mut removed,
+            };
             let (tree, changed) = fixer.fix(&snap.tree, "")?;
             saver.finish()?;
             if !changed || dry_run {
@@ -176,11 +220,21 @@ pub fn repair_snapshots(repo: &Repository, dry_run: bool) -> Result<RepairSnapsh
             }
             let mut tags = snap.tags.clone();
             tags.push("repaired".to_string());
-            let new = Snapshot { tree, tags, original: Some(id), parent: None, ..snap.clone() };
+            let new = Snapshot {
+                tree,
+                tags,
+                original: Some(id),
+                parent: None,
+                ..snap.clone()
+            };
             repo.save_snapshot(&new).map(Some)
         })?;
         if !removed.is_empty() {
-            report.repaired.push(RepairedSnapshot { original: id, repaired, removed });
+            report.repaired.push(RepairedSnapshot {
+                original: id,
+                repaired,
+                removed,
+            });
         }
     }
     Ok(report)
@@ -200,7 +254,10 @@ impl TreeFixer<'_, '_> {
         let tree = match self.repo.load_tree(id) {
             Ok(t) => t,
             Err(e) => {
-                self.removed.push(format!("{}: directory unreadable, stored empty ({e})", shown(path)));
+                self.removed.push(format!(
+                    "{}: directory unreadable, stored empty ({e})",
+                    shown(path)
+                ));
                 return Ok((self.save(Tree::default())?, true));
             }
         };
@@ -216,7 +273,8 @@ impl TreeFixer<'_, '_> {
                 }
                 NodeKind::File { content } => {
                     if let Some(why) = self.missing_data(content)? {
-                        self.removed.push(format!("{}: left out, {why}", shown(&child)));
+                        self.removed
+                            .push(format!("{}: left out, {why}", shown(&child)));
                         changed = true;
                         continue;
                     }
@@ -232,7 +290,9 @@ impl TreeFixer<'_, '_> {
     }
 
     fn save(&self, tree: Tree) -> Result<BlobId> {
-        let bytes = tree.encode().map_err(|e| Error::format("cannot encode a repaired tree", e))?;
+        let bytes = tree
+            .encode()
+            .map_err(|e| Error::format("cannot encode a repaired tree", e))?;
         if self.dry_run {
             return Ok(self.repo.keys().blob_id(&bytes));
         }
@@ -248,25 +308,45 @@ impl TreeFixer<'_, '_> {
                 for list in lists {
                     match self.repo.load_content_list(list) {
                         Ok(ContentList { ids }) => all.extend(ids),
-                        Err(e) => return Ok(Some(format!("content list {} unreadable ({e})", list.0.short()))),
+                        Err(e) => {
+                            return Ok(Some(format!(
+                                "content list {} unreadable ({e})",
+                                list.0.short()
+                            )));
+                        }
                     }
                 }
                 all
             }
         };
-        let found = self.repo.cache().lookup_many(&data).map_err(|e| Error::cache("cannot read the index cache", e))?;
+        let found = self
+            .repo
+            .cache()
+            .lookup_many(&data)
+            .map_err(|e| Error::cache("cannot read the index cache", e))?;
         let missing = found.iter().filter(|f| f.is_none()).count();
-        Ok((missing > 0).then(|| format!("{missing} of its {} data blobs are missing", data.len())))
+        Ok(
+            (missing > 0)
+                .then(|| format!("{missing} of its {} data blobs are missing", data.len())),
+        )
     }
 }
 
 fn join(path: &str, name: &[u8]) -> String {
     let name = String::from_utf8_lossy(name);
-    if path.is_empty() { name.into_owned() } else { format!("{path}/{name}") }
+    if path.is_empty() {
+        name.into_owned()
+    } else {
+        format!("{path}/{name}")
+    }
 }
 
 fn shown(path: &str) -> String {
-    if path.is_empty() { "/".to_string() } else { format!("/{path}") }
+    if path.is_empty() {
+        "/".to_string()
+    } else {
+        format!("/{path}")
+    }
 }
 
 #[cfg(test)]

@@ -478,33 +478,44 @@ impl Repository {
         let damaged: Vec<(IndexId, String)> = self.block_on(
             futures::stream::iter(missing.into_iter().map(|id| async move {
                 let loaded = match get_verified(&**backend, FileType::Index, &id.0).await {
-                    Ok(bytes) => IndexFile::decode(keys, &bytes)
-                        .map_err(|e| Error::format(format!("index file {} is damaged", id.0.short()), e)),
+                    Ok(bytes) => IndexFile::decode(keys, &bytes).map_err(|e| {
+                        Error::format(format!("index file {} is damaged", id.0.short()), e)
+                    }),
                     Err(e) => Err(e),
                 };
                 match loaded {
                     Ok(file) => Ok::<_, Error>((id, Some(file), None)),
-                    Err(e) if e.kind() == ErrorKind::Corrupt => Ok((id, None, Some(crate::restorer::error_chain(&e)))),
+                    Err(e) if e.kind() == ErrorKind::Corrupt => {
+                        Ok((id, None, Some(crate::restorer::error_chain(&e))))
+                    }
                     Err(e) => Err(e),
                 }
             }))
             .buffer_unordered(FETCH_CONCURRENCY)
             .try_filter_map(|(id, file, damage)| async move {
                 if let Some(file) = file {
-                    cache.add_index_file(id, &file).map_err(|e| Error::cache("cannot update the index cache", e))?;
+                    cache
+                        .add_index_file(id, &file)
+                        .map_err(|e| Error::cache("cannot update the index cache", e))?;
                 }
                 Ok(damage.map(|d| (id, d)))
             })
             .try_collect(),
         )?;
-        *self.damaged_index.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = damaged;
+        *self
+            .damaged_index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = damaged;
         Ok(n)
     }
 
     /// Index files the last [`sync_index`](Self::sync_index) could not use, with the reason.
     /// Their blobs look missing until `repair index` rebuilds the index from the packs.
     pub fn damaged_index_files(&self) -> Vec<(IndexId, String)> {
-        self.damaged_index.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.damaged_index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Where a blob is stored, from the cache.

@@ -483,7 +483,8 @@ fn verify_file(repo: &Repository, job: &FileJob) -> Result<()> {
     let path = &job.path;
     let mut file = std::io::BufReader::with_capacity(
         1 << 20,
-        fs::File::open(path).map_err(|e| Error::io(format!("cannot reopen {} to verify it", path.display()), e))?,
+        fs::File::open(path)
+            .map_err(|e| Error::io(format!("cannot reopen {} to verify it", path.display()), e))?,
     );
     let mut buf = Vec::new();
     let mut offset = 0u64;
@@ -491,12 +492,23 @@ fn verify_file(repo: &Repository, job: &FileJob) -> Result<()> {
         for loc in locate_all(repo, ids)? {
             buf.resize(loc.entry.raw_len as usize, 0);
             file.read_exact(&mut buf).map_err(|e| {
-                Error::io(format!("verify: {} is shorter than the snapshot's {} bytes", path.display(), job.node.size), e)
+                Error::io(
+                    format!(
+                        "verify: {} is shorter than the snapshot's {} bytes",
+                        path.display(),
+                        job.node.size
+                    ),
+                    e,
+                )
             })?;
             if repo.keys().blob_id(&buf) != loc.entry.id {
                 return Err(Error::new(
                     ErrorKind::Corrupt,
-                    format!("verify: {} differs from the snapshot in the {} bytes at offset {offset}", path.display(), buf.len()),
+                    format!(
+                        "verify: {} differs from the snapshot in the {} bytes at offset {offset}",
+                        path.display(),
+                        buf.len()
+                    ),
                 ));
             }
             offset += buf.len() as u64;
@@ -506,8 +518,17 @@ fn verify_file(repo: &Repository, job: &FileJob) -> Result<()> {
     let mut extra = [0u8; 1];
     match file.read(&mut extra) {
         Ok(0) => Ok(()),
-        Ok(_) => Err(Error::new(ErrorKind::Corrupt, format!("verify: {} is longer than the snapshot says", path.display()))),
-        Err(e) => Err(Error::io(format!("verify: cannot read {}", path.display()), e)),
+        Ok(_) => Err(Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "verify: {} is longer than the snapshot says",
+                path.display()
+            ),
+        )),
+        Err(e) => Err(Error::io(
+            format!("verify: cannot read {}", path.display()),
+            e,
+        )),
     }
 }
 

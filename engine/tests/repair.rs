@@ -24,14 +24,28 @@ fn env() -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().to_path_buf();
     let repo = root.join("repo").to_string_lossy().into_owned();
-    init(&repo, PASSWORD, &InitOptions { kdf: KdfParams::TEST, ..InitOptions::default() }).expect("init");
-    Env { _dir: dir, root, repo }
+    init(
+        &repo,
+        PASSWORD,
+        &InitOptions {
+            kdf: KdfParams::TEST,
+            ..InitOptions::default()
+        },
+    )
+    .expect("init");
+    Env {
+        _dir: dir,
+        root,
+        repo,
+    }
 }
 
 impl Env {
     /// A fresh handle with a fresh cache, so nothing stale hides damage.
     fn open(&self, cache: &str) -> Repository {
-        let opts = OpenOptions { cache_dir: Some(self.root.join(cache)) };
+        let opts = OpenOptions {
+            cache_dir: Some(self.root.join(cache)),
+        };
         Repository::open(&self.repo, PASSWORD, &opts).expect("open")
     }
     fn files(&self, dir: &str) -> Vec<PathBuf> {
@@ -40,7 +54,11 @@ impl Env {
         while let Some(d) = stack.pop() {
             for e in fs::read_dir(&d).expect("read_dir").flatten() {
                 let p = e.path();
-                if p.is_dir() { stack.push(p) } else { out.push(p) }
+                if p.is_dir() {
+                    stack.push(p)
+                } else {
+                    out.push(p)
+                }
             }
         }
         out
@@ -49,11 +67,21 @@ impl Env {
 
 fn data(seed: u8, len: usize) -> Vec<u8> {
     let mut x = u64::from(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect()
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 fn stream(repo: &Repository, name: &str, bytes: Vec<u8>) -> engine::archiver::BackupResult {
-    let src = Source::Stream { name: name.into(), reader: Box::new(Cursor::new(bytes)) };
+    let src = Source::Stream {
+        name: name.into(),
+        reader: Box::new(Cursor::new(bytes)),
+    };
     backup(repo, BackupOptions::new(src), &NoProgress).expect("backup")
 }
 
@@ -77,14 +105,20 @@ fn repair_index_rebuilds_a_deleted_index() {
         fs::remove_file(f).expect("rm index");
     }
     let repo = env.open("c2");
-    assert!(dump(&repo, &r.snapshot, "a").is_err(), "without an index the data cannot be found");
+    assert!(
+        dump(&repo, &r.snapshot, "a").is_err(),
+        "without an index the data cannot be found"
+    );
     let report = repair_index(&repo).expect("repair index");
     assert!(report.packs_indexed >= 2, "data and tree packs: {report:?}");
     assert!(report.packs_damaged.is_empty());
     assert_eq!(dump(&repo, &r.snapshot, "a").expect("dump after repair"), a);
     // A fresh cache reads the new index files from the repository.
     let repo = env.open("c3");
-    assert_eq!(dump(&repo, &r.snapshot, "a").expect("dump with fresh cache"), a);
+    assert_eq!(
+        dump(&repo, &r.snapshot, "a").expect("dump with fresh cache"),
+        a
+    );
 }
 
 #[test]
@@ -143,20 +177,51 @@ fn repair_snapshots_leaves_out_lost_files_and_keeps_the_original() {
     let repo = env.open("c1");
     // The victim is backed up first, alone, so its data pack holds nothing else.
     fs::write(src.join("sub/victim.bin"), data(4, 500_000)).expect("write");
-    let first = backup(&repo, BackupOptions::new(Source::Paths(vec![src.clone()])), &NoProgress).expect("backup");
+    let first = backup(
+        &repo,
+        BackupOptions::new(Source::Paths(vec![src.clone()])),
+        &NoProgress,
+    )
+    .expect("backup");
     let victim = find_node(&repo, &first.snapshot.tree, b"src/sub/victim.bin").expect("node");
-    let NodeKind::File { content: Content::Direct(ids) } = &victim.kind else { panic!("direct") };
-    let pack = repo.lookup_blob(&ids[0]).expect("lookup").expect("indexed").pack;
+    let NodeKind::File {
+        content: Content::Direct(ids),
+    } = &victim.kind
+    else {
+        panic!("direct")
+    };
+    let pack = repo
+        .lookup_blob(&ids[0])
+        .expect("lookup")
+        .expect("indexed")
+        .pack;
     drop(repo);
     let hex = pack.0.to_hex();
     let keep_loc = {
         let repo = env.open("c1b");
         let keep = find_node(&repo, &first.snapshot.tree, b"src/keep.txt").expect("keep");
-        let NodeKind::File { content: Content::Direct(k) } = &keep.kind else { panic!("direct") };
-        repo.lookup_blob(&k[0]).expect("lookup").expect("indexed").pack
+        let NodeKind::File {
+            content: Content::Direct(k),
+        } = &keep.kind
+        else {
+            panic!("direct")
+        };
+        repo.lookup_blob(&k[0])
+            .expect("lookup")
+            .expect("indexed")
+            .pack
     };
-    assert_eq!(keep_loc, pack, "small files share the pack; the test deletes it and expects both gone");
-    fs::remove_file(PathBuf::from(&env.repo).join("data").join(&hex[..2]).join(&hex)).expect("rm pack");
+    assert_eq!(
+        keep_loc, pack,
+        "small files share the pack; the test deletes it and expects both gone"
+    );
+    fs::remove_file(
+        PathBuf::from(&env.repo)
+            .join("data")
+            .join(&hex[..2])
+            .join(&hex),
+    )
+    .expect("rm pack");
     // And remove the pack from the index too, as `repair index` would.
     let repo = env.open("c2");
     repair_index(&repo).expect("repair index");
@@ -164,22 +229,41 @@ fn repair_snapshots_leaves_out_lost_files_and_keeps_the_original() {
     let dry = repair_snapshots(&repo, true).expect("dry run");
     assert_eq!(dry.repaired.len(), 1);
     assert!(dry.repaired[0].repaired.is_none());
-    assert_eq!(repo.list_snapshots().expect("list").len(), 1, "a dry run writes nothing");
+    assert_eq!(
+        repo.list_snapshots().expect("list").len(),
+        1,
+        "a dry run writes nothing"
+    );
 
     let report = repair_snapshots(&repo, false).expect("repair snapshots");
     assert_eq!(report.repaired.len(), 1);
     let fixed = &report.repaired[0];
-    assert!(fixed.removed.iter().any(|l| l.contains("victim.bin")), "{:?}", fixed.removed);
+    assert!(
+        fixed.removed.iter().any(|l| l.contains("victim.bin")),
+        "{:?}",
+        fixed.removed
+    );
     let new_id = fixed.repaired.expect("written");
     let snaps = repo.list_snapshots().expect("list");
     assert_eq!(snaps.len(), 2, "the original is kept");
-    let (_, new) = snaps.iter().find(|(id, _)| *id == new_id).expect("new snapshot");
+    let (_, new) = snaps
+        .iter()
+        .find(|(id, _)| *id == new_id)
+        .expect("new snapshot");
     assert_eq!(new.original, Some(first.id));
     assert!(new.tags.contains(&"repaired".to_string()));
     // The repaired snapshot restores without errors; the lost files are simply absent.
     let target = env.root.join("out");
-    let s = restore(&repo, new, &RestoreOptions { target: target.clone(), ..Default::default() }, &NoProgress)
-        .expect("restore");
+    let s = restore(
+        &repo,
+        new,
+        &RestoreOptions {
+            target: target.clone(),
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .expect("restore");
     assert!(s.failed.is_empty(), "{:?}", s.failed);
     assert!(!target.join("src/sub/victim.bin").exists());
     // Nothing more to repair the second time (the original is still damaged, the copy is not).

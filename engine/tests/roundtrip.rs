@@ -205,7 +205,10 @@ fn random_trees_round_trip_byte_exact_with_metadata() {
         )
         .expect("restore");
         assert!(s.failed.is_empty(), "{:?}", s.failed);
-        assert_eq!(s.verified, s.files, "every restored file read back and verified");
+        assert_eq!(
+            s.verified, s.files,
+            "every restored file read back and verified"
+        );
         assert!(s.files > 0);
         assert_eq!(
             snapshot_of(&src),

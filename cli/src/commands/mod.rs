@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod cat;
+pub mod check;
 pub mod dump;
 pub mod init;
 pub mod ls;

@@ -1,0 +1,301 @@
+//! Check 12: read whole packs and verify every byte: the pack's name, its header, and every
+//! blob (AEAD, decompression, keyed hash, length). Which packs is a [`ReadData`] choice.
+//!
+//! Packs are fetched by tokio tasks, a few at a time (fewer when packs are large, so memory
+//! stays near 256 MiB), while the calling thread verifies the previous one with rayon.
+
+use std::fmt;
+use std::pin::pin;
+use std::str::FromStr;
+
+use futures::StreamExt;
+use rayon::prelude::*;
+use repo_format::format::PACK_TRAILER_LEN;
+use repo_format::{
+    FormatError, IndexEntry, PackId, RepoKeys, decode_header, header_len, object_id,
+};
+
+use super::Ctx;
+use super::report::FindingKind;
+use crate::backend::{BackendErrorKind, FileType};
+use crate::error::{Error, ErrorKind, Result};
+use crate::progress::Progress;
+
+/// Packs fetched at once, at most.
+const MAX_IN_FLIGHT: u64 = 4;
+/// Bytes of packs in flight, roughly (at least one pack is always fetched).
+const IN_FLIGHT_BYTES: u64 = 256 << 20;
+
+/// Which packs `check` reads whole. Selection is by pack id only, so it is deterministic and
+/// independent of time or listing order.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum ReadData {
+    /// Structure only: no pack is read whole.
+    #[default]
+    No,
+    /// Every pack.
+    All,
+    /// Part `n` of `m` (1 ≤ n ≤ m): the packs whose id's first 8 bytes, as a little-endian
+    /// u64, are `n - 1` modulo `m`. Running `1/m` … `m/m` reads every pack exactly once.
+    Subset {
+        /// Which part, from 1.
+        n: u32,
+        /// How many parts.
+        m: u32,
+    },
+    /// About `p` percent of the packs (0 < p ≤ 100): those whose id's first 8 bytes, as a
+    /// little-endian u64, are below `p / 100 × 2^64`. The same packs on every run.
+    Percent(f64),
+}
+
+impl ReadData {
+    /// Whether any pack is read.
+    pub fn is_enabled(&self) -> bool {
+        *self != ReadData::No
+    }
+
+    /// Whether pack `id` is selected.
+    pub fn selects(&self, id: &PackId) -> bool {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&id.0.0[..8]);
+        let x = u64::from_le_bytes(first);
+        match *self {
+            ReadData::No => false,
+            ReadData::All => true,
+            ReadData::Subset { n, m } => {
+                (1..=m).contains(&n) && x % u64::from(m) == u64::from(n) - 1
+            }
+            ReadData::Percent(p) => {
+                // In u128 so that 100 % (2^64) is above every id, and p is never rounded up.
+                let threshold = (p / 100.0 * 18_446_744_073_709_551_616.0) as u128;
+                u128::from(x) < threshold
+            }
+        }
+    }
+
+    /// Rejects a subset or percentage out of range.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::new(ErrorKind::InvalidInput, m));
+        match *self {
+            ReadData::Subset { n, m } if n == 0 || m == 0 || n > m => bad(format!(
+                "read-data subset {n}/{m}: give N/M with 1 <= N <= M, e.g. 1/7 (then 2/7 … 7/7 on later runs)"
+            )),
+            ReadData::Percent(p) if !(p > 0.0 && p <= 100.0) => bad(format!(
+                "read-data subset {p}%: give a percentage above 0 and at most 100, e.g. 10%"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Parses `N/M` (1 ≤ N ≤ M) or `P%` (0 < P ≤ 100), as `--read-data-subset` takes them.
+impl FromStr for ReadData {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<ReadData> {
+        let s = s.trim();
+        let parsed = if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p.trim().parse().map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("'{s}' is not a percentage: give e.g. 10% (above 0, at most 100)"),
+                )
+            })?;
+            ReadData::Percent(p)
+        } else if let Some((n, m)) = s.split_once('/') {
+            let num = |x: &str| {
+                x.trim().parse::<u32>().map_err(|_| {
+                    Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("'{s}' is not a subset: give N/M with 1 <= N <= M, e.g. 1/7"),
+                    )
+                })
+            };
+            ReadData::Subset {
+                n: num(n)?,
+                m: num(m)?,
+            }
+        } else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("'{s}' is not a subset: give N/M (e.g. 1/7) or a percentage (e.g. 10%)"),
+            ));
+        };
+        parsed.validate()?;
+        Ok(parsed)
+    }
+}
+
+impl fmt::Display for ReadData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadData::No => f.write_str("none"),
+            ReadData::All => f.write_str("all"),
+            ReadData::Subset { n, m } => write!(f, "{n}/{m}"),
+            ReadData::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// Reads and verifies the selected packs (of those listed in `data/`, referenced or not).
+pub(super) fn read_packs(ctx: &mut Ctx, which: ReadData, progress: &dyn Progress) -> Result<()> {
+    let mut selected: Vec<(PackId, u64)> = ctx
+        .packs
+        .iter()
+        .filter(|(id, _)| which.selects(id))
+        .map(|(id, size)| (*id, *size))
+        .collect();
+    selected.sort_unstable();
+    let total: u64 = selected.iter().map(|p| p.1).sum();
+    progress.set_total(selected.len() as u64, total);
+    let largest = selected.iter().map(|p| p.1).max().unwrap_or(1).max(1);
+    let in_flight = (IN_FLIGHT_BYTES / largest).clamp(1, MAX_IN_FLIGHT) as usize;
+
+    let repo = ctx.repo;
+    let backend = repo.backend().clone();
+    let runtime = repo.runtime().clone();
+    // Each fetch is its own task, so it goes on while this thread verifies an earlier pack.
+    let mut fetches = pin!(
+        futures::stream::iter(selected)
+            .map(move |(id, size)| {
+                let backend = backend.clone();
+                let task =
+                    runtime.spawn(async move { backend.get(FileType::Pack, &id.0.to_hex()).await });
+                async move { (id, size, task.await) }
+            })
+            .buffered(in_flight)
+    );
+    while let Some((id, _, fetched)) = repo.block_on(fetches.next()) {
+        let p = id.short();
+        let bytes = match fetched {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) if e.kind() == BackendErrorKind::NotFound => {
+                record_pack_error(
+                    ctx,
+                    id,
+                    FindingKind::MissingPack,
+                    format!("pack {p} disappeared while being read"),
+                );
+                continue;
+            }
+            Ok(Err(e)) => return Err(Error::backend(format!("cannot read pack {p}"), e)),
+            Err(join) => {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!("the task reading pack {p} failed: {join}"),
+                ));
+            }
+        };
+        ctx.stats.packs_read += 1;
+        ctx.stats.bytes_read += bytes.len() as u64;
+        verify_pack(ctx, id, &bytes);
+        progress.bytes_done(bytes.len() as u64);
+    }
+    Ok(())
+}
+
+/// Verifies one whole pack: blob errors are reported per blob; a pack-level error only when no
+/// blob-level error explains the damage (a replaced pack, a damaged header or trailer).
+fn verify_pack(ctx: &mut Ctx, id: PackId, bytes: &[u8]) {
+    let p = id.short();
+    let actual = object_id(bytes);
+    let name_ok = actual == id.0;
+    let entries = match read_header(ctx.repo.keys(), bytes) {
+        Ok(e) => e,
+        Err(e) => {
+            let message = if name_ok {
+                format!("pack {p}: its header cannot be read: {e}")
+            } else {
+                format!(
+                    "pack {p} is damaged: its contents hash to {}, not its name, and its header cannot be read ({e}); {}",
+                    actual.short(),
+                    next_step(ctx, &id)
+                )
+            };
+            let kind = if name_ok {
+                FindingKind::DamagedPackHeader
+            } else {
+                FindingKind::DamagedPack
+            };
+            record_pack_error(ctx, id, kind, message);
+            return;
+        }
+    };
+    let keys = ctx.repo.keys();
+    let failures: Vec<(IndexEntry, FormatError)> = entries
+        .par_iter()
+        .filter_map(|e| {
+            let envelope = bytes
+                .get(e.offset as usize..e.end() as usize)
+                .unwrap_or(&[]);
+            repo_format::open_blob(keys, e, envelope)
+                .err()
+                .map(|err| (*e, err))
+        })
+        .collect();
+    ctx.stats.blobs_verified += (entries.len() - failures.len()) as u64;
+    for (e, err) in &failures {
+        let i = ctx.findings.error(
+            FindingKind::DamagedBlob,
+            e.id.to_hex(),
+            format!(
+                "blob {} ({:?}, {} bytes at offset {} of pack {p}) is damaged: {err}; the files listed below cannot be restored in full",
+                e.id.short(),
+                e.blob_type,
+                e.stored_len,
+                e.offset
+            ),
+        );
+        ctx.damaged_blobs.insert(e.id, i);
+    }
+    if !name_ok && failures.is_empty() {
+        record_pack_error(
+            ctx,
+            id,
+            FindingKind::DamagedPack,
+            format!(
+                "pack {p} does not hash to its name (its contents hash to {}), though its header and blobs verify: it was replaced by another pack; {}",
+                actual.short(),
+                next_step(ctx, &id)
+            ),
+        );
+    }
+}
+
+/// What to do about a damaged pack: nothing depends on one that no index file names.
+fn next_step(ctx: &Ctx, id: &PackId) -> &'static str {
+    if ctx.referenced.contains_key(id) {
+        "put the original back from a copy of the repository if you have one"
+    } else {
+        "no index file names it, so nothing depends on it: delete it (prune will remove it too)"
+    }
+}
+
+/// The header entries of a whole pack.
+fn read_header(keys: &RepoKeys, bytes: &[u8]) -> Result<Vec<IndexEntry>, FormatError> {
+    let len = bytes.len();
+    let mut trailer = [0u8; PACK_TRAILER_LEN];
+    let tail = bytes
+        .get(len.saturating_sub(PACK_TRAILER_LEN)..)
+        .filter(|t| t.len() == PACK_TRAILER_LEN)
+        .ok_or_else(|| FormatError::Corrupted {
+            what: "pack",
+            detail: format!("only {len} bytes"),
+        })?;
+    trailer.copy_from_slice(tail);
+    let hl = header_len(&trailer, len as u64)? as usize;
+    decode_header(
+        keys,
+        &bytes[len - PACK_TRAILER_LEN - hl..len - PACK_TRAILER_LEN],
+        len as u64,
+    )
+}
+
+/// Reports an error against a pack, unless the structure checks already did.
+fn record_pack_error(ctx: &mut Ctx, id: PackId, kind: FindingKind, message: String) {
+    if ctx.pack_errors.contains_key(&id) {
+        return;
+    }
+    let i = ctx.findings.error(kind, id.to_hex(), message);
+    ctx.pack_errors.insert(id, i);
+}
