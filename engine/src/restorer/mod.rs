@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! walk the tree (sequential): mkdir directories, create symlinks, collect file jobs
-//! files in parallel (rayon):
+//! small files (<= 4 MiB, <= 16 blobs): pack by pack, see `small`
+//! other files in parallel (rayon):
 //!     create, set_len(size)
 //!     for each batch of blob ids (a direct list, or one content list):
 //!         look up locations in one batched cache read
@@ -30,12 +31,13 @@ use rayon::prelude::*;
 use repo_format::{BlobId, Content, Node, NodeKind, Snapshot};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::index::cache::BlobLocation;
+
+mod read;
+mod small;
+
+use read::{load_window, locate_all, windows};
 use crate::progress::Progress;
 use crate::repository::Repository;
-
-/// Largest single ranged read when grouping neighbouring blobs.
-const MAX_GROUP_BYTES: u64 = 16 << 20;
 
 /// Options for [`restore`].
 #[derive(Clone, Debug, Default)]
@@ -116,16 +118,19 @@ pub fn restore(
     let written = AtomicU64::new(0);
     let done = AtomicU64::new(0);
     let verified = AtomicU64::new(0);
+    let (small, large): (Vec<&FileJob>, Vec<&FileJob>) = files.iter().partition(|j| small::is_small(j));
+    let verify = |job: &FileJob| -> Result<()> {
+        if opts.verify {
+            verify_file(repo, job)?;
+            verified.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    };
+    let small_outcome = pool.install(|| small::restore_small(repo, &small, &verify, progress));
     pool.install(|| {
-        files.par_iter().for_each(|job| {
+        large.par_iter().for_each(|job| {
             progress.file_started(&job.path);
-            let result = restore_file(repo, job, progress).and_then(|n| {
-                if opts.verify {
-                    verify_file(repo, job)?;
-                    verified.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(n)
-            });
+            let result = restore_file(repo, job, progress).and_then(|n| verify(job).map(|()| n));
             match result {
                 Ok(n) => {
                     written.fetch_add(n, Ordering::Relaxed);
@@ -149,12 +154,13 @@ pub fn restore(
             summary.warnings.push((path.clone(), error_chain(&e)));
         }
     }
-    summary.files = done.into_inner();
-    summary.bytes = written.into_inner();
+    summary.files = done.into_inner() + small_outcome.files;
+    summary.bytes = written.into_inner() + small_outcome.bytes;
     summary.verified = verified.into_inner();
     summary.failed = failed
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    summary.failed.extend(small_outcome.failed);
     summary.failed.sort();
     Ok(summary)
 }
@@ -292,132 +298,6 @@ pub fn for_each_batch(
             Ok(())
         }
     }
-}
-
-/// Plaintext bytes restored per window: a window's blobs are loaded together (their packs
-/// read in as few ranged reads as possible), then written. Bounds memory per thread.
-const WINDOW_BYTES: u64 = 32 << 20;
-
-/// Two blobs of one pack closer than this are fetched in one read (skipping the gap is dearer
-/// than reading it).
-const MAX_GAP: u64 = 1 << 20;
-
-/// Consecutive runs of a batch's blobs holding at most [`WINDOW_BYTES`] of plaintext (at least
-/// one blob each).
-fn windows(locs: &[BlobLocation]) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0usize, 0u64);
-    for (i, loc) in locs.iter().enumerate() {
-        let raw = u64::from(loc.entry.raw_len);
-        if i > start && bytes + raw > WINDOW_BYTES {
-            out.push(start..i);
-            start = i;
-            bytes = 0;
-        }
-        bytes += raw;
-    }
-    if start < locs.len() {
-        out.push(start..locs.len());
-    }
-    out
-}
-
-/// One ranged read of a pack and the blobs (indices into the window) it covers.
-struct PackRead {
-    blobs: Vec<usize>,
-    start: u64,
-    end: u64,
-}
-
-/// Plans the reads for a window: blobs grouped by pack, sorted by offset, neighbours merged
-/// while the gap is small and the read stays under [`MAX_GROUP_BYTES`]. Each pack region is
-/// fetched once, however the blobs are ordered in the file.
-fn plan_reads(locs: &[BlobLocation]) -> Vec<PackRead> {
-    let mut order: Vec<usize> = (0..locs.len()).collect();
-    order.sort_by_key(|&i| (locs[i].pack, locs[i].entry.offset));
-    let mut reads: Vec<PackRead> = Vec::new();
-    for i in order {
-        let loc = &locs[i];
-        let (start, end) = (
-            u64::from(loc.entry.offset),
-            u64::from(loc.entry.offset) + u64::from(loc.entry.stored_len),
-        );
-        if let Some(r) = reads.last_mut() {
-            let same_pack = locs[r.blobs[0]].pack == loc.pack;
-            if same_pack
-                && start >= r.start
-                && start <= r.end + MAX_GAP
-                && end.max(r.end) - r.start <= MAX_GROUP_BYTES
-            {
-                r.end = r.end.max(end);
-                r.blobs.push(i);
-                continue;
-            }
-        }
-        reads.push(PackRead {
-            blobs: vec![i],
-            start,
-            end,
-        });
-    }
-    reads
-}
-
-/// Loads a window's blobs, verified, in the window's order. Reads run in parallel.
-fn load_window(repo: &Repository, locs: &[BlobLocation]) -> Result<Vec<Vec<u8>>> {
-    let reads = plan_reads(locs);
-    let loaded: Vec<Vec<(usize, Vec<u8>)>> = reads
-        .par_iter()
-        .map(|r| {
-            let pack = &locs[r.blobs[0]].pack;
-            let bytes = repo.read_pack_range(pack, r.start, r.end - r.start)?;
-            r.blobs
-                .iter()
-                .map(|&i| {
-                    let loc = &locs[i];
-                    let off = (u64::from(loc.entry.offset) - r.start) as usize;
-                    let env = bytes
-                        .get(off..off + loc.entry.stored_len as usize)
-                        .ok_or_else(|| {
-                            Error::new(
-                                ErrorKind::Corrupt,
-                                format!(
-                                    "pack {} is shorter than its index entries",
-                                    pack.0.short()
-                                ),
-                            )
-                        })?;
-                    Ok((i, repo.open_blob(loc, env)?))
-                })
-                .collect::<Result<Vec<_>>>()
-        })
-        .collect::<Result<_>>()?;
-    let mut out: Vec<Vec<u8>> = vec![Vec::new(); locs.len()];
-    for (i, blob) in loaded.into_iter().flatten() {
-        out[i] = blob;
-    }
-    Ok(out)
-}
-
-fn locate_all(repo: &Repository, ids: &[BlobId]) -> Result<Vec<BlobLocation>> {
-    let found = repo
-        .cache()
-        .lookup_many(ids)
-        .map_err(|e| Error::cache("cannot read the index cache", e))?;
-    ids.iter()
-        .zip(found)
-        .map(|(id, loc)| {
-            loc.ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Corrupt,
-                    format!(
-                        "data blob {} is not in any index file (run `cairn check`)",
-                        id.0.short()
-                    ),
-                )
-            })
-        })
-        .collect()
 }
 
 fn restore_file(repo: &Repository, job: &FileJob, progress: &dyn Progress) -> Result<u64> {
