@@ -10,8 +10,11 @@
 #   again     the same dump again (nothing new: measures the dedup pass)
 #   day2      the day-2 dump: ~0.5 % of rows edited in place ("added" = repository growth)
 #   restore   the latest snapshot's stream back to a file, checked against the day-2 checksum
-# and reports wall seconds, throughput (MiB of stream per second), MiB per CPU-second
-# (user+sys), peak RSS, repository size and bytes added; then cairn/restic and cairn/borg ratios.
+#   check     a full verification of the day-2 repository, every byte read and authenticated:
+#             cairn check --read-data, restic check --read-data, borg check --verify-data
+# and reports wall seconds, throughput (MiB of stream per second; for check, MiB of repository
+# per second), MiB per CPU-second (user+sys, likewise), peak RSS, repository size and bytes
+# added; then cairn/restic and cairn/borg ratios.
 #
 # Settings comparable to cairn's defaults (zstd level 3, AES-256, keyed-hash ids):
 #   restic  repository version 2, --compression auto (zstd), its default chunker (~1 MiB chunks)
@@ -106,12 +109,13 @@ echo "compare: day 1 sha256 $sum1"
 echo "compare: day 2 sha256 $sum2 (differs from day 1 in $differing bytes)"
 
 # --- Measuring --------------------------------------------------------------------------------
-rows=() # "tool op wall user sys rss_kb repo_bytes added_bytes check"
+rows=() # "tool op wall user sys rss_kb repo_bytes added_bytes result"
 failures=0
 
 # measure TOOL OP REPO INPUT OUTPUT CMD...: runs CMD with INPUT on stdin and OUTPUT as stdout
 # under GNU time; records wall, CPU, peak RSS and the repository's growth. A failing command
-# stops the script with its log, so the table never shows figures from a failed run.
+# stops the script with its log, so the table never shows figures from a failed run (for the
+# check operation that includes a check that reports damage).
 measure() {
   local tool="$1" op="$2" repo="$3" in="$4" out="$5" status=0
   shift 5
@@ -146,6 +150,13 @@ check_restore() {
   fi
 }
 
+# check_passed: marks the last row (a check) as passed; measure already stopped the script if
+# the check exited non-zero, i.e. found damage or could not run.
+check_passed() {
+  local last="${rows[-1]}"
+  rows[-1]="${last% -} ok"
+}
+
 run_cairn() {
   local r="$WORK/cairn-repo"
   "$CAIRN" init --repo "$r" >"$WORK/log.cairn.init" 2>&1 </dev/null ||
@@ -156,6 +167,8 @@ run_cairn() {
   measure cairn day2 "$r" "$WORK/day2.sql" /dev/null "${b[@]}"
   measure cairn restore "$r" /dev/null "$WORK/out.sql" "$CAIRN" dump --repo "$r" latest dump.sql
   check_restore cairn "$WORK/out.sql"
+  measure cairn check "$r" /dev/null /dev/null "$CAIRN" check --repo "$r" --read-data
+  check_passed
 }
 
 run_restic() {
@@ -169,6 +182,8 @@ run_restic() {
   measure restic day2 "$r" "$WORK/day2.sql" /dev/null "${b[@]}"
   measure restic restore "$r" /dev/null "$WORK/out.sql" restic --repo "$r" dump latest /dump.sql
   check_restore restic "$WORK/out.sql"
+  measure restic check "$r" /dev/null /dev/null restic --repo "$r" check --read-data
+  check_passed
 }
 
 run_borg() {
@@ -181,6 +196,8 @@ run_borg() {
   measure borg day2 "$r" "$WORK/day2.sql" /dev/null "${b[@]}" "$r::day2" -
   measure borg restore "$r" /dev/null "$WORK/out.sql" borg extract --stdout "$r::day2" dump.sql
   check_restore borg "$WORK/out.sql"
+  measure borg check "$r" /dev/null /dev/null borg check --verify-data "$r"
+  check_passed
 }
 
 echo
@@ -190,16 +207,19 @@ for t in "${tools[@]}"; do "run_$t"; done
 # --- Report -----------------------------------------------------------------------------------
 echo
 echo "Stream: $SIZE_MB MiB of dump-like SQL (gen-dump); MiB = 2^20 bytes; CPU = user + sys."
-echo "'added' is the repository's growth during the operation (added% of the stream size)."
+echo "MiB/s and MiB/CPU-s count MiB of stream, except for check: MiB of repository (repo MiB),"
+echo "the bytes it reads and verifies. 'added' is the repository's growth during the operation"
+echo "(added% of the stream size). result: restore matched the day-2 SHA-256; check found no damage."
 printf '%s\n' "${rows[@]}" | awk -v mb="$SIZE_MB" '
   BEGIN {
-    printf "%-7s %-8s %8s %8s %9s %8s %9s %12s %7s %8s\n", "tool", "op", "seconds", "MiB/s",
-      "MiB/CPU-s", "RSS MiB", "repo MiB", "added bytes", "added%", "check"
+    printf "%-7s %-8s %8s %8s %9s %8s %9s %12s %7s %7s\n", "tool", "op", "seconds", "MiB/s",
+      "MiB/CPU-s", "RSS MiB", "repo MiB", "added bytes", "added%", "result"
   }
   {
     cpu = $4 + $5
-    printf "%-7s %-8s %8.2f %8.1f %9.1f %8.1f %9.1f %12d %7.2f %8s\n", $1, $2, $3,
-      ($3 > 0 ? mb / $3 : 0), (cpu > 0 ? mb / cpu : 0), $6 / 1024, $7 / 1048576, $8,
+    size = ($2 == "check" ? $7 / 1048576 : mb)
+    printf "%-7s %-8s %8.2f %8.1f %9.1f %8.1f %9.1f %12d %7.2f %7s\n", $1, $2, $3,
+      ($3 > 0 ? size / $3 : 0), (cpu > 0 ? size / cpu : 0), $6 / 1024, $7 / 1048576, $8,
       100 * $8 / (mb * 1048576), $9
   }'
 
@@ -214,7 +234,7 @@ if [[ " ${tools[*]} " == *" cairn "* ]]; then
       function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
       END {
         printf "%-8s %9s %9s %9s %9s %9s\n", "op", "seconds", "CPU-s", "RSS", "repo", "added"
-        n = split("backup again day2 restore", ops, " ")
+        n = split("backup again day2 restore check", ops, " ")
         for (i = 1; i <= n; i++) {
           c = "cairn" SUBSEP ops[i]; p = peer SUBSEP ops[i]
           printf "%-8s %9s %9s %9s %9s %9s\n", ops[i], ratio(wall[c], wall[p]),

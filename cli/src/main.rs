@@ -27,8 +27,10 @@ pub enum Outcome {
 
 /// Whether an error in the chain is a write to a closed pipe (also inside serde_json's errors).
 fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
-    e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-        || e.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind)
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        || e.downcast_ref::<serde_json::Error>()
+            .and_then(serde_json::Error::io_error_kind)
             == Some(std::io::ErrorKind::BrokenPipe)
 }
 

@@ -85,12 +85,17 @@ impl Error {
 
     /// Wraps a backend error met while doing `what`.
     pub fn backend(what: impl Into<String>, e: BackendError) -> Self {
-        let kind = match e.kind() {
+        Error::with_source(Self::backend_kind(&e), what, e)
+    }
+
+    /// The kind a backend error maps to: missing and existing objects keep their meaning,
+    /// everything else is a storage failure.
+    pub fn backend_kind(e: &BackendError) -> ErrorKind {
+        match e.kind() {
             crate::backend::BackendErrorKind::NotFound => ErrorKind::NotFound,
             crate::backend::BackendErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
             _ => ErrorKind::Backend,
-        };
-        Error::with_source(kind, what, e)
+        }
     }
 
     /// Wraps a local I/O error met while doing `what` (name the path in `what`).

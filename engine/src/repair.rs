@@ -253,13 +253,15 @@ impl TreeFixer<'_, '_> {
     fn fix(&mut self, id: &BlobId, path: &str) -> Result<(BlobId, bool)> {
         let tree = match self.repo.load_tree(id) {
             Ok(t) => t,
-            Err(e) => {
+            // Only damage empties a directory; a storage failure stops the repair.
+            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
                 self.removed.push(format!(
                     "{}: directory unreadable, stored empty ({e})",
                     shown(path)
                 ));
                 return Ok((self.save(Tree::default())?, true));
             }
+            Err(e) => return Err(e),
         };
         let mut changed = false;
         let mut nodes = Vec::with_capacity(tree.nodes.len());

@@ -192,6 +192,7 @@ pub struct Repository {
     location: String,
     key_id: Id,
     damaged_index: std::sync::Mutex<Vec<(IndexId, String)>>,
+    damaged_snapshots: std::sync::Mutex<Vec<(SnapshotId, String)>>,
     rt: tokio::runtime::Runtime,
 }
 
@@ -257,6 +258,7 @@ impl Repository {
             location: location.to_string(),
             key_id,
             damaged_index: std::sync::Mutex::new(Vec::new()),
+            damaged_snapshots: std::sync::Mutex::new(Vec::new()),
             rt,
         };
         repo.sync_index()?;
@@ -357,18 +359,48 @@ impl Repository {
         let ids = self.list_ids(FileType::Snapshot)?;
         let backend = &self.backend;
         let keys = &self.keys;
-        let mut all: Vec<(SnapshotId, Snapshot)> = self.block_on(
+        // A damaged snapshot must not hide the others (nor `latest`, nor a backup's parent):
+        // it is left out and remembered, see `damaged_snapshots`. Storage failures still fail.
+        let loaded: Vec<(Id, Result<Snapshot>)> = self.block_on(
             futures::stream::iter(ids.into_iter().map(|id| async move {
-                let bytes = get_verified(&**backend, FileType::Snapshot, &id).await?;
-                let snap = Snapshot::decode(keys, &bytes)
-                    .map_err(|e| Error::format(format!("snapshot {} is damaged", id.short()), e))?;
-                Ok::<_, Error>((SnapshotId(id), snap))
+                let snap = match get_verified(&**backend, FileType::Snapshot, &id).await {
+                    Ok(bytes) => Snapshot::decode(keys, &bytes).map_err(|e| {
+                        Error::format(format!("snapshot {} is damaged", id.short()), e)
+                    }),
+                    Err(e) => Err(e),
+                };
+                (id, snap)
             }))
             .buffer_unordered(FETCH_CONCURRENCY)
-            .try_collect(),
-        )?;
+            .collect(),
+        );
+        let mut all = Vec::with_capacity(loaded.len());
+        let mut damaged = Vec::new();
+        for (id, snap) in loaded {
+            match snap {
+                Ok(s) => all.push((SnapshotId(id), s)),
+                Err(e) if e.kind() == ErrorKind::Corrupt => {
+                    damaged.push((SnapshotId(id), crate::restorer::error_chain(&e)));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        damaged.sort();
+        *self
+            .damaged_snapshots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = damaged;
         all.sort_by_key(|a| (a.1.time_ns, a.0));
         Ok(all)
+    }
+
+    /// Snapshots the last [`list_snapshots`](Self::list_snapshots) left out because they are
+    /// damaged, with the reason (`cairn check` says more; `forget` removes them).
+    pub fn damaged_snapshots(&self) -> Vec<(SnapshotId, String)> {
+        self.damaged_snapshots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Finds a snapshot by full id, unique id prefix, or `latest`.
@@ -546,9 +578,26 @@ impl Repository {
         len: u64,
     ) -> Result<Bytes> {
         let name = pack.0.to_hex();
-        let bytes = self
-            .block_on(self.backend.get_range(FileType::Pack, &name, offset, len))
-            .map_err(|e| Error::backend(format!("cannot read pack {}", pack.0.short()), e))?;
+        let bytes = match self.block_on(self.backend.get_range(FileType::Pack, &name, offset, len))
+        {
+            Ok(b) => b,
+            Err(e) => {
+                // A range past the end of the pack is damage (a truncated pack), not a storage
+                // failure: ask for the size to tell them apart.
+                let short = e.kind() != BackendErrorKind::NotFound
+                    && matches!(self.block_on(self.backend.exists(FileType::Pack, &name)), Ok(Some(size)) if size < offset + len);
+                let kind = if short {
+                    ErrorKind::Corrupt
+                } else {
+                    Error::backend_kind(&e)
+                };
+                return Err(Error::with_source(
+                    kind,
+                    format!("cannot read pack {}", pack.0.short()),
+                    e,
+                ));
+            }
+        };
         if bytes.len() as u64 != len {
             return Err(Error::new(
                 ErrorKind::Corrupt,
@@ -674,7 +723,7 @@ pub(crate) async fn put_content_addressed(
         Ok(()) => Ok(()),
         Err(e) if e.kind() == BackendErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(Error::backend(
-            format!("cannot write {}", t.path(&id.to_hex())),
+            format!("cannot store a new object in {}/", t.dir()),
             e,
         )),
     }
@@ -718,6 +767,8 @@ async fn find_key(
         ));
     }
     let mut damaged = Vec::new();
+    let mut tried = 0usize;
+    let mut unreadable: Option<Error> = None;
     for info in infos {
         let Ok(id) = Id::from_hex(&info.name) else {
             continue;
@@ -725,7 +776,14 @@ async fn find_key(
         let bytes = match get_verified(backend, FileType::Key, &id).await {
             Ok(b) => b,
             Err(e) => {
-                damaged.push(format!("{}: {e}", id.short()));
+                damaged.push(format!(
+                    "{}: {}",
+                    id.short(),
+                    crate::restorer::error_chain(&e)
+                ));
+                if e.kind() != ErrorKind::Corrupt && unreadable.is_none() {
+                    unreadable = Some(e);
+                }
                 continue;
             }
         };
@@ -742,6 +800,7 @@ async fn find_key(
         let opened = tokio::task::spawn_blocking(move || file.open(&repo_id, &password))
             .await
             .map_err(|e| Error::new(ErrorKind::Io, format!("key derivation task failed: {e}")))?;
+        tried += 1;
         match opened {
             Ok(master) => return Ok((master, id)),
             Err(repo_format::FormatError::AuthenticationFailed { .. }) => {}
@@ -754,6 +813,17 @@ async fn find_key(
             " ({} key files could not be read: {})",
             damaged.len(),
             damaged.join("; ")
+        ));
+    }
+    // If no key file could even be tried because the storage failed, that is the problem,
+    // not the password.
+    if tried == 0
+        && let Some(e) = unreadable
+    {
+        return Err(Error::with_source(
+            ErrorKind::Backend,
+            format!("cannot read the key files of {location}; no key could be tried"),
+            e,
         ));
     }
     Err(Error::new(ErrorKind::WrongPassword, msg))

@@ -38,8 +38,15 @@ pub fn open(g: &GlobalArgs) -> Result<Repository> {
     let opts = OpenOptions {
         cache_dir: g.cache_dir.clone(),
     };
-    Repository::open(loc, &password, &opts)
-        .with_context(|| format!("cannot open the repository {loc}"))
+    let repo = Repository::open(loc, &password, &opts)
+        .with_context(|| format!("cannot open the repository {loc}"))?;
+    for (id, why) in repo.damaged_index_files() {
+        eprintln!(
+            "warning: index file {} is unusable ({why}); run `cairn repair index`",
+            id.0.short()
+        );
+    }
+    Ok(repo)
 }
 
 /// Prints a JSON value on stdout.

@@ -24,7 +24,10 @@ pub fn run(g: &GlobalArgs, cmd: &RepairCommand) -> Result<Outcome> {
                 }))?;
             } else {
                 for (p, m) in &r.packs_damaged {
-                    eprintln!("warning: pack {}: {m}; its old index entries were kept", p.0.short());
+                    eprintln!(
+                        "warning: pack {}: {m}; its old index entries were kept",
+                        p.0.short()
+                    );
                 }
                 if !g.quiet {
                     eprintln!(
@@ -37,7 +40,11 @@ pub fn run(g: &GlobalArgs, cmd: &RepairCommand) -> Result<Outcome> {
                     );
                 }
             }
-            Ok(if r.packs_damaged.is_empty() { Outcome::Ok } else { Outcome::Warnings })
+            Ok(if r.packs_damaged.is_empty() {
+                Outcome::Ok
+            } else {
+                Outcome::Warnings
+            })
         }
         RepairCommand::Snapshots { dry_run } => {
             let r = repair_snapshots(&repo, *dry_run).context("repair snapshots failed")?;
@@ -55,7 +62,11 @@ pub fn run(g: &GlobalArgs, cmd: &RepairCommand) -> Result<Outcome> {
             } else {
                 for s in &r.repaired {
                     match s.repaired {
-                        Some(new) => eprintln!("snapshot {} -> repaired as {}:", s.original.0.short(), new.0.short()),
+                        Some(new) => eprintln!(
+                            "snapshot {} -> repaired as {}:",
+                            s.original.0.short(),
+                            new.0.short()
+                        ),
                         None => eprintln!("snapshot {} would be repaired:", s.original.0.short()),
                     }
                     for line in &s.removed {
@@ -63,10 +74,17 @@ pub fn run(g: &GlobalArgs, cmd: &RepairCommand) -> Result<Outcome> {
                     }
                 }
                 for (i, m) in &r.unreadable {
-                    eprintln!("warning: snapshot {} cannot be read ({m}); nothing to repair it from", i.0.short());
+                    eprintln!(
+                        "warning: snapshot {} cannot be read ({m}); nothing to repair it from",
+                        i.0.short()
+                    );
                 }
                 if !g.quiet {
-                    let verb = if *dry_run { "would be repaired" } else { "repaired" };
+                    let verb = if *dry_run {
+                        "would be repaired"
+                    } else {
+                        "repaired"
+                    };
                     eprintln!(
                         "{} snapshots checked, {} {verb} (originals kept: forget them when you no longer need them), {} unreadable",
                         r.checked,
@@ -75,7 +93,11 @@ pub fn run(g: &GlobalArgs, cmd: &RepairCommand) -> Result<Outcome> {
                     );
                 }
             }
-            Ok(if r.unreadable.is_empty() { Outcome::Ok } else { Outcome::Warnings })
+            Ok(if r.unreadable.is_empty() {
+                Outcome::Ok
+            } else {
+                Outcome::Warnings
+            })
         }
     }
 }

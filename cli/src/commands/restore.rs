@@ -59,7 +59,10 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<Outcome> {
                 s.warnings.len()
             );
             if a.verify {
-                eprintln!("verified: {} files read back and identical to the snapshot", s.verified);
+                eprintln!(
+                    "verified: {} files read back and identical to the snapshot",
+                    s.verified
+                );
             }
         }
     }

@@ -16,11 +16,23 @@ pub fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<Outcome> {
         .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.hostname == h))
         .filter(|(_, s)| a.tag.as_ref().is_none_or(|t| s.tags.contains(t)))
         .collect();
+    let damaged = repo.damaged_snapshots();
+    for (id, why) in &damaged {
+        eprintln!(
+            "warning: snapshot {} is damaged and not listed: {why}",
+            id.0.short()
+        );
+    }
+    let outcome = if damaged.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::Warnings
+    };
     if g.json {
         return print_json(&serde_json::Value::Array(
             snaps.iter().map(|(id, s)| snapshot_json(id, s)).collect(),
         ))
-        .map(|()| Outcome::Ok);
+        .map(|()| outcome);
     }
     println!(
         "{:<8}  {:<19}  {:<16}  {:<16}  {:>10}  paths",
@@ -47,5 +59,5 @@ pub fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<Outcome> {
     if !g.quiet {
         println!("{} snapshots", snaps.len());
     }
-    Ok(Outcome::Ok)
+    Ok(outcome)
 }

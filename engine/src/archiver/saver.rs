@@ -74,7 +74,8 @@ struct Shared<'r> {
     uploaded: Arc<Mutex<Vec<IndexPack>>>,
     uploads: Mutex<Vec<tokio::task::JoinHandle<Result<()>>>>,
     slots: Arc<tokio::sync::Semaphore>,
-    failure: Mutex<Option<Error>>,
+    /// The first failure of a worker or an upload; the producer sees it at its next check.
+    failure: Arc<Mutex<Option<Error>>>,
     stats: SaverStats,
 }
 
@@ -105,7 +106,7 @@ impl<'s> BlobSaver<'s> {
             uploaded: Arc::new(Mutex::new(Vec::new())),
             uploads: Mutex::new(Vec::new()),
             slots: Arc::new(tokio::sync::Semaphore::new(UPLOADS_IN_FLIGHT)),
-            failure: Mutex::new(None),
+            failure: Arc::new(Mutex::new(None)),
             stats: SaverStats::default(),
         });
         let (tx, rx) = crossbeam_channel::bounded::<Vec<Job>>(workers.max(1) * 2);
@@ -321,12 +322,17 @@ impl Drop for BlobSaver<'_> {
     }
 }
 
+/// Keeps the first failure; later ones are consequences of it.
+fn record_failure(slot: &Mutex<Option<Error>>, e: Error) {
+    let mut f = lock(slot);
+    if f.is_none() {
+        *f = Some(e);
+    }
+}
+
 impl Shared<'_> {
     fn fail(&self, e: Error) {
-        let mut f = lock(&self.failure);
-        if f.is_none() {
-            *f = Some(e);
-        }
+        record_failure(&self.failure, e);
     }
 
     fn seal_and_pack(&self, job: Job) -> Result<()> {
@@ -378,15 +384,22 @@ impl Shared<'_> {
             .map_err(|e| Error::new(ErrorKind::Io, format!("upload slots closed: {e}")))?;
         let backend = Arc::clone(repo.backend());
         let uploaded = Arc::clone(&self.uploaded);
+        let failure = Arc::clone(&self.failure);
         let handle = repo.runtime().spawn(async move {
             let id = finished.id;
-            put_content_addressed(&*backend, FileType::Pack, id.0, Bytes::from(finished.bytes))
-                .await?;
+            let stored =
+                put_content_addressed(&*backend, FileType::Pack, id.0, Bytes::from(finished.bytes))
+                    .await;
             drop(permit);
-            lock(&uploaded).push(IndexPack {
-                id,
-                entries: finished.entries,
-            });
+            match stored {
+                Ok(()) => lock(&uploaded).push(IndexPack {
+                    id,
+                    entries: finished.entries,
+                }),
+                // Recorded where the producer looks after every buffer, so a failed upload
+                // (full disk, permissions) stops the backup now, not after reading everything.
+                Err(e) => record_failure(&failure, e),
+            }
             Ok(())
         });
         lock(&self.uploads).push(handle);

@@ -31,6 +31,7 @@
 //! [`BackendErrorKind::Other`], so a name can never escape the repository.
 
 mod error;
+pub mod faulty;
 pub mod local;
 pub mod object_store;
 

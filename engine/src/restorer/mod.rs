@@ -35,9 +35,9 @@ use crate::error::{Error, ErrorKind, Result};
 mod read;
 mod small;
 
-use read::{load_window, locate_all, windows};
 use crate::progress::Progress;
 use crate::repository::Repository;
+use read::{load_window, locate_all, windows};
 
 /// Options for [`restore`].
 #[derive(Clone, Debug, Default)]
@@ -118,7 +118,8 @@ pub fn restore(
     let written = AtomicU64::new(0);
     let done = AtomicU64::new(0);
     let verified = AtomicU64::new(0);
-    let (small, large): (Vec<&FileJob>, Vec<&FileJob>) = files.iter().partition(|j| small::is_small(j));
+    let (small, large): (Vec<&FileJob>, Vec<&FileJob>) =
+        files.iter().partition(|j| small::is_small(j));
     let verify = |job: &FileJob| -> Result<()> {
         if opts.verify {
             verify_file(repo, job)?;
@@ -157,9 +158,12 @@ pub fn restore(
     summary.files = done.into_inner() + small_outcome.files;
     summary.bytes = written.into_inner() + small_outcome.bytes;
     summary.verified = verified.into_inner();
-    summary.failed = failed
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Failures found while walking (damaged subtrees, symlinks) come first; keep them.
+    summary.failed.extend(
+        failed
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     summary.failed.extend(small_outcome.failed);
     summary.failed.sort();
     Ok(summary)
@@ -254,7 +258,17 @@ fn walk_tree(
                     .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
                 summary.dirs += 1;
                 let subtree = *subtree;
-                walk_tree(repo, &subtree, &path, rel, includes, files, dirs, summary)?;
+                // A damaged subtree fails what is below it, not the whole restore; storage
+                // failures still stop it.
+                match walk_tree(repo, &subtree, &path, rel, includes, files, dirs, summary) {
+                    Ok(()) => {}
+                    Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
+                        let msg =
+                            format!("directory contents cannot be restored: {}", error_chain(&e));
+                        summary.failed.push((path.clone(), msg));
+                    }
+                    Err(e) => return Err(e),
+                }
                 dirs.push((path, node));
             }
             (_, Selected::Partly) => {}

@@ -135,4 +135,3 @@ pub(super) fn locate_all(repo: &Repository, ids: &[BlobId]) -> Result<Vec<BlobLo
         })
         .collect()
 }
-

@@ -96,16 +96,27 @@ pub(super) fn restore_small(
 }
 
 /// Writes the contents of one slice of files; returns the failures by index in the slice.
-fn restore_slice(repo: &Repository, slice: &[&FileJob], progress: &dyn Progress) -> HashMap<usize, String> {
+fn restore_slice(
+    repo: &Repository,
+    slice: &[&FileJob],
+    progress: &dyn Progress,
+) -> HashMap<usize, String> {
     let failed: Mutex<HashMap<usize, String>> = Mutex::new(HashMap::new());
     let fail = |i: usize, msg: String| {
-        failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(i).or_insert(msg);
+        failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(i)
+            .or_insert(msg);
     };
     // Pieces: (file index, offset in the file) for every blob, and their locations.
     let mut pieces: Vec<(usize, u64)> = Vec::new();
     let mut ids = Vec::new();
     for (i, job) in slice.iter().enumerate() {
-        if let NodeKind::File { content: Content::Direct(blobs) } = &job.node.kind {
+        if let NodeKind::File {
+            content: Content::Direct(blobs),
+        } = &job.node.kind
+        {
             for id in blobs {
                 pieces.push((i, 0));
                 ids.push(*id);
@@ -131,12 +142,25 @@ fn restore_slice(repo: &Repository, slice: &[&FileJob], progress: &dyn Progress)
                 *off += u64::from(loc.entry.raw_len);
                 locs.push(loc);
             }
-            None => fail(*file, format!("data blob {} is not in any index file (run `cairn check`)", id.0.short())),
+            None => fail(
+                *file,
+                format!(
+                    "data blob {} is not in any index file (run `cairn check`)",
+                    id.0.short()
+                ),
+            ),
         }
     }
     for (i, job) in slice.iter().enumerate() {
         if next_offset.get(&i).copied().unwrap_or(0) != job.node.size && !failed_has(&failed, i) {
-            fail(i, format!("content is {} bytes but the snapshot records {}", next_offset.get(&i).copied().unwrap_or(0), job.node.size));
+            fail(
+                i,
+                format!(
+                    "content is {} bytes but the snapshot records {}",
+                    next_offset.get(&i).copied().unwrap_or(0),
+                    job.node.size
+                ),
+            );
         }
     }
     // Create every file at its final size; pieces are then written in place.
@@ -166,7 +190,10 @@ fn restore_slice(repo: &Repository, slice: &[&FileJob], progress: &dyn Progress)
             let loc = &locs[k];
             let start = (u64::from(loc.entry.offset) - r.start) as usize;
             let Some(env) = bytes.get(start..start + loc.entry.stored_len as usize) else {
-                fail(file, format!("pack {} is shorter than its index entries", pack.0.short()));
+                fail(
+                    file,
+                    format!("pack {} is shorter than its index entries", pack.0.short()),
+                );
                 continue;
             };
             let written = repo.open_blob(loc, env).and_then(|blob| {
@@ -186,9 +213,14 @@ fn restore_slice(repo: &Repository, slice: &[&FileJob], progress: &dyn Progress)
             }
         }
     });
-    failed.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
+    failed
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn failed_has(failed: &Mutex<HashMap<usize, String>>, i: usize) -> bool {
-    failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(&i)
+    failed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .contains_key(&i)
 }

@@ -164,7 +164,10 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
         proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..30), 0..5),
         ("\\PC{0,20}", "\\PC{0,20}", "\\PC{0,20}"),
         proptest::collection::btree_set("\\PC{1,10}", 0..5),
-        (proptest::option::of(any::<[u8; 32]>()), proptest::option::of(any::<[u8; 32]>())),
+        (
+            proptest::option::of(any::<[u8; 32]>()),
+            proptest::option::of(any::<[u8; 32]>()),
+        ),
         proptest::option::of(any::<[u64; 13]>()),
         any::<bool>(),
         any::<bool>(),
