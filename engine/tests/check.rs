@@ -10,67 +10,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use engine::archiver::{BackupOptions, BackupResult, Source, backup};
 use engine::checker::{CheckOptions, CheckReport, FindingKind, ReadData, check};
 use engine::progress::{NoProgress, Progress};
-use engine::repository::{InitOptions, OpenOptions, Repository, init};
+use engine::repository::{OpenOptions, Repository};
 use engine::restorer::find_node;
-use repo_format::{Content, Id, KdfParams, NodeKind, PackId};
+use repo_format::{Content, Id, NodeKind, PackId};
 
-const PASSWORD: &[u8] = b"correct horse";
+mod common;
 
-/// A deterministic xorshift generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(n + 8);
-        while v.len() < n {
-            v.extend_from_slice(&self.next().to_le_bytes());
-        }
-        v.truncate(n);
-        v
-    }
-}
-
-struct Env {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    repo_path: String,
-    cache: PathBuf,
-}
-
-fn env() -> Env {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().to_path_buf();
-    let repo_path = root.join("repo").to_string_lossy().into_owned();
-    let opts = InitOptions {
-        kdf: KdfParams::TEST,
-        ..InitOptions::default()
-    };
-    init(&repo_path, PASSWORD, &opts).expect("init");
-    Env {
-        cache: root.join("cache"),
-        _dir: dir,
-        root,
-        repo_path,
-    }
-}
+use common::{Env, PASSWORD, Rng, env};
 
 impl Env {
-    fn open(&self) -> Repository {
-        let opts = OpenOptions {
-            cache_dir: Some(self.cache.clone()),
-        };
-        Repository::open(&self.repo_path, PASSWORD, &opts).expect("open")
-    }
-
     fn repo_dir(&self) -> PathBuf {
         PathBuf::from(&self.repo_path)
     }

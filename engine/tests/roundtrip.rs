@@ -13,72 +13,13 @@ use std::path::{Path, PathBuf};
 use engine::ErrorKind;
 use engine::archiver::{BackupOptions, Source, backup};
 use engine::progress::NoProgress;
-use engine::repository::{InitOptions, OpenOptions, Repository, init};
+use engine::repository::{InitOptions, OpenOptions, Repository};
 use engine::restorer::{RestoreOptions, dump_content, find_node, restore};
 use repo_format::KdfParams;
 
-const PASSWORD: &[u8] = b"correct horse";
+mod common;
 
-/// A deterministic xorshift generator: the same seed gives the same tree on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(n + 8);
-        while v.len() < n {
-            v.extend_from_slice(&self.next().to_le_bytes());
-        }
-        v.truncate(n);
-        v
-    }
-}
-
-struct Env {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    repo_path: String,
-    cache: PathBuf,
-}
-
-fn env() -> Env {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().to_path_buf();
-    let repo_path = root.join("repo").to_string_lossy().into_owned();
-    let cache = root.join("cache");
-    let opts = InitOptions {
-        kdf: KdfParams::TEST,
-        ..InitOptions::default()
-    };
-    init(&repo_path, PASSWORD, &opts).expect("init");
-    Env {
-        _dir: dir,
-        root,
-        repo_path,
-        cache,
-    }
-}
-
-impl Env {
-    fn open(&self) -> Repository {
-        Repository::open(
-            &self.repo_path,
-            PASSWORD,
-            &OpenOptions {
-                cache_dir: Some(self.cache.clone()),
-            },
-        )
-        .expect("open")
-    }
-}
+use common::{PASSWORD, Rng, env};
 
 /// Writes a random tree: nested directories, empty and large files, odd names, symlinks.
 fn make_tree(dir: &Path, rng: &mut Rng, depth: u32) {

@@ -1,0 +1,71 @@
+//! Helpers shared by the engine's integration tests: a deterministic generator and a fresh
+//! repository per test (cheapest legal KDF, its own cache directory).
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use engine::repository::{InitOptions, OpenOptions, Repository, init};
+use repo_format::KdfParams;
+
+/// The password of every test repository.
+pub const PASSWORD: &[u8] = b"correct horse";
+
+/// A deterministic xorshift generator: the same seed gives the same data on every run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next().to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+}
+
+/// A temporary directory holding a new repository (`repo/`) and its cache (`cache/`).
+pub struct Env {
+    pub _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub repo_path: String,
+    pub cache: PathBuf,
+}
+
+/// A new, empty repository.
+pub fn env() -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().to_path_buf();
+    let repo_path = root.join("repo").to_string_lossy().into_owned();
+    let opts = InitOptions {
+        kdf: KdfParams::TEST,
+        ..InitOptions::default()
+    };
+    init(&repo_path, PASSWORD, &opts).expect("init");
+    Env {
+        cache: root.join("cache"),
+        _dir: dir,
+        root,
+        repo_path,
+    }
+}
+
+impl Env {
+    /// Opens the repository with its cache.
+    pub fn open(&self) -> Repository {
+        let opts = OpenOptions {
+            cache_dir: Some(self.cache.clone()),
+        };
+        Repository::open(&self.repo_path, PASSWORD, &opts).expect("open")
+    }
+}
