@@ -15,8 +15,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use repo_format::{
-    BlobId, BlobType, Config, Id, IndexEntry, IndexFile, IndexId, KdfParams, KeyFile, MasterKey,
-    RepoKeys, Snapshot, SnapshotId, object_id,
+    BlobId, Config, Id, IndexFile, IndexId, KdfParams, KeyFile, MasterKey, RepoKeys, Snapshot,
+    SnapshotId, object_id,
 };
 
 use crate::backend::{Backend, BackendErrorKind, FileType, open_backend};
@@ -635,9 +635,12 @@ impl Repository {
     }
 
     /// Loads a tree blob and decodes it.
+    ///
+    /// The blob may be indexed as a data blob: dedup is by id, and an id names exact bytes
+    /// (keyed hash), so a file chunk that happens to equal an encoded tree is the same blob.
+    /// The type only decides which packs a blob goes to.
     pub fn load_tree(&self, id: &BlobId) -> Result<repo_format::Tree> {
         let loc = self.locate_blob(id)?;
-        check_type(&loc.entry, BlobType::Tree)?;
         let plain = self.load_blob(&loc)?;
         repo_format::Tree::decode(&plain)
             .map_err(|e| Error::format(format!("tree {} is damaged", id.0.short()), e))
@@ -646,7 +649,6 @@ impl Repository {
     /// Loads a content list blob and decodes it.
     pub fn load_content_list(&self, id: &BlobId) -> Result<repo_format::ContentList> {
         let loc = self.locate_blob(id)?;
-        check_type(&loc.entry, BlobType::Tree)?;
         let plain = self.load_blob(&loc)?;
         repo_format::ContentList::decode(&plain)
             .map_err(|e| Error::format(format!("content list {} is damaged", id.0.short()), e))
@@ -694,21 +696,6 @@ fn open_cache(cache_dir: &Path) -> Result<(IndexCache, Option<PathBuf>)> {
             })?;
             Ok((c, None))
         }
-    }
-}
-
-fn check_type(entry: &IndexEntry, want: BlobType) -> Result<()> {
-    if entry.blob_type == want {
-        Ok(())
-    } else {
-        Err(Error::new(
-            ErrorKind::Corrupt,
-            format!(
-                "blob {} is indexed as {:?}, expected {want:?}",
-                entry.id.0.short(),
-                entry.blob_type
-            ),
-        ))
     }
 }
 

@@ -142,8 +142,17 @@ pub fn content_ids(content: &Content) -> &[BlobId] {
     }
 }
 
-/// Whether every blob of `content` is stored or on its way.
-pub fn content_known(saver: &BlobSaver<'_>, content: &Content) -> Result<bool> {
+/// Whether every blob of `content` is stored or on its way. For an indirect content this
+/// checks the content lists; their data blobs were stored before them, in the same backup,
+/// and stay indexed unless an index file is damaged: then the content is not reused at all.
+pub fn content_known(
+    repo: &crate::repository::Repository,
+    saver: &BlobSaver<'_>,
+    content: &Content,
+) -> Result<bool> {
+    if matches!(content, Content::Indirect(_)) && !repo.damaged_index_files().is_empty() {
+        return Ok(false);
+    }
     for id in content_ids(content) {
         if !saver.known(id)? {
             return Ok(false);

@@ -164,15 +164,39 @@ pub fn backup(
             (vec![PathBuf::from(name)], None)
         }
     };
+    // A parent whose root tree is damaged only costs re-reading everything.
+    let mut parent_warning = None;
     let parent_tree = match &parent {
-        Some((_, snap)) => Some(repo.load_tree(&snap.tree)?),
+        Some((id, snap)) => match repo.load_tree(&snap.tree) {
+            Ok(t) => Some(t),
+            Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
+                parent_warning = Some(Warning {
+                    path: PathBuf::from("/"),
+                    message: format!(
+                        "parent snapshot {} is unreadable ({}); every file is read again",
+                        id.0.short(),
+                        crate::restorer::error_chain(&e)
+                    ),
+                });
+                None
+            }
+            Err(e) => return Err(e),
+        },
         None => None,
     };
 
-    let mut warnings = Vec::new();
+    let parent_warning_is_some = parent_warning.is_some();
+    let mut warnings: Vec<Warning> = parent_warning.into_iter().collect();
+    if let Some(w) = warnings.first() {
+        progress.warning(&w.path, &w.message);
+    }
     let mut counts = WalkCounts::default();
     let (tree, totals) = std::thread::scope(|scope| -> Result<_> {
         let saver = BlobSaver::start(scope, repo, workers);
+        if let (Some((_, snap)), true) = (&parent, parent_warning_is_some) {
+            // The parent's root tree is unreadable: never dedup against it.
+            saver.distrust(snap.tree);
+        }
         let tree = match opts.source {
             Source::Paths(_) => {
                 let mut walker = Walker {
@@ -206,7 +230,7 @@ pub fn backup(
                     walked
                 })?;
                 let (r, w, c) = result;
-                warnings = w;
+                warnings.extend(w);
                 counts = c;
                 r?
             }

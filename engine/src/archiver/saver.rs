@@ -38,7 +38,9 @@ use crate::repository::{Repository, put_content_addressed, random_bytes};
 /// An index file is written once this many uploaded blobs are not yet in one (SPEC §12).
 pub const INDEX_FLUSH_ENTRIES: usize = 65_536;
 
-/// Packs uploading at once; with 16 MiB packs this bounds upload buffers to ~64 MiB.
+/// Packs uploading at once. Pack buffers alive at any time are at most (workers + this + 2 open
+/// packs) × the pack size: a worker that filled a pack waits for a slot while holding it. With
+/// 2 workers and 16 MiB packs, 128 MiB.
 const UPLOADS_IN_FLIGHT: usize = 4;
 
 /// A blob waiting to be compressed and sealed.
@@ -70,6 +72,9 @@ pub struct SaverStats {
 struct Shared<'r> {
     repo: &'r Repository,
     pending: Mutex<HashSet<BlobId>>,
+    /// Blobs known to be damaged or lost although the index names them: stored again once,
+    /// instead of deduplicated against the bad copy.
+    distrusted: Mutex<HashSet<BlobId>>,
     packers: [Mutex<PackWriter>; 2],
     uploaded: Arc<Mutex<Vec<IndexPack>>>,
     uploads: Mutex<Vec<tokio::task::JoinHandle<Result<()>>>>,
@@ -102,6 +107,7 @@ impl<'s> BlobSaver<'s> {
         let shared = Arc::new(Shared {
             repo,
             pending: Mutex::new(HashSet::new()),
+            distrusted: Mutex::new(HashSet::new()),
             packers: [Mutex::new(PackWriter::new()), Mutex::new(PackWriter::new())],
             uploaded: Arc::new(Mutex::new(Vec::new())),
             uploads: Mutex::new(Vec::new()),
@@ -138,6 +144,9 @@ impl<'s> BlobSaver<'s> {
         if lock(&self.shared.pending).contains(id) {
             return Ok(false);
         }
+        if lock(&self.shared.distrusted).remove(id) {
+            return Ok(lock(&self.shared.pending).insert(*id));
+        }
         if self
             .shared
             .repo
@@ -160,11 +169,18 @@ impl<'s> BlobSaver<'s> {
             .lookup_many(ids)
             .map_err(|e| Error::cache("cannot read the index cache", e))?;
         let mut pending = lock(&self.shared.pending);
+        let mut distrusted = lock(&self.shared.distrusted);
         Ok(ids
             .iter()
             .zip(found)
-            .map(|(id, loc)| loc.is_none() && pending.insert(*id))
+            .map(|(id, loc)| (loc.is_none() || distrusted.remove(id)) && pending.insert(*id))
             .collect())
+    }
+
+    /// Marks a blob as damaged or lost although the index names it (found while reading it):
+    /// the next time this backup needs it, it is stored again.
+    pub fn distrust(&self, id: BlobId) {
+        lock(&self.shared.distrusted).insert(id);
     }
 
     /// Queues a blob for sealing and packing (after [`need`](Self::need) said yes).
@@ -245,6 +261,25 @@ impl<'s> BlobSaver<'s> {
     /// Writes an index file for the uploaded packs once enough entries wait (or `force`).
     fn maybe_flush_index(&self, force: bool) -> Result<()> {
         let packs = {
+            // Collect finished uploads so the list stays short on long backups; a task that
+            // died without reporting (a panic) becomes the backup's failure.
+            let done: Vec<_> = {
+                let mut ups = lock(&self.shared.uploads);
+                let (done, running): (Vec<_>, Vec<_>) =
+                    ups.drain(..).partition(|h| h.is_finished());
+                *ups = running;
+                done
+            };
+            for h in done {
+                match self.shared.repo.block_on(h) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => record_failure(&self.shared.failure, e),
+                    Err(e) => record_failure(
+                        &self.shared.failure,
+                        Error::new(ErrorKind::Io, format!("an upload task failed: {e}")),
+                    ),
+                }
+            }
             let mut up = lock(&self.shared.uploaded);
             let entries: usize = up.iter().map(|p| p.entries.len()).sum();
             if entries == 0 || (!force && entries < INDEX_FLUSH_ENTRIES) {

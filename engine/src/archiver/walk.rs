@@ -182,8 +182,15 @@ impl Walker<'_, '_> {
     ) -> Result<Node> {
         self.counts.dirs += 1;
         let parent_tree = match parent.map(|n| &n.kind) {
-            // A damaged parent only costs re-reading this directory.
-            Some(NodeKind::Dir { subtree }) => self.repo.load_tree(subtree).ok(),
+            // A damaged parent only costs re-reading this directory, and its tree is stored
+            // again rather than deduplicated against the bad copy.
+            Some(NodeKind::Dir { subtree }) => match self.repo.load_tree(subtree) {
+                Ok(t) => Some(t),
+                Err(_) => {
+                    self.saver.distrust(*subtree);
+                    None
+                }
+            },
             _ => None,
         };
         let mut names: Vec<Vec<u8>> = Vec::new();
@@ -229,7 +236,7 @@ impl Walker<'_, '_> {
             && let NodeKind::File { content } = &p.kind
             && !self.force
             && unchanged(p, meta)
-            && content_known(self.saver, content)?
+            && content_known(self.repo, self.saver, content)?
         {
             self.counts.files_unmodified += 1;
             self.counts.total_bytes += meta.size();

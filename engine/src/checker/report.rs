@@ -27,7 +27,8 @@ pub enum FindingKind {
     DamagedSnapshot,
     /// Error: a blob a snapshot needs is not in any index file.
     MissingBlob,
-    /// Error: a blob is indexed as data where a tree is needed, or the other way round.
+    /// Warning: a blob is indexed as data where a tree is used, or the other way round (dedup
+    /// is by id, so this is harmless: the packs just mix the types).
     BlobTypeMismatch,
     /// Error: a tree or content list cannot be read, authenticated or decoded.
     DamagedTree,

@@ -131,14 +131,19 @@ pub fn restore(
     pool.install(|| {
         large.par_iter().for_each(|job| {
             progress.file_started(&job.path);
-            let result = restore_file(repo, job, progress).and_then(|n| verify(job).map(|()| n));
+            // restore_file removes what it created when it fails; a file that fails its
+            // verification was written by us too. A file we could not create is left alone.
+            let result = restore_file(repo, job, progress).and_then(|n| {
+                verify(job).map(|()| n).inspect_err(|_| {
+                    let _ = fs::remove_file(&job.path);
+                })
+            });
             match result {
                 Ok(n) => {
                     written.fetch_add(n, Ordering::Relaxed);
                     done.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    let _ = fs::remove_file(&job.path);
                     let msg = error_chain(&e);
                     progress.warning(&job.path, &msg);
                     failed
@@ -150,7 +155,8 @@ pub fn restore(
             progress.file_done();
         });
     });
-    for (path, node) in dirs.iter().rev() {
+    // `dirs` is in post-order (children before their parent): deepest first, as needed.
+    for (path, node) in &dirs {
         if let Err(e) = apply_metadata(path, node, false) {
             summary.warnings.push((path.clone(), error_chain(&e)));
         }
@@ -321,6 +327,23 @@ fn restore_file(repo: &Repository, job: &FileJob, progress: &dyn Progress) -> Re
     let path = &job.path;
     let file = fs::File::create(path)
         .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+    let written = write_content(repo, job, content, &file, progress);
+    if written.is_err() {
+        // Never leave a partly written file that looks restored.
+        let _ = fs::remove_file(path);
+    }
+    written
+}
+
+/// Writes a created file's content and metadata.
+fn write_content(
+    repo: &Repository,
+    job: &FileJob,
+    content: &Content,
+    file: &fs::File,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let path = &job.path;
     file.set_len(job.node.size)
         .map_err(|e| Error::io(format!("cannot size {}", path.display()), e))?;
     let mut offset = 0u64;
@@ -362,7 +385,6 @@ fn restore_file(repo: &Repository, job: &FileJob, progress: &dyn Progress) -> Re
             ),
         ));
     }
-    drop(file);
     apply_metadata(path, &job.node, false)?;
     Ok(offset)
 }

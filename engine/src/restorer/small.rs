@@ -60,7 +60,7 @@ pub(super) fn restore_small(
 ) -> SmallOutcome {
     let mut out = SmallOutcome::default();
     for slice in jobs.chunks(SLICE_FILES) {
-        let failed = restore_slice(repo, slice, progress);
+        let (failed, created) = restore_slice(repo, slice, progress);
         let done: Vec<(PathBuf, Option<String>)> = slice
             .par_iter()
             .enumerate()
@@ -75,7 +75,11 @@ pub(super) fn restore_small(
                 match result {
                     Ok(()) => (job.path.clone(), None),
                     Err(msg) => {
-                        let _ = fs::remove_file(&job.path);
+                        // Remove only what this restore wrote; a file it could not create
+                        // (or never tried to) is someone else's and stays.
+                        if created[i] {
+                            let _ = fs::remove_file(&job.path);
+                        }
                         progress.warning(&job.path, &msg);
                         (job.path.clone(), Some(msg))
                     }
@@ -95,12 +99,13 @@ pub(super) fn restore_small(
     out
 }
 
-/// Writes the contents of one slice of files; returns the failures by index in the slice.
+/// Writes the contents of one slice of files; returns the failures by index in the slice, and
+/// which files it created.
 fn restore_slice(
     repo: &Repository,
     slice: &[&FileJob],
     progress: &dyn Progress,
-) -> HashMap<usize, String> {
+) -> (HashMap<usize, String>, Vec<bool>) {
     let failed: Mutex<HashMap<usize, String>> = Mutex::new(HashMap::new());
     let fail = |i: usize, msg: String| {
         failed
@@ -127,7 +132,8 @@ fn restore_slice(
         Ok(f) => f,
         Err(e) => {
             let msg = error_chain(&Error::cache("cannot read the index cache", e));
-            return (0..slice.len()).map(|i| (i, msg.clone())).collect();
+            let failed = (0..slice.len()).map(|i| (i, msg.clone())).collect();
+            return (failed, vec![false; slice.len()]);
         }
     };
     // File offsets from the blobs' plaintext lengths; a missing blob fails its file.
@@ -164,12 +170,28 @@ fn restore_slice(
         }
     }
     // Create every file at its final size; pieces are then written in place.
-    slice.par_iter().enumerate().for_each(|(i, job)| {
-        let made = fs::File::create(&job.path).and_then(|f| f.set_len(job.node.size));
-        if let Err(e) = made {
-            fail(i, format!("cannot create {}: {e}", job.path.display()));
-        }
-    });
+    // Files that already failed (a blob is missing) are not created: nothing to write.
+    let created: Vec<bool> = slice
+        .par_iter()
+        .enumerate()
+        .map(|(i, job)| {
+            if failed_has(&failed, i) {
+                return false;
+            }
+            match fs::File::create(&job.path) {
+                Ok(f) => {
+                    if let Err(e) = f.set_len(job.node.size) {
+                        fail(i, format!("cannot size {}: {e}", job.path.display()));
+                    }
+                    true
+                }
+                Err(e) => {
+                    fail(i, format!("cannot create {}: {e}", job.path.display()));
+                    false
+                }
+            }
+        })
+        .collect();
     plan_reads(&locs).par_iter().for_each(|r| {
         let pack = &locs[r.blobs[0]].pack;
         let bytes = match repo.read_pack_range(pack, r.start, r.end - r.start) {
@@ -213,9 +235,10 @@ fn restore_slice(
             }
         }
     });
-    failed
+    let failed = failed
         .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    (failed, created)
 }
 
 fn failed_has(failed: &Mutex<HashMap<usize, String>>, i: usize) -> bool {
