@@ -68,6 +68,9 @@ pub enum Command {
     /// Rebuild the index from the packs, or snapshots without the data that is gone.
     #[command(subcommand)]
     Repair(RepairCommand),
+    /// Remove snapshots: those a retention policy does not keep, or those named by id.
+    #[command(after_help = FORGET_HELP)]
+    Forget(ForgetArgs),
 }
 
 /// `cairn repair …`.
@@ -205,5 +208,74 @@ pub struct CheckArgs {
 }
 
 fn parse_read_data_subset(s: &str) -> Result<engine::checker::ReadData, String> {
+    s.parse().map_err(|e: engine::Error| e.to_string())
+}
+
+/// Shown at the end of `cairn forget --help`.
+pub const FORGET_HELP: &str = "A snapshot is kept when any rule keeps it. Rules are applied to each group \
+(--group-by) separately, newest snapshot first; hours, days, ISO weeks, months and years are those of \
+each snapshot's own UTC offset. keep-within durations (e.g. 30d, 7d12h, 1y2m: y, m, d, h) count back from \
+the newest complete snapshot of the group. Failed backups never count toward keep-last or the \
+hourly..yearly rules; only keep-within and keep-tag keep them. Snapshots dated in the future are always \
+kept. forget removes snapshot files only; `cairn prune` (not yet available) will free the data.";
+
+/// `cairn forget`.
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Snapshots to remove, by id or unique id prefix (instead of --keep-* rules).
+    pub snapshots: Vec<String>,
+    /// Keep the N newest snapshots.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest hours.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest days.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest ISO weeks.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest months.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the N newest years.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot taken within DURATION of the newest one (e.g. 30d, 7d12h, 1y2m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_keep_duration)]
+    pub keep_within: Option<engine::retention::KeepDuration>,
+    /// Keep one snapshot per hour within DURATION of the newest one.
+    #[arg(long, value_name = "DURATION", value_parser = parse_keep_duration)]
+    pub keep_within_hourly: Option<engine::retention::KeepDuration>,
+    /// Keep one snapshot per day within DURATION of the newest one.
+    #[arg(long, value_name = "DURATION", value_parser = parse_keep_duration)]
+    pub keep_within_daily: Option<engine::retention::KeepDuration>,
+    /// Keep one snapshot per ISO week within DURATION of the newest one.
+    #[arg(long, value_name = "DURATION", value_parser = parse_keep_duration)]
+    pub keep_within_weekly: Option<engine::retention::KeepDuration>,
+    /// Keep one snapshot per month within DURATION of the newest one.
+    #[arg(long, value_name = "DURATION", value_parser = parse_keep_duration)]
+    pub keep_within_monthly: Option<engine::retention::KeepDuration>,
+    /// Keep one snapshot per year within DURATION of the newest one.
+    #[arg(long, value_name = "DURATION", value_parser = parse_keep_duration)]
+    pub keep_within_yearly: Option<engine::retention::KeepDuration>,
+    /// Keep every snapshot with this tag (repeat for several: any of them).
+    #[arg(long = "keep-tag", value_name = "TAG")]
+    pub keep_tags: Vec<String>,
+    /// Apply the rules separately to each group of snapshots sharing these fields: a
+    /// comma-separated subset of host, paths, tags; "" for one group.
+    #[arg(long, value_name = "FIELDS", default_value = "host,paths", value_parser = parse_group_by)]
+    pub group_by: engine::retention::GroupBy,
+    /// Only show what would be kept and removed.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+fn parse_keep_duration(s: &str) -> Result<engine::retention::KeepDuration, String> {
+    s.parse().map_err(|e: engine::Error| e.to_string())
+}
+
+fn parse_group_by(s: &str) -> Result<engine::retention::GroupBy, String> {
     s.parse().map_err(|e: engine::Error| e.to_string())
 }

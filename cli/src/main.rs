@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         Command::Cat(a) => commands::cat::run(&cli.global, a),
         Command::Check(a) => commands::check::run(&cli.global, a),
         Command::Repair(a) => commands::repair::run(&cli.global, a),
+        Command::Forget(a) => commands::forget::run(&cli.global, a),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

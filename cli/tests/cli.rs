@@ -444,3 +444,124 @@ fn check_rejects_bad_subsets_as_usage_errors() {
         );
     }
 }
+
+/// Backs up `data` with `--time` and `--host`, returning the snapshot id.
+fn backup_at(env: &Env, data: &str, host: &str, time: &str) -> String {
+    let out = env.ok(&["backup", "--host", host, "--time", time, "--json", data]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("backup --json");
+    v["snapshot_id"].as_str().expect("id").to_string()
+}
+
+fn snapshot_ids(env: &Env) -> Vec<String> {
+    let snaps: serde_json::Value =
+        serde_json::from_str(&env.ok(&["snapshots", "--json"])).expect("json");
+    let mut ids: Vec<String> = snaps
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s["id"].as_str().expect("id").to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn forget_dry_run_json_then_forget_keeps_the_newest_of_each_day() {
+    let env = Env::new();
+    let data = env.path("data");
+    write_tree(&data);
+    let data_s = data.to_str().expect("utf-8 path");
+    // Midday, so the local day is the same whatever the zone's offset.
+    let d1 = backup_at(&env, data_s, "box", "2026-11-01 12:00:00");
+    let d2 = backup_at(&env, data_s, "box", "2026-11-02 12:00:00");
+    let d3_early = backup_at(&env, data_s, "box", "2026-11-03 10:00:00");
+    let d3 = backup_at(&env, data_s, "box", "2026-11-03 13:00:00");
+    let other = backup_at(&env, data_s, "other", "2026-10-01 12:00:00");
+    let all = snapshot_ids(&env);
+    assert_eq!(all.len(), 5);
+
+    let out = env.ok(&["forget", "--keep-daily", "2", "--dry-run", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("forget --json");
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(v["kept"], 3);
+    assert_eq!(v["removed"], 2);
+    let groups = v["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0]["group"]["host"], "box");
+    assert_eq!(groups[0]["group"]["paths"][0], data_s);
+    let box_snaps = groups[0]["snapshots"].as_array().expect("snapshots");
+    assert_eq!(box_snaps.len(), 4);
+    assert_eq!(box_snaps[0]["id"], d3.as_str());
+    assert_eq!(box_snaps[0]["keep"], true);
+    assert!(
+        box_snaps[0]["reasons"][0]
+            .as_str()
+            .expect("reason")
+            .starts_with("keep-daily 2026-11-03")
+    );
+    assert_eq!(box_snaps[1]["id"], d3_early.as_str());
+    assert_eq!(box_snaps[1]["keep"], false);
+    assert_eq!(box_snaps[1]["reasons"][0], "no rule keeps it");
+    assert_eq!(snapshot_ids(&env), all, "a dry run removes nothing");
+
+    let text = env.ok(&["forget", "--keep-daily", "2", "--dry-run"]);
+    assert!(text.contains("host box, paths ["), "{text}");
+    assert!(
+        text.contains("dry run: would keep 3, remove 2 snapshots"),
+        "{text}"
+    );
+
+    let text = env.ok(&["forget", "--keep-daily", "2"]);
+    assert!(
+        text.contains(
+            "kept 3, removed 2 snapshots (packs are freed by `cairn prune`, not yet available)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&d1[..8]) && text.contains("removed"),
+        "{text}"
+    );
+    let mut want = vec![d2.clone(), d3.clone(), other.clone()];
+    want.sort();
+    assert_eq!(snapshot_ids(&env), want);
+
+    // By id prefix.
+    let text = env.ok(&["forget", &d2[..12]]);
+    assert!(text.contains("kept 0, removed 1 snapshots"), "{text}");
+    let mut want = vec![d3, other];
+    want.sort();
+    assert_eq!(snapshot_ids(&env), want);
+    // Forgetting removed only snapshot files: what is left is whole.
+    env.ok(&["check"]);
+}
+
+#[test]
+fn forget_refuses_an_empty_policy_and_bad_arguments() {
+    let env = Env::new();
+    let data = env.path("data");
+    write_tree(&data);
+    let data_s = data.to_str().expect("utf-8 path");
+    let id = backup_at(&env, data_s, "box", "2026-11-01 12:00:00");
+
+    let out = env.cairn(&["forget"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no keep rule given: forget would remove every snapshot"),
+        "{err}"
+    );
+
+    let out = env.cairn(&["forget", "--keep-last", "1", &id[..8]]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not both"));
+
+    let out = env.cairn(&["forget", "--keep-within", "30s"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown unit 's'"));
+
+    let out = env.cairn(&["forget", "--keep-last", "1", "--group-by", "host,user"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    assert_eq!(snapshot_ids(&env), vec![id]);
+}

@@ -8,6 +8,8 @@
 //! - [`ls`]: walking a snapshot's trees;
 //! - [`checker`]: `cairn check`, which proves the repository holds what its snapshots need;
 //! - [`repair`]: rebuilding the index from pack headers, and snapshots without lost data;
+//! - [`retention`]: the pure retention policy, and [`forget`], which applies it or removes
+//!   named snapshots;
 //! - [`progress`]: how long operations report progress (the engine never prints).
 //!
 //! The byte formats live in the `repo_format` crate (SPEC.md); this crate never encodes a byte
@@ -31,6 +33,7 @@ pub mod archiver;
 pub mod backend;
 pub mod checker;
 pub mod error;
+pub mod forget;
 pub mod host;
 pub mod index;
 pub mod ls;
@@ -38,5 +41,6 @@ pub mod progress;
 pub mod repair;
 pub mod repository;
 pub mod restorer;
+pub mod retention;
 
 pub use error::{Error, ErrorKind, Result};

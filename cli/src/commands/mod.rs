@@ -4,6 +4,7 @@ pub mod backup;
 pub mod cat;
 pub mod check;
 pub mod dump;
+pub mod forget;
 pub mod init;
 pub mod ls;
 pub mod repair;
