@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// cairn: deduplicating, compressed, encrypted snapshots of files, directories and dump streams.
 #[derive(Debug, Parser)]
-#[command(name = "cairn", version, about, long_about = None, after_help = EXIT_CODES)]
+#[command(name = "cairn", version, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
     /// Options every command takes.
     #[command(flatten)]
