@@ -25,7 +25,7 @@ pub const EXIT_CODES: &str =
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Repository: a local path, file:///path or memory://.
+    /// Repository: a local path, file:///path, s3://bucket/prefix (settings from AWS_* variables) or memory://.
     #[arg(short = 'r', long = "repo", env = "CAIRN_REPOSITORY", global = true)]
     pub repo: Option<String>,
     /// Read the password from this file (first line).

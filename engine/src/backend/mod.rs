@@ -9,7 +9,8 @@
 //! | [`LocalBackend`] | `/srv/repo`, `file:///srv/repo` | temp file + fsync + create-only hard link + directory fsync |
 //! | [`ObjectStoreBackend`] over `InMemory` | `memory://` | a fresh, empty store per call; for tests |
 //! | [`ObjectStoreBackend`] over `LocalFileSystem` | `object+file:///srv/repo` | exercises the `object_store` adapter on disk (tests) |
-//! | S3, GCS, Azure | `s3://…`, `gs://…`, `az://…` | not in this build yet (same adapter, later) |
+//! | [`ObjectStoreBackend`] over `AmazonS3` | `s3://bucket/prefix` | S3 or an S3-compatible server; configured by `AWS_*` variables (see `s3.rs`) |
+//! | GCS, Azure | `gs://…`, `az://…` | not in this build yet (same adapter, later) |
 //!
 //! # Contract
 //!
@@ -34,6 +35,7 @@ mod error;
 pub mod faulty;
 pub mod local;
 pub mod object_store;
+mod s3;
 
 use std::sync::Arc;
 
@@ -204,9 +206,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
 }
 
 /// Schemes that name object stores this build cannot reach yet.
-const LATER_SCHEMES: [&str; 9] = [
-    "s3", "gs", "gcs", "az", "azure", "abfs", "abfss", "http", "https",
-];
+const LATER_SCHEMES: [&str; 8] = ["gs", "gcs", "az", "azure", "abfs", "abfss", "http", "https"];
 
 /// Opens the backend a location string names:
 ///
@@ -214,7 +214,11 @@ const LATER_SCHEMES: [&str; 9] = [
 /// - `memory://` → a fresh, empty in-memory store ([`ObjectStoreBackend`]), for tests;
 /// - `object+file:///abs/path` → `object_store`'s `LocalFileSystem` rooted at an existing
 ///   directory, through [`ObjectStoreBackend`] (tests the adapter on disk);
-/// - `s3://`, `gs://`, `az://` … → an error: not supported yet in this build.
+/// - `s3://bucket[/prefix]` → S3 or an S3-compatible server through [`ObjectStoreBackend`];
+///   credentials, region and endpoint come from the `AWS_*` environment variables
+///   (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
+///   `AWS_ALLOW_HTTP`), never from the location; puts are conditional (`If-None-Match: *`);
+/// - `gs://`, `az://` … → an error: not supported yet in this build.
 ///
 /// Opening touches no storage except for `object+file://`, which needs its directory to exist;
 /// a [`LocalBackend`] directory is created when the config is written (see [`LocalBackend`]).
@@ -255,11 +259,12 @@ pub fn open_backend(location: &str) -> Result<Arc<dyn Backend>, BackendError> {
                 location.to_owned(),
             )?))
         }
+        "s3" => s3::open(location),
         s if LATER_SCHEMES.contains(&s) => Err(bad(format!(
             "{s}:// repositories are not supported yet in this build"
         ))),
         s => Err(bad(format!(
-            "unknown scheme {s}://; expected a path, file://, or memory://"
+            "unknown scheme {s}://; expected a path, file://, s3://, or memory://"
         ))),
     }
 }
@@ -310,7 +315,7 @@ mod tests {
         assert!(open_backend("file:///tmp/some/repo").is_ok());
         assert!(open_backend("relative/repo").is_ok());
         for (loc, needle) in [
-            ("s3://bucket/prefix", "not supported yet in this build"),
+            ("s3://", "missing bucket"),
             ("gs://bucket", "not supported yet in this build"),
             ("az://container", "not supported yet in this build"),
             ("ftp://host/x", "unknown scheme"),
