@@ -64,6 +64,9 @@ pub struct InitResult {
     pub repo_id: Id,
     /// The id of the first key file.
     pub key_id: Id,
+    /// Whether the storage refused to overwrite the config (create-only writes work). Where it
+    /// does not, concurrent writers and deletion are not safe; callers should warn.
+    pub create_only: bool,
 }
 
 /// Random bytes from the OS; failing to get them is fatal for whatever needed them.
@@ -171,12 +174,28 @@ pub fn init_with_backend(
             .put(FileType::Key, &key_id.to_hex(), Bytes::from(key_bytes))
             .await
             .map_err(|e| Error::backend("cannot write the key file", e))?;
+        let config_bytes = Bytes::from(config_bytes);
         backend
-            .put(FileType::Config, "config", Bytes::from(config_bytes))
+            .put(FileType::Config, "config", config_bytes.clone())
             .await
-            .map_err(|e| Error::backend("cannot write the config", e))
-    })?;
-    Ok(InitResult { repo_id, key_id })
+            .map_err(|e| Error::backend("cannot write the config", e))?;
+        // Probe create-only writes for free: writing the same config again must be refused.
+        // If the storage accepts it, it silently overwrites objects (the bytes are identical,
+        // so this probe itself changes nothing).
+        match backend.put(FileType::Config, "config", config_bytes).await {
+            Ok(()) => Ok(false),
+            Err(e) if e.kind() == BackendErrorKind::AlreadyExists => Ok(true),
+            Err(e) => Err(Error::backend(
+                "cannot probe create-only writes on the config",
+                e,
+            )),
+        }
+    })
+    .map(|create_only| InitResult {
+        repo_id,
+        key_id,
+        create_only,
+    })
 }
 
 /// An open repository.

@@ -702,3 +702,65 @@ fn damaged_parent_tree_means_a_full_read_not_a_failed_backup() {
         fs::read(src.join("f")).expect("src")
     );
 }
+
+/// A storage that ignores create-only writes (some S3 clones do): `init` notices, so the user
+/// can be warned, and says nothing on storage that honours them.
+#[test]
+fn init_probes_create_only_writes() {
+    use engine::backend::{Backend, BackendError, FileType, ObjectInfo};
+
+    #[derive(Debug)]
+    struct Overwriting(std::sync::Arc<dyn Backend>);
+
+    #[async_trait::async_trait]
+    impl Backend for Overwriting {
+        fn location(&self) -> String {
+            self.0.location()
+        }
+        async fn put(
+            &self,
+            t: FileType,
+            name: &str,
+            data: bytes::Bytes,
+        ) -> Result<(), BackendError> {
+            self.0.delete(t, name).await?;
+            self.0.put(t, name, data).await
+        }
+        async fn get(&self, t: FileType, name: &str) -> Result<bytes::Bytes, BackendError> {
+            self.0.get(t, name).await
+        }
+        async fn get_range(
+            &self,
+            t: FileType,
+            name: &str,
+            o: u64,
+            l: u64,
+        ) -> Result<bytes::Bytes, BackendError> {
+            self.0.get_range(t, name, o, l).await
+        }
+        async fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>, BackendError> {
+            self.0.list(t).await
+        }
+        async fn delete(&self, t: FileType, name: &str) -> Result<(), BackendError> {
+            self.0.delete(t, name).await
+        }
+        async fn exists(&self, t: FileType, name: &str) -> Result<Option<u64>, BackendError> {
+            self.0.exists(t, name).await
+        }
+    }
+
+    let opts = InitOptions {
+        kdf: KdfParams::TEST,
+        ..InitOptions::default()
+    };
+    let honest = engine::backend::open_backend("memory://").expect("memory");
+    let r =
+        engine::repository::init_with_backend(honest, "memory://", PASSWORD, &opts).expect("init");
+    assert!(r.create_only);
+    let sloppy = std::sync::Arc::new(Overwriting(
+        engine::backend::open_backend("memory://").expect("memory"),
+    ));
+    let r =
+        engine::repository::init_with_backend(sloppy, "memory://", PASSWORD, &opts).expect("init");
+    assert!(!r.create_only, "the overwrite was noticed");
+}

@@ -24,9 +24,15 @@ pub fn run(g: &GlobalArgs, a: &InitArgs) -> Result<Outcome> {
     };
     let r = init(loc, &password, &opts)
         .with_context(|| format!("cannot create a repository at {loc}"))?;
+    if !r.create_only {
+        eprintln!(
+            "warning: {loc} does not honour create-only writes (it overwrote an existing object): \
+             several writers at once, and deleting data, are not safe on this storage"
+        );
+    }
     if g.json {
         print_json(
-            &serde_json::json!({"repository": loc, "id": r.repo_id.to_hex(), "key": r.key_id.to_hex()}),
+            &serde_json::json!({"repository": loc, "id": r.repo_id.to_hex(), "key": r.key_id.to_hex(), "create_only": r.create_only}),
         )?;
     } else if !g.quiet {
         println!("created cairn repository {} at {loc}", r.repo_id.short());
