@@ -19,6 +19,19 @@ use repo_format::KdfParams;
 
 mod common;
 
+/// Restores a whole snapshot into `target` with default options.
+fn restore_into(
+    repo: &Repository,
+    snap: &repo_format::Snapshot,
+    target: &Path,
+) -> engine::Result<engine::restorer::RestoreSummary> {
+    let opts = RestoreOptions {
+        target: target.to_path_buf(),
+        ..Default::default()
+    };
+    restore(repo, snap, &opts, &NoProgress)
+}
+
 use common::{PASSWORD, Rng, env};
 
 /// Writes a random tree: nested directories, empty and large files, odd names, symlinks.
@@ -307,16 +320,7 @@ fn large_stream_uses_content_lists_and_round_trips() {
     dump_content(&repo, &node, &mut out, &NoProgress).expect("dump");
     assert!(out == data, "dumped bytes differ");
     let target = env.root.join("r");
-    restore(
-        &repo,
-        &r.snapshot,
-        &RestoreOptions {
-            target: target.clone(),
-            ..Default::default()
-        },
-        &NoProgress,
-    )
-    .expect("restore");
+    restore_into(&repo, &r.snapshot, &target).expect("restore");
     assert!(fs::read(target.join("big.bin")).expect("read") == data);
 }
 
@@ -490,16 +494,7 @@ fn flipped_bit_in_a_pack_fails_restore_of_that_file_only() {
     fs::write(&pack_path, &bytes).expect("write pack");
 
     let target = env.root.join("out");
-    let s = restore(
-        &repo,
-        &r2.snapshot,
-        &RestoreOptions {
-            target: target.clone(),
-            ..Default::default()
-        },
-        &NoProgress,
-    )
-    .expect("restore runs");
+    let s = restore_into(&repo, &r2.snapshot, &target).expect("restore runs");
     assert_eq!(s.failed.len(), 1, "{:?}", s.failed);
     assert!(s.failed[0].0.ends_with("data/victim"));
     assert!(s.failed[0].1.contains("damaged"), "{}", s.failed[0].1);
@@ -524,16 +519,7 @@ fn deleting_the_cache_costs_only_time() {
     fs::remove_dir_all(&env.cache).expect("rm cache");
     let repo = env.open();
     let target = env.root.join("out");
-    restore(
-        &repo,
-        &r.snapshot,
-        &RestoreOptions {
-            target: target.clone(),
-            ..Default::default()
-        },
-        &NoProgress,
-    )
-    .expect("restore");
+    restore_into(&repo, &r.snapshot, &target).expect("restore");
     assert_eq!(snapshot_of(&src), snapshot_of(&target.join("data")));
     // And dedup still works from the rebuilt cache.
     let again = backup_paths(&repo, &[&src]);
@@ -617,16 +603,7 @@ fn file_equal_to_an_encoded_tree_dedups_and_restores() {
     let r = backup_paths(&repo, &[&src]);
     let r2 = backup_paths(&repo, &[&src]);
     let target = env.root.join("out");
-    let s = restore(
-        &repo,
-        &r2.snapshot,
-        &RestoreOptions {
-            target: target.clone(),
-            ..Default::default()
-        },
-        &NoProgress,
-    )
-    .expect("restore");
+    let s = restore_into(&repo, &r2.snapshot, &target).expect("restore");
     assert!(s.failed.is_empty(), "{:?}", s.failed);
     assert_eq!(
         fs::read(target.join("data/looks-like-a-tree")).expect("file"),
@@ -687,16 +664,7 @@ fn damaged_parent_tree_means_a_full_read_not_a_failed_backup() {
         "nothing reused from an unreadable parent"
     );
     let target = env.root.join("out");
-    restore(
-        &repo,
-        &second.snapshot,
-        &RestoreOptions {
-            target: target.clone(),
-            ..Default::default()
-        },
-        &NoProgress,
-    )
-    .expect("restore");
+    restore_into(&repo, &second.snapshot, &target).expect("restore");
     assert_eq!(
         fs::read(target.join("data/f")).expect("f"),
         fs::read(src.join("f")).expect("src")

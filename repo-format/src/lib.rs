@@ -73,7 +73,7 @@ pub use index::{IndexEntry, IndexFile, IndexPack};
 pub use key::{KdfParams, KeyFile};
 pub use pack::{
     BlobType, Compression, FinishedPack, PackEntry, PackWriter, SealedBlob, decode_header,
-    decode_header_plain, encode_header_plain, header_len, open_blob, seal_blob,
+    decode_header_plain, decode_pack_header, encode_header_plain, header_len, open_blob, seal_blob,
 };
 pub use snapshot::{Snapshot, SnapshotStatus, Summary};
 pub use tree::{Content, ContentBuilder, ContentList, Node, NodeKind, Timestamp, Tree};

@@ -273,6 +273,23 @@ pub fn header_len(trailer: &[u8; 4], pack_len: u64) -> Result<u32, FormatError> 
     Ok(len)
 }
 
+/// The header entries of a whole pack held in memory: reads the trailer, then opens and
+/// decodes the header it points to.
+pub fn decode_pack_header(keys: &RepoKeys, pack: &[u8]) -> Result<Vec<IndexEntry>, FormatError> {
+    let len = pack.len();
+    let trailer: [u8; PACK_TRAILER_LEN] = pack
+        .get(len.saturating_sub(PACK_TRAILER_LEN)..)
+        .and_then(|t| t.try_into().ok())
+        .ok_or_else(|| FormatError::corrupted(WHAT, format!("only {len} bytes, no trailer")))?;
+    // header_len checked that header + trailer fit in the pack, so the slice is in bounds.
+    let hl = header_len(&trailer, len as u64)? as usize;
+    decode_header(
+        keys,
+        &pack[len - PACK_TRAILER_LEN - hl..len - PACK_TRAILER_LEN],
+        len as u64,
+    )
+}
+
 /// Opens a header envelope and returns its entries with offsets; checks that the blobs exactly
 /// fill the `pack_len - 4 - header_len` bytes before the header.
 pub fn decode_header(

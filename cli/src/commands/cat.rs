@@ -75,16 +75,13 @@ pub fn run(g: &GlobalArgs, a: &CatArgs) -> Result<Outcome> {
             let id = PackId(id()?);
             let bytes = repo.get_object(FileType::Pack, &id.0)?;
             let len = bytes.len() as u64;
-            let trailer: [u8; 4] = bytes
-                .get(bytes.len().saturating_sub(4)..)
-                .and_then(|t| t.try_into().ok())
-                .ok_or_else(|| anyhow!("pack {} is too short to have a header", id.0.short()))?;
-            let hlen = repo_format::header_len(&trailer, len)
-                .context("the pack trailer is damaged")? as usize;
-            let start = bytes.len() - 4 - hlen;
-            let entries =
-                repo_format::decode_header(repo.keys(), &bytes[start..bytes.len() - 4], len)
-                    .context("the pack header is damaged")?;
+            let entries = repo_format::decode_pack_header(repo.keys(), &bytes)
+                .context("the pack header is damaged")?;
+            // The blobs fill the pack up to the header, so its length follows from the last one.
+            let blobs_end = entries
+                .last()
+                .map_or(0, |e| u64::from(e.offset) + u64::from(e.stored_len));
+            let hlen = len - 4 - blobs_end;
             print_json(
                 &json!({"id": id.0.to_hex(), "size": len, "header_len": hlen, "blobs": entries.iter().map(entry_json).collect::<Vec<_>>()}),
             )?;

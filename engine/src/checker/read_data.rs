@@ -10,10 +10,7 @@ use std::str::FromStr;
 
 use futures::StreamExt;
 use rayon::prelude::*;
-use repo_format::format::PACK_TRAILER_LEN;
-use repo_format::{
-    FormatError, IndexEntry, PackId, RepoKeys, decode_header, header_len, object_id,
-};
+use repo_format::{FormatError, IndexEntry, PackId, object_id};
 
 use super::Ctx;
 use super::report::FindingKind;
@@ -200,7 +197,7 @@ fn verify_pack(ctx: &mut Ctx, id: PackId, bytes: &[u8]) {
     let p = id.short();
     let actual = object_id(bytes);
     let name_ok = actual == id.0;
-    let entries = match read_header(ctx.repo.keys(), bytes) {
+    let entries = match repo_format::decode_pack_header(ctx.repo.keys(), bytes) {
         Ok(e) => e,
         Err(e) => {
             let message = if name_ok {
@@ -269,26 +266,6 @@ fn next_step(ctx: &Ctx, id: &PackId) -> &'static str {
     } else {
         "no index file names it, so nothing depends on it: delete it (prune will remove it too)"
     }
-}
-
-/// The header entries of a whole pack.
-fn read_header(keys: &RepoKeys, bytes: &[u8]) -> Result<Vec<IndexEntry>, FormatError> {
-    let len = bytes.len();
-    let mut trailer = [0u8; PACK_TRAILER_LEN];
-    let tail = bytes
-        .get(len.saturating_sub(PACK_TRAILER_LEN)..)
-        .filter(|t| t.len() == PACK_TRAILER_LEN)
-        .ok_or_else(|| FormatError::Corrupted {
-            what: "pack",
-            detail: format!("only {len} bytes"),
-        })?;
-    trailer.copy_from_slice(tail);
-    let hl = header_len(&trailer, len as u64)? as usize;
-    decode_header(
-        keys,
-        &bytes[len - PACK_TRAILER_LEN - hl..len - PACK_TRAILER_LEN],
-        len as u64,
-    )
 }
 
 /// Reports an error against a pack, unless the structure checks already did.
