@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 SECS=${1:-20}
 shift || true
 ALL=(fuzz_key_file fuzz_config_body fuzz_pack_header fuzz_index_body fuzz_tree
-     fuzz_content_list fuzz_snapshot_body fuzz_envelope fuzz_chunker)
+     fuzz_content_list fuzz_snapshot_body fuzz_plan fuzz_lease fuzz_envelope fuzz_chunker)
 if [ $# -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL[@]}"); fi
 
 ./seeds.sh

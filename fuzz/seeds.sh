@@ -21,6 +21,12 @@ seed fuzz_index_body index_body
 seed fuzz_tree tree
 seed fuzz_content_list content_list
 seed fuzz_snapshot_body snapshot_body
+seed fuzz_plan plan_body
+seed fuzz_plan plan
+seed fuzz_plan plan_body 00
+seed fuzz_lease lease_body
+seed fuzz_lease lease
+printf '00000000000000000042' > corpus/fuzz_lease/name-42
 seed fuzz_envelope envelope_hello
 seed fuzz_envelope index
 seed fuzz_envelope snapshot

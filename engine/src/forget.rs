@@ -2,8 +2,11 @@
 //! [`crate::retention`]) or those named by id.
 //!
 //! Forgetting deletes only snapshot files: the packs that only removed snapshots needed stay
-//! until `cairn prune` (not yet available). Everything is decided before the first deletion, and
+//! until `cairn prune` ([`crate::prune`]). Everything is decided before the first deletion, and
 //! a dry run decides the same and deletes nothing.
+//!
+//! Protected snapshots (see [`crate::protect`]) are kept by every policy, and naming one is
+//! refused: it must be unprotected first.
 
 use repo_format::{Snapshot, SnapshotId};
 
@@ -107,7 +110,8 @@ pub fn forget(
 }
 
 /// Removes the snapshots named by `specs` (full ids or unique id prefixes), unless `dry_run`.
-/// Every spec is resolved before anything is deleted; damaged snapshots can be named too.
+/// Every spec is resolved before anything is deleted; damaged snapshots can be named too. A
+/// protected snapshot is refused (nothing is deleted): unprotect it first.
 pub fn forget_ids(repo: &Repository, specs: &[String], dry_run: bool) -> Result<ForgetReport> {
     if specs.is_empty() {
         return Err(Error::new(
@@ -160,6 +164,16 @@ pub fn forget_ids(repo: &Repository, specs: &[String], dry_run: bool) -> Result<
     let mut entries = Vec::with_capacity(ids.len());
     for id in ids {
         let (snapshot, reason) = match repo.load_snapshot(&id) {
+            Ok(s) if s.protected => {
+                let hex = id.to_hex();
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "snapshot {} is protected; run `cairn unprotect {hex}` first (nothing was removed)",
+                        id.0.short()
+                    ),
+                ));
+            }
             Ok(s) => (Some(s), "named on the command line".to_string()),
             Err(e) if e.kind() == ErrorKind::Corrupt => (
                 None,

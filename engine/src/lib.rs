@@ -10,6 +10,8 @@
 //! - [`repair`]: rebuilding the index from pack headers, and snapshots without lost data;
 //! - [`retention`]: the pure retention policy, and [`forget`], which applies it or removes
 //!   named snapshots;
+//! - [`protect`]: setting and clearing a snapshot's protected flag (kept by every policy);
+//! - [`prune`]: two-phase deletion of what no snapshot needs, safe beside running backups;
 //! - [`progress`]: how long operations report progress (the engine never prints).
 //!
 //! The byte formats live in the `repo_format` crate (SPEC.md); this crate never encodes a byte
@@ -38,6 +40,8 @@ pub mod host;
 pub mod index;
 pub mod ls;
 pub mod progress;
+pub mod protect;
+pub mod prune;
 pub mod repair;
 pub mod repository;
 pub mod restorer;

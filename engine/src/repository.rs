@@ -37,6 +37,9 @@ pub struct InitOptions {
     pub hostname: String,
     /// User name recorded in the key file.
     pub username: String,
+    /// Prune's grace period in seconds (SPEC §6 tag 6); `None` keeps the default (12 h).
+    /// It must be longer than a backup may pause between its last check and its snapshot.
+    pub prune_grace_secs: Option<u64>,
 }
 
 impl Default for InitOptions {
@@ -46,6 +49,7 @@ impl Default for InitOptions {
             compression_level: None,
             hostname: crate::host::hostname(),
             username: crate::host::username(),
+            prune_grace_secs: None,
         }
     }
 }
@@ -84,6 +88,20 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
 /// The current time in Unix seconds.
 pub fn now_unix() -> i64 {
     jiff::Timestamp::now().as_second()
+}
+
+/// This machine's time, Unix nanoseconds.
+pub fn now_ns() -> i64 {
+    i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
+}
+
+/// What [`Repository::sync_index_report`] did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyncReport {
+    /// Index files loaded into the cache.
+    pub loaded: usize,
+    /// The cache was cleared and rebuilt: an index file it had loaded is gone.
+    pub rebuilt: bool,
 }
 
 /// The cache directory: `$CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
@@ -150,6 +168,9 @@ pub fn init_with_backend(
     let master = MasterKey::from_bytes(random_bytes::<72>()?);
     let keys = RepoKeys::new(repo_id, master.clone());
     let mut config = Config::new(repo_id, now_unix());
+    if let Some(grace) = opts.prune_grace_secs {
+        config.prune_grace_secs = grace;
+    }
     if let Some(level) = opts.compression_level {
         config.compression_level = level;
     }
@@ -503,6 +524,34 @@ impl Repository {
     /// has not seen, and rebuilds from scratch if one it had loaded is gone. Returns how many
     /// index files were loaded.
     pub fn sync_index(&self) -> Result<usize> {
+        Ok(self.sync_index_report()?.loaded)
+    }
+
+    /// [`sync_index`](Self::sync_index), also saying whether the cache was rebuilt because an
+    /// index file it had loaded is gone (a prune's sweep rewrote the index meanwhile).
+    ///
+    /// A listed file that is gone by the time it is read was superseded and deleted by a
+    /// prune's sweep: the listing is taken again (the file that replaces it was written first).
+    pub fn sync_index_report(&self) -> Result<SyncReport> {
+        let mut total = SyncReport::default();
+        for _ in 0..5 {
+            let (r, vanished) = self.sync_index_once()?;
+            total.loaded += r.loaded;
+            total.rebuilt |= r.rebuilt;
+            if !vanished {
+                return Ok(total);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Backend,
+            format!(
+                "index files of {} keep vanishing while they are read; is a prune deleting them? Try again",
+                self.location
+            ),
+        ))
+    }
+
+    fn sync_index_once(&self) -> Result<(SyncReport, bool)> {
         let listed: HashSet<IndexId> = self
             .list_ids(FileType::Index)?
             .into_iter()
@@ -512,7 +561,8 @@ impl Repository {
             .cache()
             .known_index_files()
             .map_err(|e| Error::cache("cannot read the index cache", e))?;
-        if !known.is_subset(&listed) {
+        let rebuilt = !known.is_subset(&listed);
+        if rebuilt {
             self.cache()
                 .clear()
                 .map_err(|e| Error::cache("cannot reset the index cache", e))?;
@@ -523,6 +573,8 @@ impl Repository {
         let keys = &self.keys;
         let cache = self.cache();
         let n = missing.len();
+        let vanished = std::sync::atomic::AtomicBool::new(false);
+        let vanished = &vanished;
         // A damaged index file must not lock the user out (`repair index` needs to open the
         // repository): it is skipped, remembered, and retried on the next open. Backend and
         // cache failures still fail the open.
@@ -538,6 +590,10 @@ impl Repository {
                     Ok(file) => Ok::<_, Error>((id, Some(file), None)),
                     Err(e) if e.kind() == ErrorKind::Corrupt => {
                         Ok((id, None, Some(crate::restorer::error_chain(&e))))
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        vanished.store(true, std::sync::atomic::Ordering::Relaxed);
+                        Ok((id, None, None))
                     }
                     Err(e) => Err(e),
                 }
@@ -557,7 +613,8 @@ impl Repository {
             .damaged_index
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = damaged;
-        Ok(n)
+        let vanished = vanished.load(std::sync::atomic::Ordering::Relaxed);
+        Ok((SyncReport { loaded: n, rebuilt }, vanished))
     }
 
     /// Index files the last [`sync_index`](Self::sync_index) could not use, with the reason.

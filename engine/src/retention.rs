@@ -45,7 +45,11 @@
 //! - **Future-dated snapshots** (time after "now", a wrong clock) are always kept, with the
 //!   reason saying so, and count toward no keep-N rule: a snapshot dated 2099 must not take the
 //!   place of real ones. Remove one explicitly with `cairn forget ID`.
-//! - Protected snapshots do not exist yet (SPEC §10 reserves tag 13 for the flag).
+//! - **Protected snapshots** (SPEC §10 tag 13, set by `cairn protect`) are always kept, with the
+//!   reason `protected` first among their reasons. Protection only prevents removal: a protected
+//!   snapshot counts toward the rules exactly as it would unprotected (a complete one fills a
+//!   keep-last slot or a keep-daily day like any other), so protecting a snapshot never changes
+//!   which *other* snapshots a policy keeps.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -333,6 +337,9 @@ pub fn apply_policy(
     for &i in &order {
         let s = &snapshots[i].1;
         let r = &mut reasons[i];
+        if s.protected {
+            r.push("protected".into());
+        }
         if future(s) {
             r.push("dated after now: a policy never removes it".into());
         }
@@ -528,6 +535,7 @@ mod tests {
                 chunker: None,
                 program: "cairn test".into(),
                 original: None,
+                protected: false,
             },
         )
     }
@@ -845,6 +853,104 @@ mod tests {
         let only_failed: Vec<_> = s[3..].to_vec();
         let now = at(2026, 1, 12, 12, 0, 0).0;
         assert_eq!(kept(&apply_policy(&only_failed, &p, now)), vec![1]);
+    }
+
+    fn protect(mut s: (SnapshotId, Snapshot)) -> (SnapshotId, Snapshot) {
+        s.1.protected = true;
+        s
+    }
+
+    #[test]
+    fn a_protected_old_snapshot_survives_keep_last_1() {
+        let mut s = daily(5);
+        s[0] = protect(s[0].clone());
+        let p = KeepPolicy {
+            last: Some(1),
+            ..KeepPolicy::default()
+        };
+        let d = apply_policy(&s, &p, now());
+        assert_eq!(kept(&d), vec![0, 4]);
+        assert_eq!(d[0].reasons, ["protected"]);
+        assert_eq!(d[4].reasons, ["keep-last"]);
+        // Even a policy that keeps nothing keeps it.
+        let none = KeepPolicy {
+            last: Some(0),
+            ..KeepPolicy::default()
+        };
+        assert_eq!(kept(&apply_policy(&s, &none, now())), vec![0]);
+    }
+
+    #[test]
+    fn protection_lists_every_other_reason_too() {
+        let mut s = daily(3);
+        s[2] = protect(s[2].clone());
+        let p = KeepPolicy {
+            last: Some(1),
+            daily: Some(1),
+            ..KeepPolicy::default()
+        };
+        let d = apply_policy(&s, &p, now());
+        assert_eq!(kept(&d), vec![2]);
+        assert_eq!(
+            d[2].reasons,
+            ["protected", "keep-last", "keep-daily 2026-11-03"]
+        );
+    }
+
+    #[test]
+    fn protection_does_not_change_which_others_are_kept() {
+        // Two per day over six days, a failed one and a future one, under several policies:
+        // protecting any one snapshot keeps it and changes nothing else.
+        let mut base = Vec::new();
+        for day in 1..=6i8 {
+            let n = u8::try_from(day).expect("u8");
+            base.push(snap(n * 2, at(2026, 5, day, 6, 0, 0)));
+            base.push(snap(n * 2 + 1, at(2026, 5, day, 18, 0, 0)));
+        }
+        base.push(failed(snap(50, at(2026, 5, 7, 1, 0, 0))));
+        base.push(snap(51, at(2099, 1, 1, 0, 0, 0)));
+        let now = at(2026, 6, 1, 0, 0, 0).0;
+        let policies = [
+            KeepPolicy {
+                last: Some(3),
+                ..KeepPolicy::default()
+            },
+            KeepPolicy {
+                daily: Some(2),
+                weekly: Some(1),
+                ..KeepPolicy::default()
+            },
+            KeepPolicy {
+                within_daily: Some(dur("3d")),
+                ..KeepPolicy::default()
+            },
+            KeepPolicy {
+                within: Some(dur("1d")),
+                monthly: Some(1),
+                ..KeepPolicy::default()
+            },
+        ];
+        for p in &policies {
+            let plain = apply_policy(&base, p, now);
+            for i in 0..base.len() {
+                let mut s = base.clone();
+                s[i] = protect(s[i].clone());
+                let d = apply_policy(&s, p, now);
+                for (j, (with, without)) in d.iter().zip(&plain).enumerate() {
+                    if j == i {
+                        assert!(with.keep, "{p:?}: protected snapshot {i} removed");
+                        assert_eq!(with.reasons[0], "protected");
+                        if without.keep {
+                            assert_eq!(with.reasons[1..], without.reasons[..], "{p:?} {i}");
+                        } else {
+                            assert_eq!(with.reasons, ["protected"], "{p:?} {i}");
+                        }
+                    } else {
+                        assert_eq!(with, without, "{p:?}: protecting {i} changed {j}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

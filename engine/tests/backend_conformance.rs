@@ -84,7 +84,17 @@ async fn local_layout_follows_the_spec() {
     let b = LocalBackend::new(&root);
     b.init_layout().await.expect("init");
     b.init_layout().await.expect("init is idempotent");
-    assert_eq!(tree(&root), ["data/", "index/", "keys/", "snapshots/"]);
+    assert_eq!(
+        tree(&root),
+        [
+            "data/",
+            "index/",
+            "keys/",
+            "leases/",
+            "plans/",
+            "snapshots/"
+        ]
+    );
 
     let pack = id_name(0xab, 1);
     b.put(FileType::Config, "ignored", payload(0, 3))
@@ -102,6 +112,12 @@ async fn local_layout_follows_the_spec() {
     b.put(FileType::Snapshot, "s1", payload(4, 3))
         .await
         .expect("snapshot");
+    b.put(FileType::Plan, "p1", payload(5, 3))
+        .await
+        .expect("plan");
+    b.put(FileType::Lease, "00000000000000000001", payload(6, 3))
+        .await
+        .expect("lease");
     // No temp files are left behind.
     assert_eq!(
         tree(&root),
@@ -114,6 +130,10 @@ async fn local_layout_follows_the_spec() {
             "index/i1".into(),
             "keys/".into(),
             "keys/k1".into(),
+            "leases/".into(),
+            "leases/00000000000000000001".into(),
+            "plans/".into(),
+            "plans/p1".into(),
             "snapshots/".into(),
             "snapshots/s1".into(),
         ]
@@ -198,14 +218,16 @@ async fn local_leftover_temp_files_are_not_listed() {
         sorted_list(&b, FileType::Pack).await,
         vec![ObjectInfo {
             name: pack,
-            size: 10
+            size: 10,
+            modified: None,
         }]
     );
     assert_eq!(
         sorted_list(&b, FileType::Key).await,
         vec![ObjectInfo {
             name: "k1".into(),
-            size: 10
+            size: 10,
+            modified: None,
         }]
     );
     assert!(b.list(FileType::Index).await.expect("list").is_empty());

@@ -1,5 +1,5 @@
 //! `forget` on a real repository: policies per group, dry runs, failed and damaged snapshots,
-//! and snapshots named by id.
+//! snapshots named by id, and protected snapshots (`protect` / `unprotect`).
 
 mod common;
 
@@ -10,6 +10,7 @@ use engine::ErrorKind;
 use engine::archiver::{BackupOptions, Source, backup};
 use engine::forget::{forget, forget_ids};
 use engine::progress::NoProgress;
+use engine::protect::{ProtectChange, set_protected};
 use engine::repository::Repository;
 use engine::retention::{GroupBy, KeepPolicy};
 use repo_format::{SnapshotId, SnapshotStatus};
@@ -181,4 +182,134 @@ fn forget_by_id_and_prefix_including_a_damaged_snapshot() {
     assert!(r.groups[0].entries[0].snapshot.is_none());
     assert!(!file.exists());
     assert!(ids(&repo).is_empty());
+}
+
+#[test]
+fn protect_rewrites_the_snapshot_and_forget_keeps_it() {
+    let env = env();
+    let repo = env.open();
+    let mut rng = Rng(11);
+    let s: Vec<SnapshotId> = (0..3)
+        .map(|d| stream_backup(&repo, "a", START + d * DAY, &mut rng))
+        .collect();
+    let before = repo.load_snapshot(&s[0]).expect("load");
+    assert!(!before.protected);
+
+    let changes = set_protected(&repo, &[s[0].to_hex()[..12].to_string()], true).expect("protect");
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].old, s[0]);
+    let p = changes[0].new.expect("a new snapshot");
+    assert_ne!(p, s[0]);
+    let mut want = vec![p, s[1], s[2]];
+    want.sort();
+    assert_eq!(
+        ids(&repo),
+        want,
+        "the old object is gone, the new one is there"
+    );
+    let after = repo.load_snapshot(&p).expect("load protected");
+    assert!(after.protected);
+    let mut same = after.clone();
+    same.protected = false;
+    assert_eq!(same, before, "only the flag changed");
+
+    // Already protected: left alone (and a snapshot named twice counts once).
+    let again = set_protected(&repo, &[p.to_hex(), p.to_hex()[..10].to_string()], true)
+        .expect("protect again");
+    assert_eq!(again, vec![ProtectChange { old: p, new: None }]);
+    assert_eq!(ids(&repo), want);
+
+    // A policy that keeps nothing keeps the protected snapshot, and says why.
+    let keep_none = KeepPolicy {
+        last: Some(0),
+        ..KeepPolicy::default()
+    };
+    let r = forget(
+        &repo,
+        &keep_none,
+        GroupBy::default(),
+        false,
+        START + 10 * DAY,
+    )
+    .expect("forget");
+    assert_eq!((r.kept(), r.removed()), (1, 2));
+    let kept = r.groups[0]
+        .entries
+        .iter()
+        .find(|e| e.decision.keep)
+        .expect("a kept entry");
+    assert_eq!(kept.id, p);
+    assert_eq!(kept.decision.reasons, ["protected"]);
+    assert_eq!(ids(&repo), vec![p]);
+
+    // Naming it is refused, also in a dry run, and nothing is removed.
+    for dry_run in [true, false] {
+        let e = forget_ids(&repo, &[p.to_hex()], dry_run).expect_err("protected");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("is protected")
+                && msg.contains(&format!("cairn unprotect {}", p.to_hex())),
+            "{msg}"
+        );
+    }
+    assert_eq!(ids(&repo), vec![p]);
+
+    // Unprotected, it is an ordinary snapshot again.
+    let changes = set_protected(&repo, &["latest".to_string()], false).expect("unprotect");
+    assert_eq!(changes[0].old, p);
+    let u = changes[0].new.expect("a new snapshot");
+    assert!(!repo.load_snapshot(&u).expect("load").protected);
+    assert_eq!(ids(&repo), vec![u]);
+    let r = forget_ids(&repo, &[u.to_hex()], false).expect("forget unprotected");
+    assert_eq!(r.removed(), 1);
+    assert!(ids(&repo).is_empty());
+}
+
+#[test]
+fn protect_resolves_every_name_before_changing_anything() {
+    let env = env();
+    let repo = env.open();
+    let mut rng = Rng(12);
+    let s: Vec<SnapshotId> = (0..2)
+        .map(|d| stream_backup(&repo, "a", START + d * DAY, &mut rng))
+        .collect();
+    let missing = if s.iter().any(|i| i.to_hex().starts_with("0000")) {
+        "ffff"
+    } else {
+        "0000"
+    };
+    let e = set_protected(&repo, &[s[0].to_hex(), missing.into()], true).expect_err("no match");
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let e = set_protected(&repo, &["zz".into()], true).expect_err("not hex");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let e = set_protected(&repo, &[], true).expect_err("nothing named");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let mut want = s.clone();
+    want.sort();
+    assert_eq!(ids(&repo), want);
+    assert!(
+        repo.list_snapshots()
+            .expect("list")
+            .iter()
+            .all(|(_, s)| !s.protected)
+    );
+
+    // Both at once: each gets its own new snapshot, in the order named.
+    let changes = set_protected(&repo, &[s[1].to_hex(), s[0].to_hex()], true).expect("protect");
+    assert_eq!(
+        changes.iter().map(|c| c.old).collect::<Vec<_>>(),
+        vec![s[1], s[0]]
+    );
+    let mut news: Vec<SnapshotId> = changes.iter().map(|c| c.new.expect("new")).collect();
+    news.sort();
+    assert_eq!(ids(&repo), news);
+    // The data is untouched: the protected snapshots still pass a check.
+    let report = engine::checker::check(
+        &repo,
+        &engine::checker::CheckOptions::default(),
+        &NoProgress,
+    )
+    .expect("check");
+    assert!(report.is_clean(), "{:?}", report.errors);
 }

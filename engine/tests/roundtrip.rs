@@ -712,8 +712,8 @@ fn init_probes_create_only_writes() {
         async fn delete(&self, t: FileType, name: &str) -> Result<(), BackendError> {
             self.0.delete(t, name).await
         }
-        async fn exists(&self, t: FileType, name: &str) -> Result<Option<u64>, BackendError> {
-            self.0.exists(t, name).await
+        async fn stat(&self, t: FileType, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
+            self.0.stat(t, name).await
         }
     }
 

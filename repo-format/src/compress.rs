@@ -19,6 +19,26 @@ pub fn compress(level: i32, data: &[u8]) -> Option<Vec<u8>> {
     (out.len() < data.len()).then_some(out)
 }
 
+/// The plaintext of an index file, snapshot or plan: a compression byte (`Compression`, SPEC
+/// §8) followed by `body`, zstd-compressed at `level` when that makes it smaller, else raw.
+pub fn tagged_body(level: i32, body: &[u8]) -> Vec<u8> {
+    use crate::pack::Compression;
+    match compress(level, body) {
+        Some(c) => {
+            let mut out = Vec::with_capacity(1 + c.len());
+            out.push(Compression::Zstd as u8);
+            out.extend_from_slice(&c);
+            out
+        }
+        None => {
+            let mut out = Vec::with_capacity(1 + body.len());
+            out.push(Compression::Raw as u8);
+            out.extend_from_slice(body);
+            out
+        }
+    }
+}
+
 /// Fails unless `data` is exactly one zstd frame.
 fn check_single_frame(data: &[u8], what: &'static str) -> Result<(), FormatError> {
     match zstd::zstd_safe::find_frame_compressed_size(data) {

@@ -3,10 +3,11 @@
 //! ```text
 //! "CAIRNCFG" | format version u8 | repo_id[32] | envelope(AAD(config, repo_id, zeros), body)
 //! body (TLV, §11): 1 created i64 | 2 compression_level i32 | 3 data_pack_size u32
-//!                  | 4 tree_pack_size u32 | 5 chunker_profiles
+//!                  | 4 tree_pack_size u32 | 5 chunker_profiles | 6 prune_grace u64 (optional)
 //! ```
 //!
-//! All five tags are required. The plain header answers "is this a cairn repository, and which"
+//! Tags 1-5 are required; an absent tag 6 means the default grace period of 12 h (writers always
+//! write it). The plain header answers "is this a cairn repository, and which"
 //! before any password is asked for ([`Config::peek_repo_id`]).
 
 use crate::chunker::ChunkerParams;
@@ -14,8 +15,9 @@ use crate::crypto::{ObjectType, RepoKeys};
 use crate::error::FormatError;
 use crate::format::{
     CONFIG_HEADER_LEN, CONFIG_MAGIC, DATA_PACK_SIZE_MIN, DEFAULT_COMPRESSION_LEVEL,
-    DEFAULT_DATA_PACK_SIZE, DEFAULT_TREE_PACK_SIZE, FORMAT_VERSION, MAX_COMPRESSION_LEVEL,
-    MAX_PROFILES, PACK_SIZE_MAX, TREE_PACK_SIZE_MIN,
+    DEFAULT_DATA_PACK_SIZE, DEFAULT_PRUNE_GRACE_SECS, DEFAULT_TREE_PACK_SIZE, FORMAT_VERSION,
+    MAX_COMPRESSION_LEVEL, MAX_PROFILES, PACK_SIZE_MAX, PRUNE_GRACE_MAX, PRUNE_GRACE_MIN,
+    TREE_PACK_SIZE_MIN,
 };
 use crate::id::Id;
 use crate::tlv::{TlvReader, TlvWriter, expect_len, unknown_tag};
@@ -28,6 +30,7 @@ const TAG_COMPRESSION: u16 = 2;
 const TAG_DATA_PACK_SIZE: u16 = 3;
 const TAG_TREE_PACK_SIZE: u16 = 4;
 const TAG_PROFILES: u16 = 5;
+const TAG_PRUNE_GRACE: u16 = 6;
 
 /// A named set of chunker limits (SPEC §6).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,11 +118,15 @@ pub struct Config {
     pub tree_pack_size: u32,
     /// Chunker profiles: 1 to 16, unique names.
     pub profiles: Vec<ChunkerProfile>,
+    /// Prune's grace period, seconds, 1..=2 592 000 (30 days): prune deletes a pack only in a
+    /// run that starts at least this long (on the storage's clock) after the plan that marked
+    /// it was written (SPEC §6, §17). Default 43 200 (12 h), also when the config has no tag 6.
+    pub prune_grace_secs: u64,
 }
 
 impl Config {
     /// The defaults `init` writes: level 3, 16 MiB data packs, 4 MiB tree packs, profiles
-    /// `file` and `stream`.
+    /// `file` and `stream`, a prune grace period of 12 h.
     pub fn new(repo_id: Id, created: i64) -> Config {
         Config {
             repo_id,
@@ -128,6 +135,7 @@ impl Config {
             data_pack_size: DEFAULT_DATA_PACK_SIZE,
             tree_pack_size: DEFAULT_TREE_PACK_SIZE,
             profiles: vec![ChunkerProfile::file(), ChunkerProfile::stream()],
+            prune_grace_secs: DEFAULT_PRUNE_GRACE_SECS,
         }
     }
 
@@ -164,6 +172,13 @@ impl Config {
                 WHAT,
                 "chunker profile count",
                 self.profiles.len(),
+            ));
+        }
+        if !(PRUNE_GRACE_MIN..=PRUNE_GRACE_MAX).contains(&self.prune_grace_secs) {
+            return Err(FormatError::bounds(
+                WHAT,
+                "prune_grace",
+                self.prune_grace_secs,
             ));
         }
         for (i, p) in self.profiles.iter().enumerate() {
@@ -253,6 +268,7 @@ impl Config {
             p.encode_into(WHAT, &mut profiles)?;
         }
         w.field(TAG_PROFILES, &profiles)?;
+        w.field(TAG_PRUNE_GRACE, &self.prune_grace_secs.to_le_bytes())?;
         Ok(w.finish())
     }
 
@@ -260,6 +276,7 @@ impl Config {
     pub fn decode_body(repo_id: Id, body: &[u8]) -> Result<Config, FormatError> {
         let (mut created, mut level, mut data, mut tree, mut profiles) =
             (None, None, None, None, None);
+        let mut prune_grace_secs = DEFAULT_PRUNE_GRACE_SECS;
         let mut tlv = TlvReader::new(body, WHAT);
         while let Some((tag, v)) = tlv.next_field()? {
             let mut r = Reader::new(v, WHAT);
@@ -289,6 +306,10 @@ impl Config {
                     r.finish()?;
                     profiles = Some(list);
                 }
+                TAG_PRUNE_GRACE => {
+                    expect_len(WHAT, tag, v, 8)?;
+                    prune_grace_secs = r.u64()?;
+                }
                 _ => unknown_tag(WHAT, tag)?,
             }
         }
@@ -301,6 +322,7 @@ impl Config {
             data_pack_size: data.ok_or_else(|| missing(TAG_DATA_PACK_SIZE))?,
             tree_pack_size: tree.ok_or_else(|| missing(TAG_TREE_PACK_SIZE))?,
             profiles: profiles.ok_or_else(|| missing(TAG_PROFILES))?,
+            prune_grace_secs,
         };
         config.validate()?;
         Ok(config)
@@ -366,10 +388,10 @@ mod tests {
         opt.extend_from_slice(&[0x00, 0x80, 1, 0, 0, 0, 9]);
         assert_eq!(Config::decode_body(Id::ZERO, &opt).unwrap(), c);
         let mut crit = body.clone();
-        crit.extend_from_slice(&[0x06, 0x00, 0, 0, 0, 0]);
+        crit.extend_from_slice(&[0x07, 0x00, 0, 0, 0, 0]);
         assert_eq!(
             Config::decode_body(Id::ZERO, &crit),
-            Err(FormatError::UnknownCriticalTag { what: WHAT, tag: 6 })
+            Err(FormatError::UnknownCriticalTag { what: WHAT, tag: 7 })
         );
         // Missing tag.
         assert!(Config::decode_body(Id::ZERO, &body[..14]).is_err());
@@ -396,6 +418,14 @@ mod tests {
                 ..c.clone()
             },
             Config {
+                prune_grace_secs: 0,
+                ..c.clone()
+            },
+            Config {
+                prune_grace_secs: PRUNE_GRACE_MAX + 1,
+                ..c.clone()
+            },
+            Config {
                 profiles: vec![ChunkerProfile::file(), ChunkerProfile::file()],
                 ..c.clone()
             },
@@ -413,6 +443,44 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn prune_grace_is_optional_and_bounded() {
+        let c = Config::new(Id::ZERO, 5);
+        assert_eq!(c.prune_grace_secs, 43_200);
+        let body = c.encode_body();
+        // Tag 6 is the last field: tag u16 6, len u32 8, value u64.
+        let field = body.len() - (6 + 8);
+        assert_eq!(body[field..field + 6], [6, 0, 8, 0, 0, 0]);
+        // Absent: the default.
+        let old = Config::decode_body(Id::ZERO, &body[..field]).unwrap();
+        assert_eq!(old.prune_grace_secs, DEFAULT_PRUNE_GRACE_SECS);
+        assert_eq!(old, c);
+        let with = |v: u64| {
+            let mut b = body.clone();
+            b[field + 6..].copy_from_slice(&v.to_le_bytes());
+            Config::decode_body(Id::ZERO, &b)
+        };
+        assert_eq!(with(1).unwrap().prune_grace_secs, 1);
+        assert_eq!(with(2_592_000).unwrap().prune_grace_secs, 2_592_000);
+        for bad in [0, 2_592_001, u64::MAX] {
+            assert_eq!(
+                with(bad),
+                Err(FormatError::OutOfBounds {
+                    what: WHAT,
+                    field: "prune_grace",
+                    value: bad
+                })
+            );
+        }
+        // Wrong length.
+        let mut short = body[..field].to_vec();
+        short.extend_from_slice(&[6, 0, 4, 0, 0, 0, 1, 0, 0, 0]);
+        assert!(matches!(
+            Config::decode_body(Id::ZERO, &short),
+            Err(FormatError::Corrupted { .. })
+        ));
     }
 
     fn arb_profile() -> impl Strategy<Value = ChunkerProfile> {
@@ -440,9 +508,18 @@ mod tests {
             DATA_PACK_SIZE_MIN..=PACK_SIZE_MAX,
             TREE_PACK_SIZE_MIN..=PACK_SIZE_MAX,
             proptest::collection::vec(arb_profile(), 1..16),
+            PRUNE_GRACE_MIN..=PRUNE_GRACE_MAX,
         )
             .prop_map(
-                |(id, created, compression_level, data_pack_size, tree_pack_size, mut profiles)| {
+                |(
+                    id,
+                    created,
+                    compression_level,
+                    data_pack_size,
+                    tree_pack_size,
+                    mut profiles,
+                    prune_grace_secs,
+                )| {
                     let mut seen = std::collections::HashSet::new();
                     profiles.retain(|p| seen.insert(p.name.clone()));
                     Config {
@@ -452,6 +529,7 @@ mod tests {
                         data_pack_size,
                         tree_pack_size,
                         profiles,
+                        prune_grace_secs,
                     }
                 },
             )

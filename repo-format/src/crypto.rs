@@ -111,9 +111,10 @@ pub enum ObjectType {
     Index = 6,
     /// A snapshot.
     Snapshot = 7,
-    /// A prune plan (reserved).
+    /// A prune plan (SPEC §17).
     Plan = 8,
-    /// A prune lease (reserved).
+    /// A prune lease (SPEC §17); its AAD id is the lease number, see
+    /// [`lease_aad_id`](crate::lease::lease_aad_id).
     Lease = 9,
 }
 
@@ -241,7 +242,7 @@ impl RepoKeys {
         ))
     }
 
-    /// Seals a whole object (config body, pack header, index, snapshot) under
+    /// Seals a whole object (config body, pack header, index, snapshot, plan) under
     /// `AAD(t, repo_id, zeros)`.
     pub fn seal_object(&self, t: ObjectType, nonce_salt: [u8; 16], plaintext: &[u8]) -> Vec<u8> {
         seal(

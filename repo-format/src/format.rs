@@ -77,6 +77,12 @@ pub const DEFAULT_DATA_PACK_SIZE: u32 = 16 << 20;
 pub const DEFAULT_TREE_PACK_SIZE: u32 = 4 << 20;
 /// Most chunker profiles in a config (SPEC §6).
 pub const MAX_PROFILES: usize = 16;
+/// Prune grace period when the config has no tag 6 (SPEC §6): 43 200 s = 12 h.
+pub const DEFAULT_PRUNE_GRACE_SECS: u64 = 12 * 3600;
+/// Shortest prune grace period (SPEC §6): 1 s.
+pub const PRUNE_GRACE_MIN: u64 = 1;
+/// Longest prune grace period (SPEC §6): 2 592 000 s = 30 days.
+pub const PRUNE_GRACE_MAX: u64 = 30 * 24 * 3600;
 
 // ---- chunker bounds (SPEC §6, FastCDC 2020's) ----
 
@@ -160,6 +166,10 @@ pub const MAX_SNAPSHOT_BODY: usize = 16 << 20;
 pub const SNAPSHOT_COMPRESSION_LEVEL: i32 = 3;
 /// Longest snapshot tag: its u16 length field.
 pub const MAX_TAG_LEN: usize = u16::MAX as usize;
+/// Snapshot `flags` (SPEC §10, tag 13) bit 0: protected, never removed by a retention policy.
+pub const SNAPSHOT_FLAG_PROTECTED: u64 = 1;
+/// Every snapshot flag bit this version defines; any other bit set is a decoding error.
+pub const SNAPSHOT_FLAGS_KNOWN: u64 = SNAPSHOT_FLAG_PROTECTED;
 
 // ---- §11 TLV ----
 
@@ -167,6 +177,24 @@ pub const MAX_TAG_LEN: usize = u16::MAX as usize;
 pub const TLV_HEADER_LEN: usize = 2 + 4;
 /// Tags from here on are optional; tags below are critical (SPEC §11).
 pub const TLV_OPTIONAL_MIN: u16 = 0x8000;
+
+// ---- §17 prune plans and leases ----
+
+/// Prune plan body version (SPEC §17).
+pub const PLAN_VERSION: u8 = 1;
+/// Largest decompressed plan body (SPEC §17): 256 MiB (about 8 million pack ids).
+pub const MAX_PLAN_BODY: usize = 256 << 20;
+/// zstd level for plan bodies (they have no config-given level of their own).
+pub const PLAN_COMPRESSION_LEVEL: i32 = 3;
+/// Prune lease plaintext version (SPEC §17).
+pub const LEASE_VERSION: u8 = 1;
+/// Largest lease plaintext (SPEC §17): 64 KiB.
+pub const MAX_LEASE_BODY: usize = 64 << 10;
+/// A lease's object name: its number as exactly this many decimal digits, zero-padded (u64::MAX
+/// has 20 digits), so that names sort by number.
+pub const LEASE_NAME_LEN: usize = 20;
+/// Length of a lease's `holder` token (SPEC §17, tag 2).
+pub const LEASE_HOLDER_LEN: usize = 16;
 
 #[cfg(test)]
 mod tests {
@@ -182,6 +210,9 @@ mod tests {
         assert_eq!(INDEX_ENTRY_LEN, 46);
         assert_eq!(MIN_NODE_LEN, 72);
         assert_eq!(MAX_PACK_ENTRIES, 399_457);
+        assert_eq!(DEFAULT_PRUNE_GRACE_SECS, 43_200);
+        assert_eq!(PRUNE_GRACE_MAX, 2_592_000);
+        assert_eq!(u64::MAX.to_string().len(), LEASE_NAME_LEN);
         assert_eq!(CHUNK_MIN_MIN, fastcdc::v2020::MINIMUM_MIN);
         assert_eq!(CHUNK_MIN_MAX, fastcdc::v2020::MINIMUM_MAX);
         assert_eq!(CHUNK_AVG_MIN, fastcdc::v2020::AVERAGE_MIN);

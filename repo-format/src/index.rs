@@ -11,7 +11,7 @@
 //! ascending by offset and not overlapping. [`IndexFile::encode`] canonicalizes a copy;
 //! [`IndexFile::decode_body`] rejects anything else, so one set of entries has one encoding.
 
-use crate::compress::{compress, decompress_bounded};
+use crate::compress::{decompress_bounded, tagged_body};
 use crate::crypto::{ObjectType, RepoKeys};
 use crate::error::FormatError;
 use crate::format::{INDEX_ENTRY_LEN, INDEX_PACK_MIN_LEN, INDEX_VERSION, MAX_INDEX_BODY};
@@ -157,19 +157,7 @@ impl IndexFile {
         nonce_salt: [u8; 16],
     ) -> Result<Vec<u8>, FormatError> {
         let body = self.encode_body()?;
-        let mut plain = Vec::new();
-        match compress(level, &body) {
-            Some(c) => {
-                plain.reserve_exact(1 + c.len());
-                plain.put_u8(Compression::Zstd as u8);
-                plain.put_bytes(&c);
-            }
-            None => {
-                plain.reserve_exact(1 + body.len());
-                plain.put_u8(Compression::Raw as u8);
-                plain.put_bytes(&body);
-            }
-        }
+        let plain = tagged_body(level, &body);
         Ok(keys.seal_object(ObjectType::Index, nonce_salt, &plain))
     }
 

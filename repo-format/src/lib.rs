@@ -15,6 +15,8 @@
 //! | [`index`] | §8 | [`IndexFile`], [`IndexEntry`] |
 //! | [`tree`] | §9 | [`Tree`], [`Node`], [`ContentList`], [`ContentBuilder`] |
 //! | [`snapshot`] | §10 | [`Snapshot`], [`Summary`] |
+//! | [`plan`] | §17 | [`Plan`] |
+//! | [`lease`] | §17 | [`Lease`], [`LeaseState`], [`lease_name`], [`parse_lease_name`] |
 //! | [`format`] | all | every magic number, version and limit |
 //!
 //! Decoders take `&[u8]` and return `Result<_, FormatError>`. They never panic and never
@@ -57,7 +59,9 @@ pub mod format;
 pub mod id;
 pub mod index;
 pub mod key;
+pub mod lease;
 pub mod pack;
+pub mod plan;
 pub mod snapshot;
 mod tlv;
 pub mod tree;
@@ -71,9 +75,11 @@ pub use error::FormatError;
 pub use id::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId, object_id};
 pub use index::{IndexEntry, IndexFile, IndexPack};
 pub use key::{KdfParams, KeyFile};
+pub use lease::{Lease, LeaseState, lease_aad_id, lease_name, parse_lease_name};
 pub use pack::{
     BlobType, Compression, FinishedPack, PackEntry, PackWriter, SealedBlob, decode_header,
     decode_header_plain, decode_pack_header, encode_header_plain, header_len, open_blob, seal_blob,
 };
+pub use plan::Plan;
 pub use snapshot::{Snapshot, SnapshotStatus, Summary};
 pub use tree::{Content, ContentBuilder, ContentList, Node, NodeKind, Timestamp, Tree};

@@ -7,16 +7,21 @@
 //!   4 hostname                        5 username         6 tags: u32 count, u16 len + UTF-8 each
 //!   7 parent id (optional)            8 summary (optional, 13 × 8 bytes)
 //!   9 status u8 (written only when failed)   10 chunker profile (optional)   11 program
+//!   12 original id (optional)         13 flags u64: bit 0 protected (written only when non-zero)
 //! ```
 //!
 //! Tags 1 and 2 are required; an absent 3–6 or 11 means empty, an absent 7, 8 or 10 means none,
-//! an absent 9 means complete.
+//! an absent 9 means complete, an absent 12 means not a repair, an absent 13 means no flags. A
+//! flag bit this version does not define is a decoding error (tag 13 is critical).
 
-use crate::compress::{compress, decompress_bounded};
+use crate::compress::{decompress_bounded, tagged_body};
 use crate::config::ChunkerProfile;
 use crate::crypto::{ObjectType, RepoKeys};
 use crate::error::FormatError;
-use crate::format::{MAX_SNAPSHOT_BODY, MAX_TAG_LEN, SNAPSHOT_COMPRESSION_LEVEL, SNAPSHOT_VERSION};
+use crate::format::{
+    MAX_SNAPSHOT_BODY, MAX_TAG_LEN, SNAPSHOT_COMPRESSION_LEVEL, SNAPSHOT_FLAG_PROTECTED,
+    SNAPSHOT_FLAGS_KNOWN, SNAPSHOT_VERSION,
+};
 use crate::id::{BlobId, SnapshotId};
 use crate::pack::Compression;
 use crate::tlv::{TlvReader, TlvWriter, expect_len, unknown_tag};
@@ -36,6 +41,7 @@ const TAG_STATUS: u16 = 9;
 const TAG_CHUNKER: u16 = 10;
 const TAG_PROGRAM: u16 = 11;
 const TAG_ORIGINAL: u16 = 12;
+const TAG_FLAGS: u16 = 13;
 
 /// What a backup did (SPEC §10, tag 8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -139,6 +145,8 @@ pub struct Snapshot {
     pub program: String,
     /// For a snapshot written by `repair snapshots`: the snapshot it replaces.
     pub original: Option<SnapshotId>,
+    /// Never removed by a retention policy (flags bit 0, tag 13).
+    pub protected: bool,
 }
 
 fn utf8(what: &'static str, field: &str, b: &[u8]) -> Result<String, FormatError> {
@@ -150,10 +158,7 @@ impl Snapshot {
     /// The sealed snapshot (body zstd-compressed when that makes it smaller).
     pub fn encode(&self, keys: &RepoKeys, nonce_salt: [u8; 16]) -> Result<Vec<u8>, FormatError> {
         let body = self.encode_body()?;
-        let plain = match compress(SNAPSHOT_COMPRESSION_LEVEL, &body) {
-            Some(c) => [&[Compression::Zstd as u8][..], &c].concat(),
-            None => [&[Compression::Raw as u8][..], &body].concat(),
-        };
+        let plain = tagged_body(SNAPSHOT_COMPRESSION_LEVEL, &body);
         Ok(keys.seal_object(ObjectType::Snapshot, nonce_salt, &plain))
     }
 
@@ -220,6 +225,14 @@ impl Snapshot {
         if let Some(original) = &self.original {
             w.field(TAG_ORIGINAL, &original.0.0)?;
         }
+        let flags = if self.protected {
+            SNAPSHOT_FLAG_PROTECTED
+        } else {
+            0
+        };
+        if flags != 0 {
+            w.field(TAG_FLAGS, &flags.to_le_bytes())?;
+        }
         Ok(w.finish())
     }
 
@@ -249,6 +262,7 @@ impl Snapshot {
             chunker: None,
             program: String::new(),
             original: None,
+            protected: false,
         };
         let mut tlv = TlvReader::new(r.rest(), WHAT);
         while let Some((tag, v)) = tlv.next_field()? {
@@ -321,6 +335,20 @@ impl Snapshot {
                 TAG_ORIGINAL => {
                     expect_len(WHAT, tag, v, 32)?;
                     s.original = Some(SnapshotId(r.id()?));
+                }
+                TAG_FLAGS => {
+                    expect_len(WHAT, tag, v, 8)?;
+                    let flags = r.u64()?;
+                    if flags & !SNAPSHOT_FLAGS_KNOWN != 0 {
+                        return Err(FormatError::corrupted(
+                            WHAT,
+                            format!(
+                                "unknown flag bits {:#x}; written by a newer cairn?",
+                                flags & !SNAPSHOT_FLAGS_KNOWN
+                            ),
+                        ));
+                    }
+                    s.protected = flags & SNAPSHOT_FLAG_PROTECTED != 0;
                 }
                 _ => unknown_tag(WHAT, tag)?,
             }

@@ -138,6 +138,7 @@ fn snapshot() -> Snapshot {
         chunker: Some(ChunkerProfile::file()),
         program: "cairn 0.1.0".into(),
         original: None,
+        protected: false,
     }
 }
 
@@ -165,6 +166,34 @@ fn index() -> IndexFile {
             id: p.id,
             entries: p.entries,
         }],
+    }
+}
+
+/// A plan deleting the golden pack, written under lease 1, naming the golden index file.
+fn plan() -> Plan {
+    let k = keys();
+    let mut packs = vec![pack().id, PackId(object_id(b"another pack"))];
+    packs.sort();
+    Plan {
+        created_ns: CREATED * 1_000_000_000,
+        lease: 1,
+        packs,
+        hostname: "host".into(),
+        index_files: vec![IndexId(object_id(
+            &index().encode(&k, 3, NONCE_SALT).unwrap(),
+        ))],
+    }
+}
+
+fn lease() -> Lease {
+    Lease {
+        number: 1,
+        holder: [0x66; 16],
+        state: LeaseState::Held,
+        created_ns: CREATED * 1_000_000_000,
+        ttl_secs: 3600,
+        hostname: "host".into(),
+        pid: 4242,
     }
 }
 
@@ -286,6 +315,7 @@ fn config() {
     assert_eq!(Config::peek_repo_id(&bytes).unwrap(), REPO_ID);
     let back = Config::decode(&bytes, &keys()).unwrap();
     assert_eq!(back.created, CREATED);
+    assert_eq!(back.prune_grace_secs, 43_200);
     assert_eq!(back.compression_level, 3);
     assert_eq!(
         (back.data_pack_size, back.tree_pack_size),
@@ -398,6 +428,41 @@ fn snapshot_vector() {
     );
     assert_eq!(back.chunker.unwrap().name, "file");
     assert_eq!(back.status, SnapshotStatus::Complete);
+}
+
+#[test]
+fn plan_vector() {
+    let p = plan();
+    let body = golden("plan_body", &p.encode_body().unwrap());
+    assert_eq!(Plan::decode_body(&body).unwrap(), p);
+    let bytes = golden("plan", &p.encode(&keys(), NONCE_SALT).unwrap());
+    let back = Plan::decode(&keys(), &bytes).unwrap();
+    assert_eq!(back.created_ns, 1_700_000_000_000_000_000);
+    assert_eq!(back.lease, 1);
+    assert!(
+        back.packs
+            .contains(&PackId(object_id(&read_golden("pack"))))
+    );
+    assert_eq!(
+        back.index_files,
+        vec![IndexId(object_id(&read_golden("index")))]
+    );
+    assert_eq!(back.hostname, "host");
+}
+
+#[test]
+fn lease_vector() {
+    let l = lease();
+    assert_eq!(lease_name(1), "00000000000000000001");
+    let body = golden("lease_body", &l.encode_body().unwrap());
+    assert_eq!(Lease::decode_body(&body).unwrap(), l);
+    let bytes = golden("lease", &l.encode(&keys(), NONCE_SALT).unwrap());
+    let back = Lease::decode(&keys(), &bytes, 1).unwrap();
+    assert_eq!(back, l);
+    assert!(matches!(
+        Lease::decode(&keys(), &bytes, 2),
+        Err(FormatError::AuthenticationFailed { .. })
+    ));
 }
 
 #[test]

@@ -158,5 +158,8 @@ pub fn content_known(
             return Ok(false);
         }
     }
+    if let Content::Indirect(lists) = content {
+        saver.note_indirect(lists);
+    }
     Ok(true)
 }

@@ -5,6 +5,9 @@
 //! file, and only then is the snapshot written (SPEC §12), so a crash at any point leaves no
 //! snapshot that names missing data.
 //!
+//! Before and after writing the snapshot, a backup checks the prune plans (SPEC §18, rules
+//! B1-B3, in [`crate::prune::guard`]), so it never relies on a pack a concurrent prune deletes.
+//!
 //! Directory backups pick a parent snapshot (the newest of the same host and paths) and reuse
 //! the contents of files whose size, mtime, ctime and inode are unchanged.
 
@@ -12,21 +15,24 @@ pub mod content;
 pub mod saver;
 pub mod walk;
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use repo_format::{
-    Chunker, ChunkerProfile, Node, NodeKind, Snapshot, SnapshotId, SnapshotStatus, Summary,
+    Chunker, ChunkerProfile, Node, NodeKind, PackId, Snapshot, SnapshotId, SnapshotStatus, Summary,
     Timestamp, Tree,
 };
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
+use crate::prune::guard::{PlanGuard, PreCheck};
+use crate::prune::repack::copy_packs;
 use crate::repository::Repository;
 use content::{ContentError, save_content};
-use saver::BlobSaver;
+use saver::{BlobSaver, SaverTotals};
 use walk::{WalkCounts, Walker};
 
 /// What to back up.
@@ -86,6 +92,23 @@ pub struct BackupOptions {
     pub chunker_profile: Option<String>,
     /// Compression/encryption threads (default: the number of cores).
     pub workers: Option<usize>,
+    /// Called after the check of the prune plans and before the snapshot is written (tests use
+    /// it to stage races with prune).
+    pub before_snapshot: Option<Hook>,
+    /// Skip the prune-plan checks (SPEC §18 rules B1-B3). Only for tests that show what the
+    /// checks prevent: a backup without them can lose data to a concurrent prune.
+    #[doc(hidden)]
+    pub unsafe_skip_plan_check: bool,
+}
+
+/// A callback run at a fixed point of an operation.
+#[derive(Clone)]
+pub struct Hook(pub std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 impl BackupOptions {
@@ -100,6 +123,8 @@ impl BackupOptions {
             time_ns: None,
             chunker_profile: None,
             workers: None,
+            before_snapshot: None,
+            unsafe_skip_plan_check: false,
         }
     }
 }
@@ -191,8 +216,17 @@ pub fn backup(
         progress.warning(&w.path, &w.message);
     }
     let mut counts = WalkCounts::default();
-    let (tree, totals) = std::thread::scope(|scope| -> Result<_> {
-        let saver = BlobSaver::start(scope, repo, workers);
+    let guard = if opts.unsafe_skip_plan_check {
+        None
+    } else {
+        Some(PlanGuard::start(repo)?)
+    };
+    let avoid = guard
+        .as_ref()
+        .map(|g| g.marked().clone())
+        .unwrap_or_default();
+    let (tree, mut totals) = std::thread::scope(|scope| -> Result<_> {
+        let saver = BlobSaver::start_avoiding(scope, repo, workers, avoid);
         if let (Some((_, snap)), true) = (&parent, parent_warning_is_some) {
             // The parent's root tree is unreadable: never dedup against it.
             saver.distrust(snap.tree);
@@ -262,6 +296,18 @@ pub fn backup(
         Ok((tree, totals))
     })?;
 
+    let mut referenced = std::mem::take(&mut totals.referenced);
+    let pre = match &guard {
+        Some(g) => Some(check_plans(
+            repo,
+            g,
+            &mut referenced,
+            &totals,
+            &mut warnings,
+        )?),
+        None => None,
+    };
+
     let end_ns = now_ns();
     let summary = Summary {
         start_ns,
@@ -301,13 +347,69 @@ pub fn backup(
         }),
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         original: None,
+        protected: false,
     };
+    if let Some(hook) = &opts.before_snapshot {
+        (hook.0)();
+    }
     let id = repo.save_snapshot(&snapshot)?;
+    if let (Some(g), Some(pre)) = (&guard, &pre) {
+        g.post_check(repo, pre, &id, &referenced)?;
+    }
     Ok(BackupResult {
         id,
         snapshot,
         warnings,
     })
+}
+
+/// Rule B2 of SPEC §18: until no plan marks a pack the snapshot relies on, copy the blobs of
+/// the marked packs into new packs. Returns the last check, which the snapshot must follow
+/// within half the grace period.
+fn check_plans(
+    repo: &Repository,
+    guard: &PlanGuard,
+    referenced: &mut HashSet<PackId>,
+    totals: &SaverTotals,
+    warnings: &mut Vec<Warning>,
+) -> Result<PreCheck> {
+    for _ in 0..3 {
+        let pre = guard.pre_check(repo, referenced, &totals.indirect)?;
+        if pre.conflicts.is_empty() {
+            return Ok(pre);
+        }
+        let copied = copy_packs(
+            repo,
+            &pre.conflicts,
+            &mut |ids| Ok(vec![true; ids.len()]),
+            &crate::progress::NoProgress,
+        )?;
+        if let Some((pack, why)) = copied.skipped.first() {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "prune marked pack {} which this backup relies on, and copying it failed ({why}); no snapshot was written. Run `cairn check`, then the backup again",
+                    pack.0.short()
+                ),
+            ));
+        }
+        warnings.push(Warning {
+            path: PathBuf::from("/"),
+            message: format!(
+                "a prune marked {} pack(s) this backup deduplicated against while it ran; their {} blob(s) were stored again",
+                pre.conflicts.len(),
+                copied.blobs
+            ),
+        });
+        for p in &pre.conflicts {
+            referenced.remove(p);
+        }
+        referenced.extend(copied.new_packs);
+    }
+    Err(Error::new(
+        ErrorKind::Backend,
+        "prune keeps marking packs this backup relies on; no snapshot was written. Run the backup again",
+    ))
 }
 
 fn encode_tree(tree: Tree) -> Result<Vec<u8>> {

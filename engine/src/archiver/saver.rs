@@ -29,7 +29,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
-use repo_format::{BlobId, BlobType, IndexFile, IndexPack, PackWriter, SealedBlob, seal_blob};
+use repo_format::{
+    BlobId, BlobType, IndexFile, IndexPack, PackId, PackWriter, SealedBlob, seal_blob,
+};
 
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
@@ -75,6 +77,13 @@ struct Shared<'r> {
     /// Blobs known to be damaged or lost although the index names them: stored again once,
     /// instead of deduplicated against the bad copy.
     distrusted: Mutex<HashSet<BlobId>>,
+    /// Packs a prune plan marks for deletion: never deduplicated against (SPEC §18).
+    avoid: HashSet<PackId>,
+    /// Every pack this session's blobs are in: the ones it deduplicated against and the ones
+    /// it wrote. Bounded by the number of packs, not of blobs.
+    referenced: Mutex<HashSet<PackId>>,
+    /// Content lists reused without looking at their data blobs (unchanged large files).
+    indirect: Mutex<Vec<BlobId>>,
     packers: [Mutex<PackWriter>; 2],
     uploaded: Arc<Mutex<Vec<IndexPack>>>,
     uploads: Mutex<Vec<tokio::task::JoinHandle<Result<()>>>>,
@@ -104,10 +113,24 @@ impl<'s> BlobSaver<'s> {
         repo: &'s Repository,
         workers: usize,
     ) -> BlobSaver<'s> {
+        Self::start_avoiding(scope, repo, workers, HashSet::new())
+    }
+
+    /// [`start`](Self::start), never deduplicating against a blob whose indexed copy is in one
+    /// of the `avoid` packs (packs a prune plan marks): such a blob is stored again.
+    pub fn start_avoiding(
+        scope: &'s std::thread::Scope<'s, '_>,
+        repo: &'s Repository,
+        workers: usize,
+        avoid: HashSet<PackId>,
+    ) -> BlobSaver<'s> {
         let shared = Arc::new(Shared {
             repo,
             pending: Mutex::new(HashSet::new()),
             distrusted: Mutex::new(HashSet::new()),
+            avoid,
+            referenced: Mutex::new(HashSet::new()),
+            indirect: Mutex::new(Vec::new()),
             packers: [Mutex::new(PackWriter::new()), Mutex::new(PackWriter::new())],
             uploaded: Arc::new(Mutex::new(Vec::new())),
             uploads: Mutex::new(Vec::new()),
@@ -147,12 +170,8 @@ impl<'s> BlobSaver<'s> {
         if lock(&self.shared.distrusted).remove(id) {
             return Ok(lock(&self.shared.pending).insert(*id));
         }
-        if self
-            .shared
-            .repo
-            .cache()
-            .contains(id)
-            .map_err(|e| Error::cache("cannot read the index cache", e))?
+        if let Some(loc) = self.shared.lookup(id)?
+            && self.shared.usable(&loc.pack)
         {
             return Ok(false);
         }
@@ -170,11 +189,28 @@ impl<'s> BlobSaver<'s> {
             .map_err(|e| Error::cache("cannot read the index cache", e))?;
         let mut pending = lock(&self.shared.pending);
         let mut distrusted = lock(&self.shared.distrusted);
+        let mut referenced = lock(&self.shared.referenced);
         Ok(ids
             .iter()
             .zip(found)
-            .map(|(id, loc)| (loc.is_none() || distrusted.remove(id)) && pending.insert(*id))
+            .map(|(id, loc)| {
+                let hit = match loc {
+                    Some(loc) if !self.shared.avoid.contains(&loc.pack) => {
+                        referenced.insert(loc.pack);
+                        true
+                    }
+                    _ => false,
+                };
+                (!hit || distrusted.remove(id)) && pending.insert(*id)
+            })
             .collect())
+    }
+
+    /// Records content lists this session reuses without reading them (an unchanged large
+    /// file): their data blobs' packs are looked up before the snapshot is written, if a prune
+    /// plan appeared meanwhile.
+    pub fn note_indirect(&self, lists: &[BlobId]) {
+        lock(&self.shared.indirect).extend_from_slice(lists);
     }
 
     /// Marks a blob as damaged or lost although the index names it (found while reading it):
@@ -232,13 +268,13 @@ impl<'s> BlobSaver<'s> {
 
     /// Whether `id` is stored or on its way (for reusing a parent snapshot's file contents).
     pub fn known(&self, id: &BlobId) -> Result<bool> {
-        Ok(lock(&self.shared.pending).contains(id)
-            || self
-                .shared
-                .repo
-                .cache()
-                .contains(id)
-                .map_err(|e| Error::cache("cannot read the index cache", e))?)
+        if lock(&self.shared.pending).contains(id) {
+            return Ok(true);
+        }
+        Ok(match self.shared.lookup(id)? {
+            Some(loc) => self.shared.usable(&loc.pack),
+            None => false,
+        })
     }
 
     /// Fails fast if a worker or an upload has failed.
@@ -293,7 +329,9 @@ impl<'s> BlobSaver<'s> {
         };
         self.shared.repo.save_index(&file)?;
         let mut pending = lock(&self.shared.pending);
+        let mut referenced = lock(&self.shared.referenced);
         for p in &file.packs {
+            referenced.insert(p.id);
             for e in &p.entries {
                 pending.remove(&e.id);
             }
@@ -335,12 +373,14 @@ impl<'s> BlobSaver<'s> {
             blobs: s.blobs.load(Ordering::Relaxed),
             raw: s.raw.load(Ordering::Relaxed),
             stored: s.stored.load(Ordering::Relaxed),
+            referenced: std::mem::take(&mut *lock(&self.shared.referenced)),
+            indirect: std::mem::take(&mut *lock(&self.shared.indirect)),
         })
     }
 }
 
-/// What a finished saver added.
-#[derive(Clone, Copy, Debug, Default)]
+/// What a finished saver added, and which packs its blobs are in.
+#[derive(Clone, Debug, Default)]
 pub struct SaverTotals {
     /// Blobs added.
     pub blobs: u64,
@@ -348,6 +388,11 @@ pub struct SaverTotals {
     pub raw: u64,
     /// Their stored bytes.
     pub stored: u64,
+    /// Every pack holding a blob this session saved or deduplicated against (see
+    /// [`BlobSaver::note_indirect`] for the exception).
+    pub referenced: HashSet<PackId>,
+    /// Content lists reused unread (their data blobs' packs are not in `referenced`).
+    pub indirect: Vec<BlobId>,
 }
 
 impl Drop for BlobSaver<'_> {
@@ -368,6 +413,22 @@ fn record_failure(slot: &Mutex<Option<Error>>, e: Error) {
 impl Shared<'_> {
     fn fail(&self, e: Error) {
         record_failure(&self.failure, e);
+    }
+
+    fn lookup(&self, id: &BlobId) -> Result<Option<crate::index::cache::BlobLocation>> {
+        self.repo
+            .cache()
+            .lookup(id)
+            .map_err(|e| Error::cache("cannot read the index cache", e))
+    }
+
+    /// Whether a blob stored in `pack` may be deduplicated against; records the pack if so.
+    fn usable(&self, pack: &PackId) -> bool {
+        if self.avoid.contains(pack) {
+            return false;
+        }
+        lock(&self.referenced).insert(*pack);
+        true
     }
 
     fn seal_and_pack(&self, job: Job) -> Result<()> {

@@ -476,13 +476,9 @@ impl Backend for FaultyBackend {
         .await
     }
 
-    async fn exists(&self, t: FileType, name: &str) -> Result<Option<u64>, BackendError> {
-        self.run(
-            Operation::Exists,
-            || t.path(name),
-            self.inner.exists(t, name),
-        )
-        .await
+    async fn stat(&self, t: FileType, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
+        self.run(Operation::Exists, || t.path(name), self.inner.stat(t, name))
+            .await
     }
 }
 

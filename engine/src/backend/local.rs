@@ -78,6 +78,8 @@ impl LocalBackend {
                 FileType::Pack,
                 FileType::Index,
                 FileType::Snapshot,
+                FileType::Plan,
+                FileType::Lease,
             ] {
                 create_dir_synced(&root.join(t.dir()), &root).map_err(|e| err(t.dir(), e))?;
             }
@@ -293,6 +295,7 @@ fn list_dir(
             Ok(meta) if meta.is_file() => out.push(ObjectInfo {
                 name,
                 size: meta.len(),
+                modified: mtime_ns(&meta),
             }),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -300,6 +303,13 @@ fn list_dir(
         }
     }
     Ok(())
+}
+
+/// A file's modification time in Unix nanoseconds (the file system's clock is the storage's).
+fn mtime_ns(meta: &fs::Metadata) -> Option<i64> {
+    let t = meta.modified().ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_nanos()).ok()
 }
 
 /// The blocking body of [`Backend::list`] for [`LocalBackend`].
@@ -310,6 +320,7 @@ fn list_blocking(root: &Path, t: FileType) -> io::Result<Vec<ObjectInfo>> {
             Ok(meta) if meta.is_file() => out.push(ObjectInfo {
                 name: CONFIG_NAME.to_owned(),
                 size: meta.len(),
+                modified: mtime_ns(&meta),
             }),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -407,12 +418,16 @@ impl Backend for LocalBackend {
         .await
     }
 
-    async fn exists(&self, t: FileType, name: &str) -> Result<Option<u64>, BackendError> {
+    async fn stat(&self, t: FileType, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
         check_name(t, name, "stat", &self.location)?;
         let path = Self::file_of(&self.root, t, name);
-        let (rel, location) = (t.path(name), self.location.clone());
+        let (rel, location, name) = (t.path(name), self.location.clone(), name.to_owned());
         self.blocking("stat", rel.clone(), move || match fs::metadata(&path) {
-            Ok(meta) if meta.is_file() => Ok(Some(meta.len())),
+            Ok(meta) if meta.is_file() => Ok(Some(ObjectInfo {
+                name,
+                size: meta.len(),
+                modified: mtime_ns(&meta),
+            })),
             Ok(_) => Err(
                 BackendError::new(BackendErrorKind::Other, "stat", rel, location)
                     .with_detail("not a regular file"),

@@ -56,16 +56,22 @@ pub enum FileType {
     Index,
     /// `snapshots/<id>`: snapshots.
     Snapshot,
+    /// `plans/<id>`: prune's deletion plans (SPEC §17).
+    Plan,
+    /// `leases/<20-digit number>`: prune leases (SPEC §17).
+    Lease,
 }
 
 impl FileType {
     /// All file types, in the order a reader needs them.
-    pub const ALL: [FileType; 5] = [
+    pub const ALL: [FileType; 7] = [
         FileType::Config,
         FileType::Key,
         FileType::Index,
         FileType::Snapshot,
         FileType::Pack,
+        FileType::Plan,
+        FileType::Lease,
     ];
 
     /// The directory of this type relative to the repository root (`""` for the config).
@@ -76,6 +82,8 @@ impl FileType {
             FileType::Pack => "data",
             FileType::Index => "index",
             FileType::Snapshot => "snapshots",
+            FileType::Plan => "plans",
+            FileType::Lease => "leases",
         }
     }
 
@@ -171,6 +179,9 @@ pub struct ObjectInfo {
     pub name: String,
     /// Its size in bytes.
     pub size: u64,
+    /// When the storage last wrote it, Unix nanoseconds on the *storage's* clock (prune
+    /// measures its grace period with it, SPEC §18); `None` where the storage does not say.
+    pub modified: Option<i64>,
 }
 
 /// Where a repository's objects live. See the module docs for the contract every method keeps.
@@ -201,8 +212,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes an object; deleting a missing object is `Ok`.
     async fn delete(&self, t: FileType, name: &str) -> Result<(), BackendError>;
 
+    /// The object's size and modification time if it exists, `None` if it does not.
+    async fn stat(&self, t: FileType, name: &str) -> Result<Option<ObjectInfo>, BackendError>;
+
     /// The object's size if it exists, `None` if it does not.
-    async fn exists(&self, t: FileType, name: &str) -> Result<Option<u64>, BackendError>;
+    async fn exists(&self, t: FileType, name: &str) -> Result<Option<u64>, BackendError> {
+        Ok(self.stat(t, name).await?.map(|i| i.size))
+    }
 }
 
 /// Schemes that name object stores this build cannot reach yet.

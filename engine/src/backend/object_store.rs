@@ -182,15 +182,7 @@ impl Backend for ObjectStoreBackend {
 
     async fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>, BackendError> {
         if t == FileType::Config {
-            return Ok(self
-                .exists(t, CONFIG_NAME)
-                .await?
-                .map(|size| ObjectInfo {
-                    name: CONFIG_NAME.to_owned(),
-                    size,
-                })
-                .into_iter()
-                .collect());
+            return Ok(self.stat(t, CONFIG_NAME).await?.into_iter().collect());
         }
         let dir = self.store_path(t.dir());
         let depth = if t == FileType::Pack { 2 } else { 1 };
@@ -220,6 +212,7 @@ impl Backend for ObjectStoreBackend {
             out.push(ObjectInfo {
                 name: name.clone(),
                 size: meta.size,
+                modified: meta.last_modified.timestamp_nanos_opt(),
             });
         }
         Ok(out)
@@ -234,11 +227,19 @@ impl Backend for ObjectStoreBackend {
         }
     }
 
-    async fn exists(&self, t: FileType, name: &str) -> Result<Option<u64>, BackendError> {
+    async fn stat(&self, t: FileType, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
         check_name(t, name, "stat", &self.location)?;
         let rel = t.path(name);
         match self.store.head(&self.object_path(t, name)).await {
-            Ok(meta) => Ok(Some(meta.size)),
+            Ok(meta) => Ok(Some(ObjectInfo {
+                name: if t == FileType::Config {
+                    CONFIG_NAME.to_owned()
+                } else {
+                    name.to_owned()
+                },
+                size: meta.size,
+                modified: meta.last_modified.timestamp_nanos_opt(),
+            })),
             Err(::object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err(e, "stat", &rel)),
         }

@@ -144,9 +144,9 @@ impl Backend for S3Backend {
         self.inner.delete(t, name).await.map_err(|e| self.fix(e))
     }
 
-    async fn exists(&self, t: FileType, name: &str) -> Result<Option<u64>, BackendError> {
+    async fn stat(&self, t: FileType, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
         // A HEAD's 404 has no body: a missing bucket looks like a missing object here.
-        self.inner.exists(t, name).await.map_err(|e| self.fix(e))
+        self.inner.stat(t, name).await.map_err(|e| self.fix(e))
     }
 }
 

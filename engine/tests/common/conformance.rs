@@ -33,8 +33,32 @@ pub fn payload(seed: u32, len: usize) -> Bytes {
     Bytes::from(v)
 }
 
+/// The listing of one type, sorted, with every modification time checked against this
+/// machine's clock (the storage's clock must be within 10 minutes) and then cleared, so callers
+/// compare names and sizes.
 pub async fn sorted_list(b: &dyn Backend, t: FileType) -> Vec<ObjectInfo> {
     let mut l = b.list(t).await.expect("list");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64;
+    for info in &mut l {
+        let m = info
+            .modified
+            .unwrap_or_else(|| panic!("{t:?} {} has no modification time", info.name));
+        assert!(
+            (m - now).abs() < 600_000_000_000,
+            "{t:?} {}: modified {m} is far from now {now}",
+            info.name
+        );
+        let stat = b
+            .stat(t, &info.name)
+            .await
+            .expect("stat")
+            .unwrap_or_else(|| panic!("{t:?} {} is listed but stat finds nothing", info.name));
+        assert_eq!((stat.size, stat.modified.is_some()), (info.size, true));
+        info.modified = None;
+    }
     l.sort();
     l
 }
@@ -220,9 +244,15 @@ async fn listing(b: &dyn Backend) {
         packs.insert(name, size as u64);
     }
     let mut others = BTreeMap::new();
-    for (i, t) in [FileType::Key, FileType::Index, FileType::Snapshot]
-        .into_iter()
-        .enumerate()
+    for (i, t) in [
+        FileType::Key,
+        FileType::Index,
+        FileType::Snapshot,
+        FileType::Plan,
+        FileType::Lease,
+    ]
+    .into_iter()
+    .enumerate()
     {
         for j in 0..3u32 {
             let name = id_name(0x55, 1000 * (i as u32 + 1) + j);
@@ -243,17 +273,25 @@ async fn listing(b: &dyn Backend) {
         .map(|(name, size)| ObjectInfo {
             name: name.clone(),
             size: *size,
+            modified: None,
         })
         .collect();
     assert_eq!(listed, expected);
 
-    for t in [FileType::Key, FileType::Index, FileType::Snapshot] {
+    for t in [
+        FileType::Key,
+        FileType::Index,
+        FileType::Snapshot,
+        FileType::Plan,
+        FileType::Lease,
+    ] {
         let expected: Vec<ObjectInfo> = others
             .iter()
             .filter(|((dir, _), _)| *dir == t.dir())
             .map(|((_, name), size)| ObjectInfo {
                 name: name.clone(),
                 size: *size,
+                modified: None,
             })
             .collect();
         assert_eq!(sorted_list(b, t).await, expected, "{t:?}");
@@ -262,7 +300,8 @@ async fn listing(b: &dyn Backend) {
         sorted_list(b, FileType::Config).await,
         vec![ObjectInfo {
             name: "config".into(),
-            size: 33
+            size: 33,
+            modified: None,
         }]
     );
 
@@ -270,10 +309,16 @@ async fn listing(b: &dyn Backend) {
         b.delete(FileType::Pack, name).await.expect("delete pack");
     }
     for (dir, name) in others.keys() {
-        let t = [FileType::Key, FileType::Index, FileType::Snapshot]
-            .into_iter()
-            .find(|t| t.dir() == *dir)
-            .expect("type");
+        let t = [
+            FileType::Key,
+            FileType::Index,
+            FileType::Snapshot,
+            FileType::Plan,
+            FileType::Lease,
+        ]
+        .into_iter()
+        .find(|t| t.dir() == *dir)
+        .expect("type");
         b.delete(t, name).await.expect("delete");
     }
     b.delete(FileType::Config, "config")

@@ -23,6 +23,7 @@ fn minimal() -> Snapshot {
         chunker: None,
         program: "cairn 0.1.0".into(),
         original: None,
+        protected: false,
     }
 }
 
@@ -42,6 +43,8 @@ fn full() -> Snapshot {
             name: "file".into(),
             params: ChunkerParams::FILE,
         }),
+        original: Some(SnapshotId(Id([3; 32]))),
+        protected: true,
         ..minimal()
     }
 }
@@ -95,18 +98,55 @@ fn status_written_only_when_failed() {
 }
 
 #[test]
+fn flags_written_only_when_protected() {
+    let body = minimal().encode_body().unwrap();
+    let protected = Snapshot {
+        protected: true,
+        ..minimal()
+    };
+    let pbody = protected.encode_body().unwrap();
+    // Tag 13 is the last field: tag u16, len u32 = 8, value u64 = 1.
+    assert_eq!(pbody.len(), body.len() + 6 + 8);
+    assert_eq!(
+        pbody[body.len()..],
+        [13, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+    );
+    assert_eq!(Snapshot::decode_body(&pbody).unwrap(), protected);
+    let with_flags = |flags: u64| {
+        let mut b = body.clone();
+        b.extend_from_slice(&[13, 0, 8, 0, 0, 0]);
+        b.extend_from_slice(&flags.to_le_bytes());
+        Snapshot::decode_body(&b)
+    };
+    // An explicit zero reads as not protected.
+    assert_eq!(with_flags(0).unwrap(), minimal());
+    assert_eq!(with_flags(1).unwrap(), protected);
+    // Any bit but bit 0 is an error: the flag cannot be understood safely.
+    for bad in [2, 3, 1 << 63, u64::MAX] {
+        assert!(
+            matches!(with_flags(bad), Err(FormatError::Corrupted { .. })),
+            "{bad:#x}"
+        );
+    }
+    // Wrong length.
+    let mut short = body.clone();
+    short.extend_from_slice(&[13, 0, 1, 0, 0, 0, 1]);
+    assert!(Snapshot::decode_body(&short).is_err());
+}
+
+#[test]
 fn tlv_rules() {
     let body = minimal().encode_body().unwrap();
     let mut opt = body.clone();
     opt.extend_from_slice(&[0x34, 0x92, 2, 0, 0, 0, 1, 2]);
     assert_eq!(Snapshot::decode_body(&opt).unwrap(), minimal());
     let mut crit = body.clone();
-    crit.extend_from_slice(&[13, 0, 0, 0, 0, 0]);
+    crit.extend_from_slice(&[14, 0, 0, 0, 0, 0]);
     assert_eq!(
         Snapshot::decode_body(&crit),
         Err(FormatError::UnknownCriticalTag {
             what: WHAT,
-            tag: 13
+            tag: 14
         })
     );
     // Only the time: the tree is missing.
@@ -171,6 +211,7 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
         proptest::option::of(any::<[u64; 13]>()),
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
             |(
@@ -182,6 +223,7 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
                 summary,
                 failed,
                 chunker,
+                protected,
             )| {
                 Snapshot {
                     time_ns,
@@ -215,6 +257,7 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
                     },
                     chunker: chunker.then(ChunkerProfile::stream),
                     program,
+                    protected,
                 }
             },
         )

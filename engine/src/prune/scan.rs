@@ -1,0 +1,157 @@
+//! Reading every index file once, in a fixed order, for prune: which index files are current
+//! (not superseded), and per pack how much of it the snapshots use.
+//!
+//! Index files are fetched a few at a time and handed to the caller one by one, so memory holds
+//! a handful of index files, the per-pack figures (one small record per pack) and nothing per
+//! blob: blob flags live in the [`UsedSet`].
+
+use std::collections::{HashMap, HashSet};
+
+use futures::StreamExt;
+use repo_format::{BlobType, IndexFile, IndexId, PackId};
+
+#[allow(unused_imports)]
+use super::used::LOCATED;
+use super::used::{USED, UsedSet};
+use crate::backend::FileType;
+use crate::error::{Error, Result};
+use crate::repository::{Repository, get_verified};
+
+/// Index files fetched at once.
+const CONCURRENCY: usize = 4;
+
+/// The current index files: every listed one that no other listed one supersedes.
+#[derive(Debug, Default)]
+pub struct IndexFiles {
+    /// Current, sorted.
+    pub current: Vec<IndexId>,
+    /// Listed but superseded by another listed file (left over by an interrupted sweep).
+    pub superseded: Vec<IndexId>,
+}
+
+/// Calls `f` for every index file in `ids`, in order.
+pub fn for_each_index(
+    repo: &Repository,
+    ids: &[IndexId],
+    f: &mut dyn FnMut(IndexId, IndexFile) -> Result<()>,
+) -> Result<()> {
+    let backend = repo.backend();
+    let keys = repo.keys();
+    repo.block_on(async {
+        let mut stream = futures::stream::iter(ids.iter().copied().map(|id| async move {
+            let bytes = get_verified(&**backend, FileType::Index, &id.0).await?;
+            let file = IndexFile::decode(keys, &bytes).map_err(|e| {
+                Error::format(
+                    format!(
+                        "index file {} is damaged; prune needs a sound index (run `cairn repair index`)",
+                        id.0.short()
+                    ),
+                    e,
+                )
+            })?;
+            Ok::<_, Error>((id, file))
+        }))
+        .buffered(CONCURRENCY);
+        while let Some(item) = stream.next().await {
+            let (id, file) = item?;
+            // Runs on the thread that called `block_on`, not on a runtime worker: the reads in
+            // flight keep going on the workers meanwhile.
+            f(id, file)?;
+        }
+        Ok(())
+    })
+}
+
+/// Lists `index/` and sorts out the superseded files (reads each file once).
+pub fn index_files(repo: &Repository) -> Result<IndexFiles> {
+    let mut listed: Vec<IndexId> = repo
+        .list_ids(FileType::Index)?
+        .into_iter()
+        .map(IndexId)
+        .collect();
+    listed.sort();
+    let mut superseded = HashSet::new();
+    for_each_index(repo, &listed, &mut |_, file| {
+        superseded.extend(file.supersedes);
+        Ok(())
+    })?;
+    let (superseded, current): (Vec<IndexId>, Vec<IndexId>) =
+        listed.into_iter().partition(|id| superseded.contains(id));
+    Ok(IndexFiles {
+        current,
+        superseded,
+    })
+}
+
+/// How much of one pack the snapshots use.
+#[derive(Clone, Debug, Default)]
+pub struct PackUse {
+    /// Data or tree (of its first blob).
+    pub blob_type: Option<BlobType>,
+    /// Blobs a snapshot needs, counted in this pack (their first indexed copy).
+    pub used_blobs: u64,
+    /// Their stored bytes.
+    pub used_bytes: u64,
+    /// Blobs no snapshot needs, and duplicates of blobs counted elsewhere.
+    pub unused_blobs: u64,
+    /// Their stored bytes.
+    pub unused_bytes: u64,
+}
+
+impl PackUse {
+    /// Stored bytes of all its blobs.
+    pub fn blob_bytes(&self) -> u64 {
+        self.used_bytes + self.unused_bytes
+    }
+}
+
+/// The figures of every indexed pack.
+#[derive(Debug, Default)]
+pub struct PackUsage {
+    /// Per pack.
+    pub packs: HashMap<PackId, PackUse>,
+    /// Which current index files name each pack.
+    pub named_by: HashMap<PackId, Vec<IndexId>>,
+}
+
+/// Reads the current index files and counts, per pack, the used and unused blobs; marks each
+/// used blob `LOCATED` at its first copy (in index-file order), so later copies count as
+/// duplicates.
+/// `bit` is the flag that records "counted" ([`LOCATED`] the first time, another bit when
+/// counting again after the index changed).
+pub fn pack_usage(
+    repo: &Repository,
+    files: &[IndexId],
+    used: &mut UsedSet,
+    bit: u8,
+) -> Result<PackUsage> {
+    let mut usage = PackUsage::default();
+    for_each_index(repo, files, &mut |file_id, file| {
+        for pack in file.packs {
+            let named = usage.named_by.entry(pack.id).or_default();
+            named.push(file_id);
+            if named.len() > 1 {
+                // Named by an earlier file already: counted there.
+                continue;
+            }
+            let ids: Vec<_> = pack.entries.iter().map(|e| e.id).collect();
+            let flags = used.get_many(&ids)?;
+            let stat = usage.packs.entry(pack.id).or_default();
+            for (entry, flag) in pack.entries.iter().zip(flags) {
+                stat.blob_type.get_or_insert(entry.blob_type);
+                let bytes = u64::from(entry.stored_len);
+                if flag & USED != 0 && flag & bit == 0 {
+                    stat.used_blobs += 1;
+                    stat.used_bytes += bytes;
+                    used.put(&entry.id, flag | bit)?;
+                } else {
+                    stat.unused_blobs += 1;
+                    stat.unused_bytes += bytes;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    used.flush()?;
+    Ok(usage)
+}

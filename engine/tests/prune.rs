@@ -1,0 +1,559 @@
+//! `prune` on real repositories: what it deletes and when, repacking, dry runs, and the scripted
+//! races of SPEC §18 (one test each): a backup that deduplicated against a pack prune then
+//! marks; a backup that pauses between its check and its snapshot (briefly, and for longer than
+//! the grace period); two prunes at once; clock skew; storage that is not create-only.
+//!
+//! The grace period is set to a few seconds (the repository setting); tests sleep past it.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Cursor, Read};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{PASSWORD, Rng};
+use engine::ErrorKind;
+use engine::archiver::{BackupOptions, Hook, Source, backup};
+use engine::backend::{Backend, BackendError, FileType, LocalBackend, ObjectInfo};
+use engine::checker::{CheckOptions, check};
+use engine::forget::forget_ids;
+use engine::progress::NoProgress;
+use engine::prune::lease::{LeaseOptions, acquire};
+use engine::prune::{MaxUnused, PruneOptions, PruneReport, prune};
+use engine::repository::{InitOptions, OpenOptions, Repository, init};
+use engine::restorer::{dump_content, find_node};
+use repo_format::{KdfParams, SnapshotId};
+
+/// A repository with a grace period of `grace` seconds.
+struct Env {
+    _dir: tempfile::TempDir,
+    path: String,
+    cache: std::path::PathBuf,
+    grace: Duration,
+}
+
+fn env_with_grace(grace: u64) -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("repo").to_string_lossy().into_owned();
+    init(
+        &path,
+        PASSWORD,
+        &InitOptions {
+            kdf: KdfParams::TEST,
+            prune_grace_secs: Some(grace),
+            ..InitOptions::default()
+        },
+    )
+    .expect("init");
+    Env {
+        cache: dir.path().join("cache"),
+        _dir: dir,
+        path,
+        grace: Duration::from_secs(grace),
+    }
+}
+
+impl Env {
+    fn open(&self) -> Repository {
+        Repository::open(
+            &self.path,
+            PASSWORD,
+            &OpenOptions {
+                cache_dir: Some(self.cache.clone()),
+            },
+        )
+        .expect("open")
+    }
+
+    /// Waits until everything written so far is older than the grace period.
+    fn wait_grace(&self) {
+        std::thread::sleep(self.grace + Duration::from_millis(1100));
+    }
+
+    fn objects(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for entry in walk(std::path::Path::new(&self.path)) {
+            out.insert(entry);
+        }
+        out
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read_dir") {
+        let e = e.expect("entry");
+        if e.file_type().expect("type").is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path().to_string_lossy().into_owned());
+        }
+    }
+    out
+}
+
+fn stream(repo: &Repository, data: Vec<u8>) -> SnapshotId {
+    stream_with(
+        repo,
+        BackupOptions::new(Source::Stream {
+            name: "db.dump".into(),
+            reader: Box::new(Cursor::new(data)),
+        }),
+    )
+    .expect("backup")
+}
+
+fn stream_with(repo: &Repository, opts: BackupOptions) -> engine::Result<SnapshotId> {
+    backup(repo, opts, &NoProgress).map(|r| r.id)
+}
+
+fn prune_opts() -> PruneOptions {
+    PruneOptions {
+        max_unused: MaxUnused::Percent(0.0),
+        ..PruneOptions::default()
+    }
+}
+
+fn run_prune(repo: &Repository) -> PruneReport {
+    prune(repo, &prune_opts(), &NoProgress).expect("prune")
+}
+
+/// Dumps the stream of snapshot `id`.
+fn dump(repo: &Repository, id: &SnapshotId) -> engine::Result<Vec<u8>> {
+    let snap = repo.load_snapshot(id)?;
+    let node = find_node(repo, &snap.tree, b"db.dump")?;
+    let mut out = Vec::new();
+    dump_content(repo, &node, &mut out, &NoProgress)?;
+    Ok(out)
+}
+
+/// Restores the stream of `id` and compares it with `data`.
+fn assert_restores(repo: &Repository, id: &SnapshotId, data: &[u8]) {
+    let out = dump(repo, id).expect("dump");
+    assert!(
+        out == data,
+        "snapshot {id} restores {} bytes, expected {}",
+        out.len(),
+        data.len()
+    );
+}
+
+/// `check --read-data` finds nothing wrong.
+fn assert_check_clean(repo: &Repository) {
+    let opts = CheckOptions {
+        read_data: engine::checker::ReadData::All,
+    };
+    let report = check(repo, &opts, &NoProgress).expect("check runs");
+    assert!(report.is_clean(), "check found damage: {:?}", report.errors);
+}
+
+fn pack_count(env: &Env) -> usize {
+    env.objects()
+        .iter()
+        .filter(|p| p.contains("/data/"))
+        .count()
+}
+
+#[test]
+fn prune_deletes_unused_packs_only_after_the_grace_period() {
+    let env = env_with_grace(1);
+    let repo = env.open();
+    let mut rng = Rng(1);
+    let old = rng.bytes(3 << 20);
+    let keep = rng.bytes(2 << 20);
+    let a = stream(&repo, old.clone());
+    let b = stream(&repo, keep.clone());
+    forget_ids(&repo, &[a.to_hex()], false).expect("forget");
+    env.wait_grace();
+    let packs_before = pack_count(&env);
+
+    // Phase one marks, deletes nothing.
+    let first = run_prune(&repo);
+    assert!(first.plan.is_some(), "{first:?}");
+    assert!(first.marked_unused >= 1, "{first:?}");
+    assert_eq!(first.sweep.packs_deleted, 0);
+    assert_eq!(pack_count(&env), packs_before);
+    assert_restores(&repo, &b, &keep);
+
+    // Phase two, after the grace period, deletes.
+    env.wait_grace();
+    let second = run_prune(&repo);
+    assert_eq!(second.sweep.plans, 1, "{second:?}");
+    assert_eq!(
+        second.sweep.packs_deleted,
+        first.marked_unused + first.marked_unindexed
+    );
+    assert!(second.sweep.bytes_freed >= 3 << 20, "{second:?}");
+    assert_eq!(pack_count(&env), packs_before - second.sweep.packs_deleted);
+    assert!(second.plan.is_none(), "nothing left to mark: {second:?}");
+    assert_check_clean(&repo);
+    assert_restores(&repo, &b, &keep);
+
+    // A fresh process (cache rebuilt from the rewritten index) restores too.
+    drop(repo);
+    let repo = env.open();
+    assert_restores(&repo, &b, &keep);
+}
+
+#[test]
+fn a_plan_waits_for_its_grace_period() {
+    let env = env_with_grace(30);
+    let repo = env.open();
+    let mut rng = Rng(2);
+    let a = stream(&repo, rng.bytes(1 << 20));
+    forget_ids(&repo, &[a.to_hex()], false).expect("forget");
+    // Packs younger than the grace period are not even marked.
+    let r = run_prune(&repo);
+    assert!(r.plan.is_none(), "{r:?}");
+    assert!(r.young_packs >= 1, "{r:?}");
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let env = env_with_grace(1);
+    let repo = env.open();
+    let mut rng = Rng(3);
+    let a = stream(&repo, rng.bytes(1 << 20));
+    stream(&repo, rng.bytes(1 << 20));
+    forget_ids(&repo, &[a.to_hex()], false).expect("forget");
+    env.wait_grace();
+    let before = env.objects();
+    let r = prune(
+        &repo,
+        &PruneOptions {
+            dry_run: true,
+            ..prune_opts()
+        },
+        &NoProgress,
+    )
+    .expect("dry run");
+    assert!(r.dry_run);
+    assert!(r.marked_unused >= 1 && r.bytes_to_free >= 1 << 20, "{r:?}");
+    assert_eq!(env.objects(), before);
+}
+
+#[test]
+fn partly_used_packs_are_repacked() {
+    let env = env_with_grace(1);
+    let repo = env.open();
+    let mut rng = Rng(4);
+    let first = rng.bytes(4 << 20);
+    let mut second = first[..2 << 20].to_vec();
+    second.extend(rng.bytes(1 << 20));
+    let a = stream(&repo, first);
+    let b = stream(&repo, second.clone());
+    forget_ids(&repo, &[a.to_hex()], false).expect("forget");
+    env.wait_grace();
+    let r = run_prune(&repo);
+    assert!(r.marked_repacked >= 1, "{r:?}");
+    assert!(r.repacked_blobs > 0, "{r:?}");
+    assert_restores(&repo, &b, &second);
+    env.wait_grace();
+    let r2 = run_prune(&repo);
+    assert!(r2.sweep.packs_deleted >= 1, "{r2:?}");
+    assert_check_clean(&repo);
+    assert_restores(&repo, &b, &second);
+    // Nothing unused is left beyond the limit.
+    let r3 = prune(
+        &repo,
+        &PruneOptions {
+            dry_run: true,
+            ..prune_opts()
+        },
+        &NoProgress,
+    )
+    .expect("dry run");
+    assert_eq!(r3.unused_bytes, 0, "{r3:?}");
+}
+
+/// A reader that runs `at_end` once, when the stream is exhausted (the backup has then
+/// deduplicated every chunk but not yet checked the plans).
+struct ThenRun {
+    inner: Cursor<Vec<u8>>,
+    at_end: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Read for ThenRun {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0
+            && let Some(f) = self.at_end.take()
+        {
+            f();
+        }
+        Ok(n)
+    }
+}
+
+/// Sets up the race of the first two tests: data `d` whose only snapshot was forgotten, so its
+/// packs are garbage that is old enough to mark.
+fn garbage_that_a_backup_will_reuse(env: &Env, seed: u64) -> (Repository, Vec<u8>) {
+    let repo = env.open();
+    let d = Rng(seed).bytes(3 << 20);
+    let a = stream(&repo, d.clone());
+    forget_ids(&repo, &[a.to_hex()], false).expect("forget");
+    env.wait_grace();
+    (repo, d)
+}
+
+fn other_process_prunes(path: &str, cache: &std::path::Path) -> PruneReport {
+    let repo = Repository::open(
+        path,
+        PASSWORD,
+        &OpenOptions {
+            cache_dir: Some(cache.to_path_buf()),
+        },
+    )
+    .expect("open");
+    run_prune(&repo)
+}
+
+fn race_dedup_then_mark(
+    skip_checks: bool,
+) -> (Env, Repository, Vec<u8>, engine::Result<SnapshotId>) {
+    let env = env_with_grace(2);
+    let (repo, d) = garbage_that_a_backup_will_reuse(&env, 5);
+    let (path, cache) = (env.path.clone(), env.cache.clone());
+    let mut opts = BackupOptions::new(Source::Stream {
+        name: "db.dump".into(),
+        reader: Box::new(ThenRun {
+            inner: Cursor::new(d.clone()),
+            at_end: Some(Box::new(move || {
+                let r = other_process_prunes(&path, &cache);
+                assert!(r.plan.is_some(), "prune marks the reused packs: {r:?}");
+            })),
+        }),
+    });
+    opts.unsafe_skip_plan_check = skip_checks;
+    let result = stream_with(&repo, opts);
+    (env, repo, d, result)
+}
+
+#[test]
+fn race_a_backup_that_deduplicated_against_a_pack_prune_then_marks() {
+    let (env, repo, d, result) = race_dedup_then_mark(false);
+    let b = result.expect("the backup copies the marked blobs and succeeds");
+    env.wait_grace();
+    let r = run_prune(&repo);
+    // The backup stored the marked blobs again, so the sweep deletes every marked pack (without
+    // that copy it would have to keep them for the new snapshot).
+    assert!(r.sweep.packs_deleted >= 1, "the marked packs go: {r:?}");
+    assert_eq!(r.sweep.packs_kept, 0, "{r:?}");
+    assert_check_clean(&repo);
+    assert_restores(&repo, &b, &d);
+}
+
+#[test]
+fn race_a_backup_that_pauses_briefly_between_its_check_and_its_snapshot() {
+    let env = env_with_grace(6);
+    let (repo, d) = garbage_that_a_backup_will_reuse(&env, 6);
+    let (path, cache) = (env.path.clone(), env.cache.clone());
+    let mut opts = BackupOptions::new(Source::Stream {
+        name: "db.dump".into(),
+        reader: Box::new(Cursor::new(d.clone())),
+    });
+    // The backup has checked the plans (none); prune marks its packs before the snapshot.
+    opts.before_snapshot = Some(Hook(Arc::new(move || {
+        let r = other_process_prunes(&path, &cache);
+        assert!(r.plan.is_some(), "{r:?}");
+    })));
+    let b = stream_with(&repo, opts).expect("backup");
+    env.wait_grace();
+    // The sweep sees the new snapshot and keeps what it needs.
+    let r = run_prune(&repo);
+    assert!(r.sweep.packs_kept >= 1, "{r:?}");
+    assert_check_clean(&repo);
+    assert_restores(&repo, &b, &d);
+}
+
+/// A backup suspended after its check of the plans: meanwhile prune marks its packs, waits out
+/// the grace period, and sweeps, all before the snapshot is written.
+fn race_suspended(skip_checks: bool) -> (Env, engine::Result<SnapshotId>) {
+    let env = env_with_grace(2);
+    let (repo, d) = garbage_that_a_backup_will_reuse(&env, 7);
+    let (path, cache, grace) = (env.path.clone(), env.cache.clone(), env.grace);
+    let mut opts = BackupOptions::new(Source::Stream {
+        name: "db.dump".into(),
+        reader: Box::new(Cursor::new(d)),
+    });
+    opts.before_snapshot = Some(Hook(Arc::new(move || {
+        other_process_prunes(&path, &cache);
+        std::thread::sleep(grace + Duration::from_millis(1100));
+        let r = other_process_prunes(&path, &cache);
+        assert!(r.sweep.packs_deleted >= 1, "{r:?}");
+    })));
+    opts.unsafe_skip_plan_check = skip_checks;
+    let result = stream_with(&repo, opts);
+    (env, result)
+}
+
+#[test]
+fn race_a_backup_suspended_longer_than_the_grace_period_fails_and_leaves_nothing_broken() {
+    let (env, result) = race_suspended(false);
+    let e = result.expect_err("the backup must fail");
+    assert!(e.to_string().contains("grace period"), "{e}");
+    let repo = env.open();
+    assert!(
+        repo.list_snapshots().expect("list").is_empty(),
+        "no snapshot is left"
+    );
+    assert_check_clean(&repo);
+}
+
+#[test]
+fn race_control_without_the_checks_the_suspended_backup_loses_data() {
+    // Shows that the test above can fail: the same race without rules B1-B3 leaves a snapshot
+    // whose data prune deleted.
+    let (env, result) = race_suspended(true);
+    let b = result.expect("without the checks the backup \"succeeds\"");
+    let repo = env.open();
+    assert!(dump(&repo, &b).is_err(), "the snapshot lost its data");
+    let report = check(&repo, &CheckOptions::default(), &NoProgress).expect("check runs");
+    assert!(!report.is_clean(), "check finds the damage");
+}
+
+#[test]
+fn two_prunes_at_once_one_waits() {
+    let env = env_with_grace(1);
+    let repo = env.open();
+    let held = acquire(&repo, LeaseOptions::default()).expect("first prune takes the lease");
+    let e = prune(&repo, &prune_opts(), &NoProgress).expect_err("second prune refuses");
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert!(
+        e.to_string().contains("another prune holds the lease"),
+        "{e}"
+    );
+    held.release(&repo).expect("release");
+    run_prune(&repo);
+
+    // A lease whose holder died expires.
+    let opts = LeaseOptions {
+        ttl: Duration::from_secs(1),
+        ..LeaseOptions::default()
+    };
+    // Taken and never released, as by a prune that was killed.
+    let _stale = acquire(&repo, opts).expect("lease");
+    std::thread::sleep(Duration::from_millis(1500));
+    run_prune(&repo);
+}
+
+#[test]
+fn a_lease_taken_over_stops_the_old_holder_before_it_deletes() {
+    let env = env_with_grace(1);
+    let repo = env.open();
+    let opts = LeaseOptions {
+        ttl: Duration::from_secs(1),
+        ..LeaseOptions::default()
+    };
+    let mut old = acquire(&repo, opts).expect("lease");
+    std::thread::sleep(Duration::from_millis(1500));
+    let new = acquire(&repo, opts).expect("the expired lease is taken over");
+    let e = old
+        .check(&repo, "deleting packs")
+        .expect_err("the old holder stops");
+    assert!(e.to_string().contains("lost its lease"), "{e}");
+    new.release(&repo).expect("release");
+}
+
+/// A backend whose clock is an hour ahead of this machine's, or that overwrites on put.
+#[derive(Debug)]
+struct Odd {
+    inner: Arc<dyn Backend>,
+    skew_ns: i64,
+    overwrite: bool,
+}
+
+#[async_trait::async_trait]
+impl Backend for Odd {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    async fn put(&self, t: FileType, name: &str, data: bytes::Bytes) -> Result<(), BackendError> {
+        if self.overwrite && self.inner.exists(t, name).await?.is_some() {
+            self.inner.delete(t, name).await?;
+        }
+        self.inner.put(t, name, data).await
+    }
+    async fn get(&self, t: FileType, name: &str) -> Result<bytes::Bytes, BackendError> {
+        self.inner.get(t, name).await
+    }
+    async fn get_range(
+        &self,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<bytes::Bytes, BackendError> {
+        self.inner.get_range(t, name, offset, len).await
+    }
+    async fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>, BackendError> {
+        let mut l = self.inner.list(t).await?;
+        for i in &mut l {
+            i.modified = i.modified.map(|m| m + self.skew_ns);
+        }
+        Ok(l)
+    }
+    async fn delete(&self, t: FileType, name: &str) -> Result<(), BackendError> {
+        self.inner.delete(t, name).await
+    }
+    async fn stat(&self, t: FileType, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
+        let mut i = self.inner.stat(t, name).await?;
+        if let Some(i) = &mut i {
+            i.modified = i.modified.map(|m| m + self.skew_ns);
+        }
+        Ok(i)
+    }
+}
+
+fn open_odd(env: &Env, skew_ns: i64, overwrite: bool) -> Repository {
+    let backend: Arc<dyn Backend> = Arc::new(Odd {
+        inner: Arc::new(LocalBackend::new(&env.path)),
+        skew_ns,
+        overwrite,
+    });
+    Repository::open_with_backend(
+        backend,
+        &env.path,
+        PASSWORD,
+        &OpenOptions {
+            cache_dir: Some(env.cache.clone()),
+        },
+    )
+    .expect("open")
+}
+
+#[test]
+fn prune_refuses_when_the_storage_clock_is_off() {
+    let env = env_with_grace(1);
+    let repo = open_odd(&env, 3_600_000_000_000, false);
+    let e = prune(&repo, &prune_opts(), &NoProgress).expect_err("refuses");
+    assert!(e.to_string().contains("clock"), "{e}");
+    // And it released the lease: a prune with a sane clock runs at once.
+    drop(repo);
+    run_prune(&env.open());
+}
+
+#[test]
+fn prune_refuses_where_writes_are_not_create_only() {
+    let env = env_with_grace(1);
+    let repo = open_odd(&env, 0, true);
+    let e = prune(&repo, &prune_opts(), &NoProgress).expect_err("refuses");
+    assert!(e.to_string().contains("create-only"), "{e}");
+}
+
+#[test]
+fn a_shorter_grace_period_than_the_repository_s_is_refused() {
+    let env = env_with_grace(60);
+    let repo = env.open();
+    let e = prune(
+        &repo,
+        &PruneOptions {
+            grace: Some(Duration::from_secs(1)),
+            ..prune_opts()
+        },
+        &NoProgress,
+    )
+    .expect_err("refused");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+}
