@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -71,6 +72,15 @@ pub enum Command {
     /// Remove snapshots: those a retention policy does not keep, or those named by id.
     #[command(after_help = FORGET_HELP)]
     Forget(ForgetArgs),
+    /// Delete the data no snapshot needs (in two phases, while backups keep running).
+    #[command(after_help = PRUNE_HELP)]
+    Prune(PruneArgs),
+    /// Protect snapshots: every retention policy keeps them and `forget ID` refuses them.
+    #[command(after_help = PROTECT_HELP)]
+    Protect(ProtectArgs),
+    /// Remove the protection of snapshots (`forget` may then remove them).
+    #[command(after_help = PROTECT_HELP)]
+    Unprotect(ProtectArgs),
 }
 
 /// `cairn repair …`.
@@ -98,6 +108,12 @@ pub struct InitArgs {
     /// Argon2id iterations for the key file (default 3).
     #[arg(long, hide = true)]
     pub kdf_iterations: Option<u32>,
+    /// Prune's grace period, 1s to 30d (default 12h): a pack `cairn prune` marks is deleted
+    /// only by a prune run at least this much later, and a backup must not pause longer than
+    /// this between deduplicating against the repository and saving its snapshot. Units s, m
+    /// (minutes), h, d, e.g. 12h, 1d12h, 30s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_prune_grace)]
+    pub prune_grace: Option<Duration>,
 }
 
 /// `cairn backup`.
@@ -217,7 +233,9 @@ pub const FORGET_HELP: &str = "A snapshot is kept when any rule keeps it. Rules 
 each snapshot's own UTC offset. keep-within durations (e.g. 30d, 7d12h, 1y2m: y, m, d, h) count back from \
 the newest complete snapshot of the group. Failed backups never count toward keep-last or the \
 hourly..yearly rules; only keep-within and keep-tag keep them. Snapshots dated in the future are always \
-kept. forget removes snapshot files only; `cairn prune` (not yet available) will free the data.";
+kept. Protected snapshots (`cairn protect`) are always kept; they count toward the rules like any \
+other, so protecting one does not change which others are kept. forget removes snapshot files only; \
+`cairn prune` frees the data.";
 
 /// `cairn forget`.
 #[derive(Debug, Args)]
@@ -278,4 +296,220 @@ fn parse_keep_duration(s: &str) -> Result<engine::retention::KeepDuration, Strin
 
 fn parse_group_by(s: &str) -> Result<engine::retention::GroupBy, String> {
     s.parse().map_err(|e: engine::Error| e.to_string())
+}
+
+/// Shown at the end of `cairn prune --help`.
+pub const PRUNE_HELP: &str = "Deletion is two-phase. A prune run deletes the packs that earlier runs \
+marked (unless a snapshot saved since needs them), then marks the packs no snapshot needs in a new \
+plan. A marked pack is deleted only by a prune run at least the grace period later (the \
+repository's, set by `cairn init --prune-grace`, 12h by default; --grace can only lengthen it), so \
+run prune regularly, e.g. after each `cairn forget`: each run frees what the previous ones marked. \
+Backups can keep running while prune runs (and between runs); only one prune runs at a time. Packs \
+written within the grace period are never marked.\n\n\
+Defaults: --max-unused 5% (partly used packs are repacked until at most 5% of the stored bytes are \
+unused), no --max-repack-size limit, --grace the repository's. Sizes take K, M, G, T suffixes \
+(powers of 1024); durations take s, m (minutes), h, d.\n\n\
+Exit codes: 0 success; 1 error; 2 usage error; 3 done with warnings.";
+
+/// `cairn prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Read everything and report what would be deleted and marked; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Unused space tolerated before partly used packs are repacked: a percentage of the
+    /// stored bytes (5%), a size (500M), or `unlimited` (never repack).
+    #[arg(long, value_name = "5%|SIZE|unlimited", default_value = "5%", value_parser = parse_max_unused)]
+    pub max_unused: engine::prune::MaxUnused,
+    /// Copy at most this many bytes of still-needed data when repacking (e.g. 2G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_repack_size: Option<u64>,
+    /// A grace period longer than the repository's (e.g. 2d); it cannot be shorter.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: Option<Duration>,
+}
+
+/// Shown at the end of `cairn protect --help` and `cairn unprotect --help`.
+pub const PROTECT_HELP: &str = "Snapshots are stored under the hash of their contents, so changing the \
+flag writes the snapshot again under a new id (the old id is printed with the new one) and then \
+removes the old object. Snapshots that already have the requested state are left alone.";
+
+/// `cairn protect` and `cairn unprotect`.
+#[derive(Debug, Args)]
+pub struct ProtectArgs {
+    /// Snapshot ids, unique id prefixes, or `latest`.
+    #[arg(required = true, value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+}
+
+/// Parses `30s`, `12h`, `1d12h`, `90m`: numbers each followed by a unit, s (seconds),
+/// m (minutes), h (hours) or d (days).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = |why: String| {
+        format!(
+            "invalid duration {s:?}: {why}; write numbers with units s (seconds), m (minutes), \
+             h (hours), d (days), e.g. 30s, 12h or 1d12h"
+        )
+    };
+    if s.is_empty() {
+        return Err(bad("it is empty".into()));
+    }
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    let mut seen = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        if digits.is_empty() {
+            return Err(bad(format!("'{c}' is not preceded by a number")));
+        }
+        let unit: u64 = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(bad(format!("unknown unit '{c}'"))),
+        };
+        if seen.contains(c) {
+            return Err(bad(format!("unit '{c}' is given twice")));
+        }
+        seen.push(c);
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| bad(format!("{digits} is too large")))?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| bad("it is too long".into()))?;
+        digits.clear();
+    }
+    if !digits.is_empty() {
+        return Err(bad(format!("{digits} has no unit")));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// A duration for `init --prune-grace`: within the bounds the repository format allows.
+fn parse_prune_grace(s: &str) -> Result<Duration, String> {
+    use repo_format::format::{PRUNE_GRACE_MAX, PRUNE_GRACE_MIN};
+    let d = parse_duration(s)?;
+    if !(PRUNE_GRACE_MIN..=PRUNE_GRACE_MAX).contains(&d.as_secs()) {
+        return Err(format!(
+            "a prune grace period of {s:?} is out of range: give 1s to 30d"
+        ));
+    }
+    Ok(d)
+}
+
+/// Parses a byte size: a whole number with an optional suffix K, M, G or T (powers of 1024;
+/// `KiB`, `KB` and a trailing `B` are accepted too, case-insensitive).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = |why: &str| {
+        format!(
+            "invalid size {s:?}: {why}; write a number with an optional unit K, M, G, T (powers of 1024), e.g. 500M or 2G"
+        )
+    };
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(bad("it does not start with a number"));
+    }
+    let n: u64 = num.parse().map_err(|_| bad("the number is too large"))?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(&unit);
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(bad("unknown unit")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| bad("it is too large"))
+}
+
+/// Parses `--max-unused`: `5%`, `2.5%`, a size (`500M`), or `unlimited`.
+fn parse_max_unused(s: &str) -> Result<engine::prune::MaxUnused, String> {
+    use engine::prune::MaxUnused;
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("unlimited") {
+        return Ok(MaxUnused::Unlimited);
+    }
+    if let Some(p) = t.strip_suffix('%') {
+        return match p.trim().parse::<f64>() {
+            Ok(v) if (0.0..=100.0).contains(&v) => Ok(MaxUnused::Percent(v)),
+            _ => Err(format!(
+                "invalid --max-unused {s:?}: a percentage must be a number from 0 to 100, e.g. 5%"
+            )),
+        };
+    }
+    parse_size(t).map(MaxUnused::Bytes).map_err(|_| {
+        format!(
+            "invalid --max-unused {s:?}: give a percentage (5%), a size (500M, with K, M, G, T \
+             in powers of 1024) or `unlimited`"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::prune::MaxUnused;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(parse_duration("1d12h"), Ok(Duration::from_secs(129_600)));
+        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("30m1d"), Ok(Duration::from_secs(88_200)));
+        for (bad, why) in [
+            ("", "empty"),
+            ("12", "has no unit"),
+            ("3y", "unknown unit 'y'"),
+            ("h", "not preceded"),
+            ("1h1h", "given twice"),
+            ("-1h", "not preceded"),
+            ("99999999999999999999s", "too large"),
+            ("9999999999999999d", "too long"),
+        ] {
+            let e = parse_duration(bad).expect_err(bad);
+            assert!(e.contains(why) && e.contains("e.g. 30s"), "{bad:?}: {e}");
+        }
+        assert_eq!(parse_prune_grace("30d"), Ok(Duration::from_secs(2_592_000)));
+        assert!(
+            parse_prune_grace("0s")
+                .expect_err("0s")
+                .contains("1s to 30d")
+        );
+        assert!(parse_prune_grace("31d").is_err());
+    }
+
+    #[test]
+    fn sizes_and_max_unused() {
+        assert_eq!(parse_size("500"), Ok(500));
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("1KiB"), Ok(1024));
+        assert_eq!(parse_size("3TB"), Ok(3 << 40));
+        for bad in ["", "M", "5X", "1.5G", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_max_unused("5%"), Ok(MaxUnused::Percent(5.0)));
+        assert_eq!(parse_max_unused("2.5%"), Ok(MaxUnused::Percent(2.5)));
+        assert_eq!(parse_max_unused("100%"), Ok(MaxUnused::Percent(100.0)));
+        assert_eq!(parse_max_unused("500M"), Ok(MaxUnused::Bytes(500 << 20)));
+        assert_eq!(parse_max_unused("Unlimited"), Ok(MaxUnused::Unlimited));
+        for bad in ["101%", "-1%", "x%", "lots", "NaN%"] {
+            let e = parse_max_unused(bad).expect_err(bad);
+            assert!(e.contains(bad), "{bad:?}: {e}");
+        }
+    }
 }

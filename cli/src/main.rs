@@ -47,6 +47,9 @@ fn main() -> ExitCode {
         Command::Check(a) => commands::check::run(&cli.global, a),
         Command::Repair(a) => commands::repair::run(&cli.global, a),
         Command::Forget(a) => commands::forget::run(&cli.global, a),
+        Command::Prune(a) => commands::prune::run(&cli.global, a),
+        Command::Protect(a) => commands::protect::run(&cli.global, a, true),
+        Command::Unprotect(a) => commands::protect::run(&cli.global, a, false),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

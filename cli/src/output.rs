@@ -1,5 +1,7 @@
 //! Shared formatting: sizes, times, and the JSON shape of snapshots and nodes.
 
+use std::fmt::Write as _;
+
 use repo_format::{Node, NodeKind, Snapshot, SnapshotId, SnapshotStatus, Summary};
 use serde_json::{Value, json};
 
@@ -41,6 +43,33 @@ pub fn time_rfc3339(ns: i64, utc_offset: i32) -> String {
         .to_string()
 }
 
+/// A time in this machine's zone, with the zone's abbreviation: `2026-11-22 13:35:07 CET`.
+pub fn local_time(ns: i64) -> String {
+    let Ok(ts) = jiff::Timestamp::from_nanosecond(i128::from(ns)) else {
+        return format!("@{ns}ns");
+    };
+    ts.to_zoned(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+/// A duration in whole seconds for people: `12h`, `1d12h`, `1m30s`, `0s`.
+pub fn duration(secs: u64) -> String {
+    let mut out = String::new();
+    let mut rest = secs;
+    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        let n = rest / len;
+        rest %= len;
+        if n > 0 {
+            let _ = write!(out, "{n}{unit}");
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
 /// Bytes that are usually UTF-8 (paths, names), shown lossily.
 pub fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -79,6 +108,7 @@ pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
         "tree": s.tree.0.to_hex(),
         "parent": s.parent.map(|p| p.0.to_hex()),
         "status": match s.status { SnapshotStatus::Complete => "complete", _ => "failed" },
+        "protected": s.protected,
         "chunker": s.chunker.as_ref().map(|c| json!({"profile": c.name, "min": c.params.min, "avg": c.params.avg, "max": c.params.max})),
         "program": s.program,
         "summary": s.summary.as_ref().map(summary_json),
@@ -136,4 +166,19 @@ pub fn mode_string(n: &Node) -> String {
         s.push(if bits & 1 != 0 { 'x' } else { '-' });
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+
+    #[test]
+    fn durations_for_people() {
+        assert_eq!(duration(0), "0s");
+        assert_eq!(duration(30), "30s");
+        assert_eq!(duration(90), "1m30s");
+        assert_eq!(duration(43_200), "12h");
+        assert_eq!(duration(129_600), "1d12h");
+        assert_eq!(duration(2_592_000), "30d");
+    }
 }

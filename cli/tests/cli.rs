@@ -12,10 +12,17 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
+        Env::with_init(&[])
+    }
+
+    /// A repository created with these extra `init` arguments.
+    fn with_init(extra: &[&str]) -> Env {
         let env = Env {
             dir: tempfile::tempdir().expect("tempdir"),
         };
-        let out = env.cairn(&["init", "--kdf-memory-kib", "8", "--kdf-iterations", "1"]);
+        let mut args = vec!["init", "--kdf-memory-kib", "8", "--kdf-iterations", "1"];
+        args.extend_from_slice(extra);
+        let out = env.cairn(&args);
         assert!(
             out.status.success(),
             "init failed: {}",
@@ -513,9 +520,7 @@ fn forget_dry_run_json_then_forget_keeps_the_newest_of_each_day() {
 
     let text = env.ok(&["forget", "--keep-daily", "2"]);
     assert!(
-        text.contains(
-            "kept 3, removed 2 snapshots (packs are freed by `cairn prune`, not yet available)"
-        ),
+        text.contains("kept 3, removed 2 snapshots (run `cairn prune` to free their data)"),
         "{text}"
     );
     assert!(
@@ -564,4 +569,313 @@ fn forget_refuses_an_empty_policy_and_bad_arguments() {
     assert_eq!(out.status.code(), Some(2));
 
     assert_eq!(snapshot_ids(&env), vec![id]);
+}
+
+// --- cairn prune, protect, unprotect --------------------------------------------------------
+
+/// Bytes that do not compress and that no other seed's bytes share a chunk with.
+fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+}
+
+/// Backs up `bytes` from standard input as `db.sql`; the snapshot id.
+fn stdin_backup(env: &Env, bytes: &[u8]) -> String {
+    let out = env.cairn_stdin(
+        &["backup", "--stdin", "--stdin-name", "db.sql", "--json"],
+        bytes,
+    );
+    assert!(
+        out.status.success(),
+        "backup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(&String::from_utf8_lossy(&out.stdout))["snapshot_id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+/// Sleeps until everything written so far is older than a 1 s grace period (storage times may
+/// be in whole seconds).
+fn wait_past_1s_grace() {
+    std::thread::sleep(std::time::Duration::from_millis(2_200));
+}
+
+/// The total size of the files below `dir`, and their names.
+fn tree_size(dir: &Path) -> (u64, Vec<String>) {
+    let mut total = 0;
+    let mut names = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let meta = e.metadata().expect("metadata");
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += meta.len();
+                names.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    names.sort();
+    (total, names)
+}
+
+#[test]
+fn prune_marks_then_deletes_what_forgotten_snapshots_used() {
+    let env = Env::with_init(&["--prune-grace", "1s"]);
+    let old = noise(1, 300_000);
+    let kept = noise(2, 300_000);
+    let old_id = stdin_backup(&env, &old);
+    let kept_id = stdin_backup(&env, &kept);
+    env.ok(&["forget", &old_id]);
+
+    wait_past_1s_grace();
+    let dry = json(&env.ok(&["prune", "--dry-run", "--json"]));
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["grace_secs"], 1);
+    assert_eq!(dry["young_packs"], 0, "{dry:#}");
+    // The forgotten snapshot's data and tree packs.
+    let marked = dry["marked_packs"].as_u64().expect("marked_packs");
+    let to_free = dry["bytes_to_free"].as_u64().expect("bytes_to_free");
+    assert!(marked >= 2 && to_free > 300_000, "{dry:#}");
+    assert_eq!(dry["marked_unused"], marked, "{dry:#}");
+    assert_eq!(dry["plan"], serde_json::Value::Null);
+    assert_eq!(dry["sweep"]["plans"], 0);
+    assert_eq!(dry["snapshots"], 1);
+    assert!(
+        dry["storage_now"]
+            .as_str()
+            .expect("storage_now")
+            .ends_with("+00:00")
+    );
+    assert!(dry["storage_now_ns"].as_i64().expect("storage_now_ns") > 0);
+    let text = env.ok(&["prune", "--dry-run"]);
+    assert!(
+        text.contains("dry run: nothing was changed")
+            && text.contains(&format!("a new plan would mark {marked} packs")),
+        "{text}"
+    );
+    assert!(
+        tree_size(&env.path("repo/plans")).1.is_empty(),
+        "a dry run writes no plan"
+    );
+
+    // Phase 1: the plan.
+    let (data_before, _) = tree_size(&env.path("repo/data"));
+    let text = env.ok(&["prune"]);
+    let plans = tree_size(&env.path("repo/plans")).1;
+    assert_eq!(plans.len(), 1, "{text}");
+    assert!(
+        text.contains(&format!("new plan {} marks {marked} packs", &plans[0][..8]))
+            && text.contains("run prune again after"),
+        "{text}"
+    );
+    assert_eq!(
+        tree_size(&env.path("repo/data")).0,
+        data_before,
+        "marking deletes nothing"
+    );
+
+    // Phase 2, a grace period later: the sweep.
+    wait_past_1s_grace();
+    let v = json(&env.ok(&["prune", "--json"]));
+    assert_eq!(v["dry_run"], false);
+    assert_eq!(v["sweep"]["plans"], 1, "{v:#}");
+    assert_eq!(v["sweep"]["packs_deleted"], marked, "{v:#}");
+    assert_eq!(v["sweep"]["packs_kept"], 0, "{v:#}");
+    assert_eq!(v["sweep"]["bytes_freed"], to_free, "{v:#}");
+    assert_eq!(v["marked_packs"], 0, "{v:#}");
+    assert_eq!(v["plan"], serde_json::Value::Null);
+    assert_eq!(v["warnings"].as_array().expect("warnings").len(), 0);
+    assert_eq!(
+        tree_size(&env.path("repo/data")).0,
+        data_before - to_free,
+        "the sweep freed what the plan said"
+    );
+    assert!(tree_size(&env.path("repo/plans")).1.is_empty());
+
+    // What is left is whole, and the kept snapshot restores byte-exact.
+    let out = env.cairn(&["check", "--read-data"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dumped = env.cairn(&["dump", &kept_id, "db.sql"]);
+    assert!(dumped.status.success());
+    assert!(dumped.stdout == kept, "the kept snapshot dumps byte-exact");
+    assert_eq!(snapshot_ids(&env), vec![kept_id]);
+
+    // Nothing left to do.
+    let text = env.ok(&["prune"]);
+    assert!(
+        text.contains("no earlier plan to sweep") && text.contains("nothing new to mark"),
+        "{text}"
+    );
+}
+
+#[test]
+fn prune_and_init_reject_bad_options_clearly() {
+    let env = Env::new();
+    for (args, needles) in [
+        (
+            &["prune", "--max-unused", "5x"][..],
+            &["\"5x\"", "5%", "unlimited"][..],
+        ),
+        (&["prune", "--max-unused", "150%"], &["0 to 100"]),
+        (
+            &["prune", "--max-repack-size", "lots"],
+            &["\"lots\"", "500M"],
+        ),
+        (&["prune", "--grace", "2y"], &["unknown unit 'y'"]),
+        (&["init", "--prune-grace", "0s"], &["1s to 30d"]),
+        (&["init", "--prune-grace", "12"], &["has no unit"]),
+    ] {
+        let out = env.cairn(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        for n in needles {
+            assert!(stderr.contains(n), "{args:?}: {n:?} missing from {stderr}");
+        }
+    }
+
+    // The repository's grace period (12h by default) can be lengthened, never shortened.
+    let out = env.cairn(&["prune", "--grace", "1h"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("shorter than the repository's"), "{stderr}");
+    let v = json(&env.ok(&["prune", "--grace", "1d", "--dry-run", "--json"]));
+    assert_eq!(v["grace_secs"], 86_400);
+
+    let help = env.ok(&["prune", "--help"]);
+    for n in [
+        "two-phase",
+        "Backups can keep running",
+        "12h by default",
+        "--max-unused 5%",
+    ] {
+        assert!(help.contains(n), "{n:?} missing from:\n{help}");
+    }
+
+    // init names the grace period.
+    let out = env
+        .command(&[
+            "init",
+            "--kdf-memory-kib",
+            "8",
+            "--kdf-iterations",
+            "1",
+            "--prune-grace",
+            "1d12h",
+        ])
+        .env("CAIRN_REPOSITORY", env.path("repo2"))
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("prune grace period: 1d12h"), "{stdout}");
+}
+
+#[test]
+fn protected_snapshots_survive_forget_until_unprotected() {
+    let env = Env::new();
+    let data = env.path("data");
+    write_tree(&data);
+    let data_s = data.to_str().expect("utf-8 path");
+    let old = backup_at(&env, data_s, "box", "2026-11-01 12:00:00");
+    let new = backup_at(&env, data_s, "box", "2026-11-02 12:00:00");
+
+    let out = env.cairn(&["protect"]);
+    assert_eq!(out.status.code(), Some(2), "a snapshot must be named");
+
+    let text = env.ok(&["protect", &old[..10]]);
+    let snaps = json(&env.ok(&["snapshots", "--json"]));
+    let snaps = snaps.as_array().expect("array");
+    assert_eq!(snaps.len(), 2);
+    let p = snaps
+        .iter()
+        .find(|s| s["protected"] == true)
+        .expect("a protected snapshot");
+    let p_id = p["id"].as_str().expect("id").to_string();
+    assert_ne!(p_id, old, "protecting writes the snapshot under a new id");
+    assert!(
+        text.contains(&format!("protected {} -> {}", &old[..8], &p_id[..8])),
+        "{text}"
+    );
+    let other = snaps.iter().find(|s| s["id"] == new.as_str()).expect("new");
+    assert_eq!(other["protected"], false);
+    let table = env.ok(&["snapshots"]);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&p_id[..8]))
+        .expect("a table line");
+    assert!(line[8..].starts_with(" P "), "{table}");
+    assert!(table.contains("2 snapshots, 1 protected"), "{table}");
+
+    // Already protected: unchanged.
+    let v = json(&env.ok(&["protect", &p_id, "--json"]));
+    assert_eq!(v[0]["old"], p_id.as_str());
+    assert_eq!(v[0]["new"], serde_json::Value::Null);
+    assert_eq!(v[0]["changed"], false);
+
+    // A policy that keeps nothing keeps the protected one, and says why.
+    let v = json(&env.ok(&["forget", "--keep-last", "0", "--dry-run", "--json"]));
+    let entries = v["groups"][0]["snapshots"].as_array().expect("snapshots");
+    let e = entries
+        .iter()
+        .find(|e| e["id"] == p_id.as_str())
+        .expect("p");
+    assert_eq!(e["keep"], true);
+    assert_eq!(e["reasons"][0], "protected");
+    assert_eq!(v["removed"], 1);
+    let text = env.ok(&["forget", "--keep-last", "1"]);
+    assert!(text.contains("kept 2, removed 0"), "{text}");
+    let mut want = vec![p_id.clone(), new.clone()];
+    want.sort();
+    assert_eq!(snapshot_ids(&env), want);
+
+    // Named by id: refused, with what to do.
+    let out = env.cairn(&["forget", &p_id[..12]]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is protected") && stderr.contains("cairn unprotect"),
+        "{stderr}"
+    );
+    assert_eq!(snapshot_ids(&env), want);
+
+    // Unprotected, the policy removes it.
+    let v = json(&env.ok(&["unprotect", &p_id, "--json"]));
+    assert_eq!(v[0]["old"], p_id.as_str());
+    assert_eq!(v[0]["changed"], true);
+    assert_eq!(v[0]["protected"], false);
+    let u = v[0]["new"].as_str().expect("new id").to_string();
+    let text = env.ok(&["unprotect", &u]);
+    assert!(text.contains("is already not protected"), "{text}");
+    let text = env.ok(&["forget", "--keep-last", "1"]);
+    assert!(text.contains("kept 1, removed 1"), "{text}");
+    assert_eq!(snapshot_ids(&env), vec![new]);
+    env.ok(&["check"]);
 }

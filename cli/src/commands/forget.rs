@@ -118,7 +118,7 @@ fn print_text(report: &ForgetReport, quiet: bool) {
             );
         } else {
             println!(
-                "kept {}, removed {} snapshots (packs are freed by `cairn prune`, not yet available)",
+                "kept {}, removed {} snapshots (run `cairn prune` to free their data)",
                 report.kept(),
                 report.removed()
             );

@@ -7,6 +7,8 @@ pub mod dump;
 pub mod forget;
 pub mod init;
 pub mod ls;
+pub mod protect;
+pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod snapshots;

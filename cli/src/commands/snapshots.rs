@@ -35,8 +35,8 @@ pub fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<Outcome> {
         .map(|()| outcome);
     }
     println!(
-        "{:<8}  {:<19}  {:<16}  {:<16}  {:>10}  paths",
-        "id", "time", "host", "tags", "size"
+        "{:<8} {:<1}  {:<19}  {:<16}  {:<16}  {:>10}  paths",
+        "id", "P", "time", "host", "tags", "size"
     );
     for (id, s) in &snaps {
         let total = s.summary.map_or(0, |x| x.total_bytes);
@@ -47,8 +47,9 @@ pub fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<Outcome> {
             .collect::<Vec<_>>()
             .join(", ");
         println!(
-            "{:<8}  {:<19}  {:<16}  {:<16}  {:>10}  {}",
+            "{:<8} {:<1}  {:<19}  {:<16}  {:<16}  {:>10}  {}",
             id.0.short(),
+            if s.protected { "P" } else { "" },
             time(s.time_ns, s.utc_offset),
             s.hostname,
             s.tags.join(","),
@@ -57,7 +58,15 @@ pub fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<Outcome> {
         );
     }
     if !g.quiet {
-        println!("{} snapshots", snaps.len());
+        let protected = snaps.iter().filter(|(_, s)| s.protected).count();
+        if protected > 0 {
+            println!(
+                "{} snapshots, {protected} protected (P: kept by every `forget` policy; `cairn unprotect` releases)",
+                snaps.len()
+            );
+        } else {
+            println!("{} snapshots", snaps.len());
+        }
     }
     Ok(outcome)
 }
