@@ -33,6 +33,7 @@
 
 mod error;
 pub mod faulty;
+pub mod latency;
 pub mod local;
 pub mod object_store;
 mod s3;
@@ -40,6 +41,7 @@ mod s3;
 use std::sync::Arc;
 
 pub use self::error::{BackendError, BackendErrorKind};
+pub use self::latency::LatencyBackend;
 pub use self::local::LocalBackend;
 pub use self::object_store::ObjectStoreBackend;
 
