@@ -38,6 +38,10 @@ pub struct GlobalArgs {
     /// Local cache directory (default: $XDG_CACHE_HOME/cairn or ~/.cache/cairn).
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
+    /// The cairn.toml to use (default: $CAIRN_CONFIG, then ./cairn.toml, then
+    /// $XDG_CONFIG_HOME/cairn/cairn.toml or ~/.config/cairn/cairn.toml).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -53,10 +57,21 @@ pub enum Command {
     Init(InitArgs),
     /// Back up paths, standard input, or a command's output.
     Backup(BackupArgs),
+    /// Copy snapshots into another repository (re-chunked, deduplicated and encrypted there).
+    #[command(after_help = COPY_HELP)]
+    Copy(CopyArgs),
     /// List snapshots.
     Snapshots(SnapshotsArgs),
     /// List the files in a snapshot.
     Ls(LsArgs),
+    /// Show what changed between two snapshots (+ added, - removed, M content, U metadata, T type).
+    Diff(DiffArgs),
+    /// Find which snapshots hold paths matching a pattern.
+    #[command(after_help = FIND_HELP)]
+    Find(FindArgs),
+    /// Sizes, deduplication and compression of snapshots, and the repository's totals.
+    #[command(after_help = STATS_HELP)]
+    Stats(StatsArgs),
     /// Restore a snapshot (or parts of it) into a directory.
     Restore(RestoreArgs),
     /// Write one file of a snapshot to standard output.
@@ -81,6 +96,9 @@ pub enum Command {
     /// Remove the protection of snapshots (`forget` may then remove them).
     #[command(after_help = PROTECT_HELP)]
     Unprotect(ProtectArgs),
+    /// Work with cairn.toml, the file of repositories and stores.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
 /// `cairn repair …`.
@@ -94,6 +112,14 @@ pub enum RepairCommand {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// `cairn config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Find, parse and validate cairn.toml; print a summary, or every problem with its file,
+    /// line and key (exit 1).
+    Check,
 }
 
 /// `cairn init`.
@@ -150,6 +176,45 @@ pub struct BackupArgs {
     pub command: Vec<OsString>,
 }
 
+/// Shown at the end of `cairn copy --help`.
+pub const COPY_HELP: &str = "The destination is another cairn repository (create it with `cairn init`), \
+with its own password, keys and chunker seed: file contents are read from the source, verified, \
+cut again with the destination's chunker and deduplicated against what the destination holds, so \
+a copy costs the destination only what it does not have (files unchanged since a snapshot copied \
+earlier are not read again). Snapshots are copied oldest first, each \
+complete before the next; one the destination already holds (a copy of it, recorded in the \
+snapshot) is skipped, so an interrupted copy simply runs again. Time, host, paths, tags and \
+metadata are kept. The destination's password comes from --to-password-file, \
+--to-password-command, $CAIRN_TO_PASSWORD or a prompt, never from the source's settings.\n\n\
+Exit codes: 0 success; 1 error (snapshots copied before it are complete); 2 usage error; 3 done \
+with warnings.";
+
+/// `cairn copy`.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Snapshots to copy: ids, unique id prefixes or `latest` (default: all of them).
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    /// The destination repository: a local path, file:///path or s3://bucket/prefix.
+    #[arg(long, value_name = "LOCATION")]
+    pub to: String,
+    /// Read the destination's password from this file (first line).
+    #[arg(long, value_name = "FILE", env = "CAIRN_TO_PASSWORD_FILE")]
+    pub to_password_file: Option<PathBuf>,
+    /// Run this shell command and use its output as the destination's password.
+    #[arg(long, value_name = "COMMAND", env = "CAIRN_TO_PASSWORD_COMMAND")]
+    pub to_password_command: Option<String>,
+    /// The destination's local cache directory (default: the same as the source's).
+    #[arg(long, value_name = "DIR", env = "CAIRN_TO_CACHE_DIR")]
+    pub to_cache_dir: Option<PathBuf>,
+    /// Only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only snapshots with this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+}
+
 /// `cairn snapshots`.
 #[derive(Debug, Args)]
 pub struct SnapshotsArgs {
@@ -196,6 +261,80 @@ pub struct DumpArgs {
     pub snapshot: String,
     /// The file's path inside the snapshot, as `cairn ls` shows it.
     pub path: String,
+}
+
+/// `cairn diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The first snapshot: id, id prefix, or `latest`.
+    pub first: String,
+    /// The second snapshot: id, id prefix, or `latest`.
+    pub second: String,
+    /// Also list metadata-only changes (U: mode, owner, group, mtime); they are counted anyway.
+    #[arg(long)]
+    pub metadata: bool,
+}
+
+/// Shown at the end of `cairn find --help`.
+pub const FIND_HELP: &str = "Patterns: `*` any characters within a name, `?` one character, `[a-z]` and \
+`[!a-z]` classes, `\\` escapes, `**` any number of directories. A pattern without `/` matches the last \
+name at any depth (`*.dump`); one starting with `/` matches from the snapshot root as `cairn ls` shows \
+paths (`/n8n/*`, `/n8n/**` for everything below); any other matches at any depth (`n8n/*.json`). \
+Quote patterns so the shell does not expand them. Exit codes: 0 success (with or without matches); \
+1 error; 2 usage error (e.g. a bad pattern); 3 some snapshot could not be searched completely.";
+
+/// `cairn find`.
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// The pattern, e.g. '*.dump' or '/n8n/*' (see below).
+    #[arg(value_parser = parse_glob)]
+    pub pattern: engine::glob::Glob,
+    /// Search only this snapshot (id, id prefix or `latest`; repeat for several).
+    #[arg(long = "snapshot", short = 's', value_name = "ID")]
+    pub snapshots: Vec<String>,
+    /// Search only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Search only snapshots whose backed-up paths include this one.
+    #[arg(long)]
+    pub path: Option<String>,
+}
+
+fn parse_glob(s: &str) -> Result<engine::glob::Glob, String> {
+    engine::glob::Glob::new(s).map_err(|e| e.to_string())
+}
+
+/// Shown at the end of `cairn stats --help`.
+pub const STATS_HELP: &str = "Restore size: every file of every selected snapshot, summed. Unique blobs: \
+the distinct data blobs, trees and content lists they reference, with their plaintext (raw) and stored \
+(compressed, encrypted) bytes. Dedup ratio = restore size / raw bytes of the unique data; compression \
+ratio = raw / stored; space ratio = restore size / stored (both together). Groups (--by) count shared \
+blobs in each group they appear in. A snapshot's store is its tag naming a configured store; until \
+stores are configured, it is its host and paths (the series `cairn backup` continues).";
+
+/// How `cairn stats` groups snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatsBy {
+    /// Each snapshot on its own.
+    Snapshot,
+    /// By store.
+    Store,
+    /// By host.
+    Host,
+}
+
+/// `cairn stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Snapshots to count (ids, id prefixes or `latest`); default: all of them.
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    /// Also give the figures per snapshot, store or host.
+    #[arg(long, value_enum, value_name = "GROUP")]
+    pub by: Option<StatsBy>,
+    /// Count only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
 }
 
 /// `cairn cat`.

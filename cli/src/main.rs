@@ -39,8 +39,12 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Init(a) => commands::init::run(&cli.global, a),
         Command::Backup(a) => commands::backup::run(&cli.global, a),
+        Command::Copy(a) => commands::copy::run(&cli.global, a),
         Command::Snapshots(a) => commands::snapshots::run(&cli.global, a),
         Command::Ls(a) => commands::ls::run(&cli.global, a),
+        Command::Diff(a) => commands::diff::run(&cli.global, a),
+        Command::Find(a) => commands::find::run(&cli.global, a),
+        Command::Stats(a) => commands::stats::run(&cli.global, a),
         Command::Restore(a) => commands::restore::run(&cli.global, a),
         Command::Dump(a) => commands::dump::run(&cli.global, a),
         Command::Cat(a) => commands::cat::run(&cli.global, a),
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Command::Prune(a) => commands::prune::run(&cli.global, a),
         Command::Protect(a) => commands::protect::run(&cli.global, a, true),
         Command::Unprotect(a) => commands::protect::run(&cli.global, a, false),
+        Command::Config(a) => commands::config::run(&cli.global, a),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

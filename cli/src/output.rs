@@ -109,6 +109,7 @@ pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
         "parent": s.parent.map(|p| p.0.to_hex()),
         "status": match s.status { SnapshotStatus::Complete => "complete", _ => "failed" },
         "protected": s.protected,
+        "copied_from": s.copied_from.map(|p| p.0.to_hex()),
         "chunker": s.chunker.as_ref().map(|c| json!({"profile": c.name, "min": c.params.min, "avg": c.params.avg, "max": c.params.max})),
         "program": s.program,
         "summary": s.summary.as_ref().map(summary_json),

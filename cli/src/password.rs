@@ -16,19 +16,48 @@ pub struct PasswordSource {
     pub command: Option<String>,
 }
 
+/// How one repository's password sources are named: the environment variable, the prompt,
+/// and the flags' prefix for messages. The repository of `--repo` uses [`REPOSITORY`]; a second
+/// one (`cairn copy --to`) has its own, so nothing is taken from the other by mistake.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordNames {
+    /// The environment variable holding the password itself.
+    pub env: &'static str,
+    /// The terminal prompt.
+    pub prompt: &'static str,
+    /// `--` for `--password-file`, `--to-` for `--to-password-file`.
+    pub flag_prefix: &'static str,
+}
+
+/// The names for the repository of `--repo`.
+pub const REPOSITORY: PasswordNames = PasswordNames {
+    env: "CAIRN_PASSWORD",
+    prompt: "repository password: ",
+    flag_prefix: "--",
+};
+
 /// Reads the password; `confirm` asks twice when prompting (for `init`).
 pub fn read_password(src: &PasswordSource, confirm: bool) -> Result<Vec<u8>> {
+    read_password_as(src, confirm, &REPOSITORY)
+}
+
+/// [`read_password`] with the sources named by `names`.
+pub fn read_password_as(
+    src: &PasswordSource,
+    confirm: bool,
+    names: &PasswordNames,
+) -> Result<Vec<u8>> {
     if let Some(path) = &src.file {
         return from_file(path);
     }
     if let Some(cmd) = &src.command {
         return from_command(cmd);
     }
-    if let Some(p) = std::env::var_os("CAIRN_PASSWORD") {
+    if let Some(p) = std::env::var_os(names.env) {
         return Ok(p.into_encoded_bytes());
     }
     if std::io::stderr().is_terminal() {
-        let p = rpassword::prompt_password("repository password: ")
+        let p = rpassword::prompt_password(names.prompt)
             .context("cannot read the password from the terminal")?;
         if confirm {
             let again = rpassword::prompt_password("repeat the password: ")
@@ -42,7 +71,8 @@ pub fn read_password(src: &PasswordSource, confirm: bool) -> Result<Vec<u8>> {
         }
         return Ok(p.into_bytes());
     }
-    bail!("no password given: set CAIRN_PASSWORD, or pass --password-file or --password-command")
+    let (env, flags) = (names.env, names.flag_prefix);
+    bail!("no password given: set {env}, or pass {flags}password-file or {flags}password-command")
 }
 
 fn trim_newline(mut v: Vec<u8>) -> Vec<u8> {

@@ -5,13 +5,18 @@
 //!   opened keys, the config and the local [`index::cache::IndexCache`] together;
 //! - [`archiver`]: backups of directories and streams ([`archiver::backup`]);
 //! - [`restorer`]: verified, parallel restore and dump;
+//! - [`copy`]: snapshots into another repository, re-chunked and re-encrypted there;
 //! - [`ls`]: walking a snapshot's trees;
+//! - [`diff`], [`find`], [`stats`]: read-only inspection: what changed between two snapshots,
+//!   which snapshots hold paths matching a [`glob`] pattern, sizes and deduplication;
 //! - [`checker`]: `cairn check`, which proves the repository holds what its snapshots need;
 //! - [`repair`]: rebuilding the index from pack headers, and snapshots without lost data;
 //! - [`retention`]: the pure retention policy, and [`forget`], which applies it or removes
 //!   named snapshots;
 //! - [`protect`]: setting and clearing a snapshot's protected flag (kept by every policy);
 //! - [`prune`]: two-phase deletion of what no snapshot needs, safe beside running backups;
+//! - [`stores`]: cairn.toml, the repositories and data stores `cairn run` backs up: finding,
+//!   parsing and validating it;
 //! - [`progress`]: how long operations report progress (the engine never prints).
 //!
 //! The byte formats live in the `repo_format` crate (SPEC.md); this crate never encodes a byte
@@ -34,8 +39,12 @@
 pub mod archiver;
 pub mod backend;
 pub mod checker;
+pub mod copy;
+pub mod diff;
 pub mod error;
+pub mod find;
 pub mod forget;
+pub mod glob;
 pub mod host;
 pub mod index;
 pub mod ls;
@@ -46,5 +55,7 @@ pub mod repair;
 pub mod repository;
 pub mod restorer;
 pub mod retention;
+pub mod stats;
+pub mod stores;
 
 pub use error::{Error, ErrorKind, Result};

@@ -84,10 +84,10 @@ pub fn repair_index(repo: &Repository) -> Result<RepairIndexReport> {
         .collect();
 
     let mut report = RepairIndexReport::default();
-    let mut current = IndexFile {
-        supersedes: old.clone(),
-        packs: Vec::new(),
-    };
+    // Only the last file written names the old files in `supersedes`: prune deletes superseded
+    // files (SPEC §18 P2), which must not happen to the old files before every new one is
+    // stored (a repair killed half-way leaves both, which is only duplication).
+    let mut current = IndexFile::default();
     let mut pending_entries = 0usize;
     let mut damaged: HashSet<PackId> = HashSet::new();
     // Header reads overlap on a small pool of their own (they wait on storage, not the CPU);
@@ -111,11 +111,7 @@ pub fn repair_index(repo: &Repository) -> Result<RepairIndexReport> {
                     pending_entries += entries.len();
                     current.packs.push(IndexPack { id, entries });
                     if pending_entries >= INDEX_FLUSH_ENTRIES {
-                        let next = IndexFile {
-                            supersedes: old.clone(),
-                            packs: Vec::new(),
-                        };
-                        let file = std::mem::replace(&mut current, next);
+                        let file = std::mem::take(&mut current);
                         report.index_files_written.push(repo.save_index(&file)?);
                         pending_entries = 0;
                     }
@@ -143,7 +139,9 @@ pub fn repair_index(repo: &Repository) -> Result<RepairIndexReport> {
             }
         }
     }
-    if !current.packs.is_empty() || report.index_files_written.is_empty() {
+    current.supersedes = old.clone();
+    current.canonicalize();
+    if !current.packs.is_empty() || report.index_files_written.is_empty() || !old.is_empty() {
         report.index_files_written.push(repo.save_index(&current)?);
     }
     // Only now, with every new index file stored, remove the old ones.
@@ -206,7 +204,10 @@ pub fn repair_snapshots(repo: &Repository, dry_run: bool) -> Result<RepairSnapsh
         report.checked += 1;
         let mut removed = Vec::new();
         let repaired = std::thread::scope(|scope| -> Result<Option<SnapshotId>> {
-            let saver = BlobSaver::start(scope, repo, 1);
+            // A repaired snapshot is a new snapshot: it follows the backup's rules beside a
+            // running prune (SPEC §18 B1-B3).
+            let guard = crate::prune::guard::PlanGuard::start(repo)?;
+            let saver = BlobSaver::start_avoiding(scope, repo, 1, guard.marked().clone());
             let mut fixer = TreeFixer {
                 repo,
                 saver: &saver,
@@ -214,10 +215,14 @@ pub fn repair_snapshots(repo: &Repository, dry_run: bool) -> Result<RepairSnapsh
                 removed: &mut removed,
             };
             let (tree, changed) = fixer.fix(&snap.tree, "")?;
-            saver.finish()?;
+            let mut totals = saver.finish()?;
             if !changed || dry_run {
                 return Ok(None);
             }
+            let mut referenced = std::mem::take(&mut totals.referenced);
+            let mut notes = Vec::new();
+            let pre =
+                crate::archiver::check_plans(repo, &guard, &mut referenced, &totals, &mut notes)?;
             let mut tags = snap.tags.clone();
             tags.push("repaired".to_string());
             let new = Snapshot {
@@ -227,7 +232,9 @@ pub fn repair_snapshots(repo: &Repository, dry_run: bool) -> Result<RepairSnapsh
                 parent: None,
                 ..snap.clone()
             };
-            repo.save_snapshot(&new).map(Some)
+            let new_id = repo.save_snapshot(&new)?;
+            guard.post_check(repo, &pre, &new_id, &referenced, &totals.indirect)?;
+            Ok(Some(new_id))
         })?;
         if !removed.is_empty() {
             report.repaired.push(RepairedSnapshot {

@@ -394,8 +394,16 @@ impl Repository {
             .map_err(|e| Error::format(format!("snapshot {} is damaged", id.0.short()), e))
     }
 
-    /// Every snapshot, oldest first (ties by id).
+    /// Every snapshot, oldest first (ties by id). A snapshot deleted between the listing and
+    /// its read (a concurrent `forget`) is left out.
     pub fn list_snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        Ok(self.list_snapshots_report()?.0)
+    }
+
+    /// [`list_snapshots`](Self::list_snapshots), also counting the snapshots that vanished
+    /// between the listing and their read: a caller that needs every snapshot that existed at
+    /// one moment (prune) lists again while that count is not zero.
+    pub fn list_snapshots_report(&self) -> Result<(Vec<(SnapshotId, Snapshot)>, usize)> {
         let ids = self.list_ids(FileType::Snapshot)?;
         let backend = &self.backend;
         let keys = &self.keys;
@@ -416,12 +424,14 @@ impl Repository {
         );
         let mut all = Vec::with_capacity(loaded.len());
         let mut damaged = Vec::new();
+        let mut vanished = 0;
         for (id, snap) in loaded {
             match snap {
                 Ok(s) => all.push((SnapshotId(id), s)),
                 Err(e) if e.kind() == ErrorKind::Corrupt => {
                     damaged.push((SnapshotId(id), crate::restorer::error_chain(&e)));
                 }
+                Err(e) if e.kind() == ErrorKind::NotFound => vanished += 1,
                 Err(e) => return Err(e),
             }
         }
@@ -431,7 +441,7 @@ impl Repository {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = damaged;
         all.sort_by_key(|a| (a.1.time_ns, a.0));
-        Ok(all)
+        Ok((all, vanished))
     }
 
     /// Snapshots the last [`list_snapshots`](Self::list_snapshots) left out because they are

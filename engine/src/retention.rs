@@ -536,6 +536,7 @@ mod tests {
                 program: "cairn test".into(),
                 original: None,
                 protected: false,
+                copied_from: None,
             },
         )
     }

@@ -457,5 +457,8 @@ fn s3_backups_under_injected_faults_never_leave_a_broken_snapshot() {
     )
     .expect("check");
     assert!(report.is_clean(), "{:?}", report.errors);
-    eprintln!("s3 with faults: {} backups succeeded, {failed} failed cleanly", ok.len());
+    eprintln!(
+        "s3 with faults: {} backups succeeded, {failed} failed cleanly",
+        ok.len()
+    );
 }

@@ -8,11 +8,13 @@
 //!   7 parent id (optional)            8 summary (optional, 13 × 8 bytes)
 //!   9 status u8 (written only when failed)   10 chunker profile (optional)   11 program
 //!   12 original id (optional)         13 flags u64: bit 0 protected (written only when non-zero)
+//!   0x8000 copied_from id (optional tag: readers that do not know it ignore it)
 //! ```
 //!
 //! Tags 1 and 2 are required; an absent 3–6 or 11 means empty, an absent 7, 8 or 10 means none,
-//! an absent 9 means complete, an absent 12 means not a repair, an absent 13 means no flags. A
-//! flag bit this version does not define is a decoding error (tag 13 is critical).
+//! an absent 9 means complete, an absent 12 means not a repair, an absent 13 means no flags, an
+//! absent 0x8000 means not a copy. A flag bit this version does not define is a decoding error
+//! (tag 13 is critical).
 
 use crate::compress::{decompress_bounded, tagged_body};
 use crate::config::ChunkerProfile;
@@ -42,6 +44,8 @@ const TAG_CHUNKER: u16 = 10;
 const TAG_PROGRAM: u16 = 11;
 const TAG_ORIGINAL: u16 = 12;
 const TAG_FLAGS: u16 = 13;
+/// An optional tag (SPEC §11): a cairn that does not know it reads the copy as a plain snapshot.
+const TAG_COPIED_FROM: u16 = 0x8000;
 
 /// What a backup did (SPEC §10, tag 8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -147,6 +151,9 @@ pub struct Snapshot {
     pub original: Option<SnapshotId>,
     /// Never removed by a retention policy (flags bit 0, tag 13).
     pub protected: bool,
+    /// For a snapshot written by `cairn copy`: the snapshot it is a copy of, in the repository
+    /// where that was first written (tag 0x8000; see SPEC §10).
+    pub copied_from: Option<SnapshotId>,
 }
 
 fn utf8(what: &'static str, field: &str, b: &[u8]) -> Result<String, FormatError> {
@@ -233,6 +240,9 @@ impl Snapshot {
         if flags != 0 {
             w.field(TAG_FLAGS, &flags.to_le_bytes())?;
         }
+        if let Some(copied_from) = &self.copied_from {
+            w.field(TAG_COPIED_FROM, &copied_from.0.0)?;
+        }
         Ok(w.finish())
     }
 
@@ -263,6 +273,7 @@ impl Snapshot {
             program: String::new(),
             original: None,
             protected: false,
+            copied_from: None,
         };
         let mut tlv = TlvReader::new(r.rest(), WHAT);
         while let Some((tag, v)) = tlv.next_field()? {
@@ -349,6 +360,10 @@ impl Snapshot {
                         ));
                     }
                     s.protected = flags & SNAPSHOT_FLAG_PROTECTED != 0;
+                }
+                TAG_COPIED_FROM => {
+                    expect_len(WHAT, tag, v, 32)?;
+                    s.copied_from = Some(SnapshotId(r.id()?));
                 }
                 _ => unknown_tag(WHAT, tag)?,
             }

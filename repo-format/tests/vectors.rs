@@ -139,6 +139,7 @@ fn snapshot() -> Snapshot {
         program: "cairn 0.1.0".into(),
         original: None,
         protected: false,
+        copied_from: None,
     }
 }
 
@@ -428,6 +429,26 @@ fn snapshot_vector() {
     );
     assert_eq!(back.chunker.unwrap().name, "file");
     assert_eq!(back.status, SnapshotStatus::Complete);
+}
+
+/// A snapshot written by `cairn copy`: the `snapshot` vector plus tag 0x8000 `copied_from`
+/// (the id of the `snapshot` vector's stored bytes).
+#[test]
+fn snapshot_copied_vector() {
+    let source = object_id(&read_golden("snapshot"));
+    let s = Snapshot {
+        copied_from: Some(SnapshotId(source)),
+        ..snapshot()
+    };
+    let body = golden("snapshot_copied_body", &s.encode_body().unwrap());
+    assert_eq!(Snapshot::decode_body(&body).unwrap(), s);
+    // The same bytes as the plain vector, then the optional tag.
+    let plain = read_golden("snapshot_body");
+    assert_eq!(body[..plain.len()], plain[..]);
+    assert_eq!(
+        body[plain.len()..plain.len() + 6],
+        [0x00, 0x80, 32, 0, 0, 0]
+    );
 }
 
 #[test]

@@ -3,7 +3,11 @@
 pub mod backup;
 pub mod cat;
 pub mod check;
+pub mod config;
+pub mod copy;
+pub mod diff;
 pub mod dump;
+pub mod find;
 pub mod forget;
 pub mod init;
 pub mod ls;
@@ -12,6 +16,7 @@ pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod snapshots;
+pub mod stats;
 
 use anyhow::{Context, Result, anyhow};
 use engine::repository::{OpenOptions, Repository};

@@ -348,13 +348,14 @@ pub fn backup(
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         original: None,
         protected: false,
+        copied_from: None,
     };
     if let Some(hook) = &opts.before_snapshot {
         (hook.0)();
     }
     let id = repo.save_snapshot(&snapshot)?;
     if let (Some(g), Some(pre)) = (&guard, &pre) {
-        g.post_check(repo, pre, &id, &referenced)?;
+        g.post_check(repo, pre, &id, &referenced, &totals.indirect)?;
     }
     Ok(BackupResult {
         id,
@@ -366,7 +367,7 @@ pub fn backup(
 /// Rule B2 of SPEC §18: until no plan marks a pack the snapshot relies on, copy the blobs of
 /// the marked packs into new packs. Returns the last check, which the snapshot must follow
 /// within half the grace period.
-fn check_plans(
+pub(crate) fn check_plans(
     repo: &Repository,
     guard: &PlanGuard,
     referenced: &mut HashSet<PackId>,
@@ -374,7 +375,7 @@ fn check_plans(
     warnings: &mut Vec<Warning>,
 ) -> Result<PreCheck> {
     for _ in 0..3 {
-        let pre = guard.pre_check(repo, referenced, &totals.indirect)?;
+        let pre = guard.pre_check(repo, referenced, &totals.indirect, &totals.own)?;
         if pre.conflicts.is_empty() {
             return Ok(pre);
         }

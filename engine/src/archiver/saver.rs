@@ -29,8 +29,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
 use repo_format::{
-    BlobId, BlobType, IndexFile, IndexPack, PackId, PackWriter, SealedBlob, seal_blob,
+    BlobId, BlobType, IndexFile, IndexId, IndexPack, PackId, PackWriter, SealedBlob, seal_blob,
 };
 
 use crate::backend::FileType;
@@ -39,6 +41,11 @@ use crate::repository::{Repository, put_content_addressed, random_bytes};
 
 /// An index file is written once this many uploaded blobs are not yet in one (SPEC §12).
 pub const INDEX_FLUSH_ENTRIES: usize = 65_536;
+
+/// ... or once the oldest uploaded pack not yet in one is this old (at most; a quarter of the
+/// prune grace period when that is shorter): prune marks packs no index file names only when
+/// they are older than the grace period (SPEC §18).
+const INDEX_FLUSH_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Packs uploading at once. Pack buffers alive at any time are at most (workers + this + 2 open
 /// packs) × the pack size: a worker that filled a pack waits for a slot while holding it. With
@@ -84,6 +91,14 @@ struct Shared<'r> {
     referenced: Mutex<HashSet<PackId>>,
     /// Content lists reused without looking at their data blobs (unchanged large files).
     indirect: Mutex<Vec<BlobId>>,
+    /// The packs this session stored, with when each upload finished.
+    own: Arc<Mutex<Vec<(PackId, Instant)>>>,
+    /// The index files this session wrote.
+    index_files: Mutex<Vec<IndexId>>,
+    /// When the oldest uploaded pack not yet in an index file finished (None: there is none).
+    unindexed_since: Arc<Mutex<Option<Instant>>>,
+    /// See [`INDEX_FLUSH_INTERVAL`].
+    flush_interval: Duration,
     packers: [Mutex<PackWriter>; 2],
     uploaded: Arc<Mutex<Vec<IndexPack>>>,
     uploads: Mutex<Vec<tokio::task::JoinHandle<Result<()>>>>,
@@ -131,6 +146,11 @@ impl<'s> BlobSaver<'s> {
             avoid,
             referenced: Mutex::new(HashSet::new()),
             indirect: Mutex::new(Vec::new()),
+            own: Arc::new(Mutex::new(Vec::new())),
+            index_files: Mutex::new(Vec::new()),
+            unindexed_since: Arc::new(Mutex::new(None)),
+            flush_interval: INDEX_FLUSH_INTERVAL
+                .min(Duration::from_secs(repo.config().prune_grace_secs) / 4),
             packers: [Mutex::new(PackWriter::new()), Mutex::new(PackWriter::new())],
             uploaded: Arc::new(Mutex::new(Vec::new())),
             uploads: Mutex::new(Vec::new()),
@@ -318,16 +338,20 @@ impl<'s> BlobSaver<'s> {
             }
             let mut up = lock(&self.shared.uploaded);
             let entries: usize = up.iter().map(|p| p.entries.len()).sum();
-            if entries == 0 || (!force && entries < INDEX_FLUSH_ENTRIES) {
+            let overdue = lock(&self.shared.unindexed_since)
+                .is_some_and(|t| t.elapsed() >= self.shared.flush_interval);
+            if entries == 0 || (!force && !overdue && entries < INDEX_FLUSH_ENTRIES) {
                 return Ok(());
             }
+            *lock(&self.shared.unindexed_since) = None;
             std::mem::take(&mut *up)
         };
         let file = IndexFile {
             supersedes: Vec::new(),
             packs,
         };
-        self.shared.repo.save_index(&file)?;
+        let index_id = self.shared.repo.save_index(&file)?;
+        lock(&self.shared.index_files).push(index_id);
         let mut pending = lock(&self.shared.pending);
         let mut referenced = lock(&self.shared.referenced);
         for p in &file.packs {
@@ -375,6 +399,8 @@ impl<'s> BlobSaver<'s> {
             stored: s.stored.load(Ordering::Relaxed),
             referenced: std::mem::take(&mut *lock(&self.shared.referenced)),
             indirect: std::mem::take(&mut *lock(&self.shared.indirect)),
+            own: std::mem::take(&mut *lock(&self.shared.own)),
+            index_files: std::mem::take(&mut *lock(&self.shared.index_files)),
         })
     }
 }
@@ -393,6 +419,10 @@ pub struct SaverTotals {
     pub referenced: HashSet<PackId>,
     /// Content lists reused unread (their data blobs' packs are not in `referenced`).
     pub indirect: Vec<BlobId>,
+    /// The packs this session stored, with the instant each upload finished.
+    pub own: Vec<(PackId, Instant)>,
+    /// The index files this session wrote.
+    pub index_files: Vec<IndexId>,
 }
 
 impl Drop for BlobSaver<'_> {
@@ -480,6 +510,8 @@ impl Shared<'_> {
             .map_err(|e| Error::new(ErrorKind::Io, format!("upload slots closed: {e}")))?;
         let backend = Arc::clone(repo.backend());
         let uploaded = Arc::clone(&self.uploaded);
+        let own = Arc::clone(&self.own);
+        let unindexed_since = Arc::clone(&self.unindexed_since);
         let failure = Arc::clone(&self.failure);
         let handle = repo.runtime().spawn(async move {
             let id = finished.id;
@@ -488,10 +520,15 @@ impl Shared<'_> {
                     .await;
             drop(permit);
             match stored {
-                Ok(()) => lock(&uploaded).push(IndexPack {
-                    id,
-                    entries: finished.entries,
-                }),
+                Ok(()) => {
+                    let now = Instant::now();
+                    lock(&own).push((id, now));
+                    lock(&unindexed_since).get_or_insert(now);
+                    lock(&uploaded).push(IndexPack {
+                        id,
+                        entries: finished.entries,
+                    });
+                }
                 // Recorded where the producer looks after every buffer, so a failed upload
                 // (full disk, permissions) stops the backup now, not after reading everything.
                 Err(e) => record_failure(&failure, e),

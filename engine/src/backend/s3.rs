@@ -94,7 +94,10 @@ fn open_with_env(
         .with_conditional_put(S3ConditionalPut::ETagMatch)
         .with_retry(retry_config())
         // Set key by key: `with_client_options` would drop what `from_env` read (AWS_ALLOW_HTTP).
-        .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout), "10s")
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+            "10s",
+        )
         .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "300s");
     if set("AWS_REGION").is_none() && set("AWS_DEFAULT_REGION").is_none() {
         builder = builder.with_region("us-east-1");

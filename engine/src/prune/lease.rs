@@ -5,9 +5,9 @@
 //! writing the number after the highest one listed; of two prunes that try the same number,
 //! the storage lets exactly one write it. A lease that is `Held` expires `ttl` after its
 //! modification time, so a killed prune blocks the next one for at most `ttl`. Before every
-//! destructive step the holder lists `leases/` again and stops if a higher number exists (its
-//! lease was taken over) or its time is up; a long run renews by writing the next number
-//! itself. Releasing writes the next number as `Released`.
+//! destructive step, and at checkpoints of the long reading phases, the holder lists
+//! `leases/` again and stops if a higher number exists (its lease was taken over) or its time
+//! is up; after a third of the ttl it renews by writing the next number itself. Releasing writes the next number as `Released`.
 //!
 //! The lease saves work and confusion; it is not what keeps data safe (two prunes that both
 //! believed they held it would still only delete what the sweep rules allow, SPEC §18).
@@ -258,8 +258,17 @@ impl HeldLease {
         self.storage_start_ns
     }
 
+    /// During long reading phases: renews the lease once a third of its time has passed (see
+    /// [`check`](Self::check)); cheap otherwise.
+    pub fn keep_alive(&mut self, repo: &Repository) -> Result<()> {
+        if self.written.elapsed() < self.opts.ttl / 3 {
+            return Ok(());
+        }
+        self.check(repo, "going on")
+    }
+
     /// Before a destructive step: fails if the lease was taken over or has run out; renews it
-    /// at half-time.
+    /// once a third of its time has passed.
     pub fn check(&mut self, repo: &Repository, step: &str) -> Result<()> {
         let lost = |why: String| {
             Error::new(
@@ -280,15 +289,11 @@ impl HeldLease {
             }
             None => return Err(lost(format!("lease {} was deleted", self.number))),
         }
+        // Past its ttl the lease may be taken by another prune, which then writes a higher
+        // number (seen above) or races our renewal for the next one (create-only: one wins). So
+        // an expired lease that nobody took is simply renewed.
         let elapsed = self.written.elapsed();
-        if elapsed >= self.opts.ttl {
-            return Err(lost(format!(
-                "{} s passed, the lease lasts {} s",
-                elapsed.as_secs(),
-                secs(self.opts.ttl)
-            )));
-        }
-        if elapsed >= self.opts.ttl / 2 {
+        if elapsed >= self.opts.ttl / 3 {
             let next = self.number.saturating_add(1);
             let written = Instant::now();
             let lease = lease_of(next, self.holder, LeaseState::Held, self.opts.ttl);

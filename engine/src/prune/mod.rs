@@ -139,6 +139,39 @@ pub struct PruneReport {
     pub warnings: Vec<String>,
 }
 
+/// Renews the lease during long reads (nothing in a dry run).
+fn keep_alive(lease: &mut Option<&mut HeldLease>, repo: &Repository) -> Result<()> {
+    match lease {
+        Some(l) => l.keep_alive(repo),
+        None => Ok(()),
+    }
+}
+
+/// Every snapshot that existed when the last listing was taken: while snapshots vanish between
+/// a listing and their read (a concurrent `forget`, or `protect` replacing one with a copy),
+/// list again and add what appeared, so a replacement written before its original was deleted
+/// is never missed.
+fn snapshots_at_one_moment(
+    repo: &Repository,
+) -> Result<Vec<(repo_format::SnapshotId, repo_format::Snapshot)>> {
+    let mut all: HashMap<repo_format::SnapshotId, repo_format::Snapshot> = HashMap::new();
+    for _ in 0..10 {
+        let (listed, vanished) = repo.list_snapshots_report()?;
+        for (id, snap) in listed {
+            all.entry(id).or_insert(snap);
+        }
+        if vanished == 0 {
+            let mut out: Vec<_> = all.into_iter().collect();
+            out.sort_by_key(|(id, s)| (s.time_ns, *id));
+            return Ok(out);
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Backend,
+        "snapshots keep vanishing while prune reads them (is a forget running in a loop?); try again",
+    ))
+}
+
 /// Runs prune (see the module docs).
 pub fn prune(
     repo: &Repository,
@@ -199,13 +232,18 @@ fn run(
     let mut files = index_files(repo)?;
     let plans = load_plans(repo)?;
     if let Some(lease) = lease.as_deref_mut()
-        && (!files.superseded.is_empty() || !plans.damaged.is_empty())
+        && (!files.superseded.is_empty() || !files.empty.is_empty() || !plans.damaged.is_empty())
     {
         lease.check(repo, "deleting superseded index files")?;
         delete_all(
             repo,
             FileType::Index,
-            files.superseded.iter().map(|i| i.0.to_hex()).collect(),
+            files
+                .superseded
+                .iter()
+                .chain(&files.empty)
+                .map(|i| i.0.to_hex())
+                .collect(),
         )?;
         delete_all(
             repo,
@@ -237,7 +275,7 @@ fn run(
         .collect();
 
     // 3. What the snapshots need, listed after the due plans were chosen (the sweep's re-check).
-    let snapshots = repo.list_snapshots()?;
+    let snapshots = snapshots_at_one_moment(repo)?;
     let damaged = repo.damaged_snapshots();
     if !damaged.is_empty() {
         return Err(Error::new(
@@ -257,7 +295,12 @@ fn run(
     // Every snapshot listed was written after its index files: load the ones written since the
     // index was last read, and take the current index files from a listing made now.
     repo.sync_index()?;
-    let superseded: HashSet<IndexId> = files.superseded.iter().copied().collect();
+    let superseded: HashSet<IndexId> = files
+        .superseded
+        .iter()
+        .chain(&files.empty)
+        .copied()
+        .collect();
     let mut now_listed: Vec<IndexId> = repo
         .list_ids(FileType::Index)?
         .into_iter()
@@ -268,7 +311,7 @@ fn run(
     files.current = now_listed;
     let mut used = UsedSet::create(repo.cache_dir())?;
     let roots: Vec<_> = snapshots.iter().map(|(id, s)| (*id, s.tree)).collect();
-    report.used_blobs = used.add_snapshots(repo, &roots, &mut |_| {})?;
+    report.used_blobs = used.add_snapshots(repo, &roots, &mut || keep_alive(&mut lease, repo))?;
     drop(snapshots);
 
     // 4. The index and the packs on storage.
@@ -284,7 +327,9 @@ fn run(
     drop(listed);
     report.packs_total = on_storage.len();
     report.bytes_total = on_storage.values().map(|(s, _)| s).sum();
-    let mut usage = pack_usage(repo, &files.current, &mut used, LOCATED)?;
+    let mut usage = pack_usage(repo, &files.current, &mut used, LOCATED, &mut || {
+        keep_alive(&mut lease, repo)
+    })?;
     let (missing, count) = used.used_not_located(5)?;
     if count > 0 {
         return Err(Error::new(
@@ -313,8 +358,9 @@ fn run(
 
     // 5. Sweep.
     let sizes: HashMap<PackId, u64> = on_storage.iter().map(|(k, (s, _))| (*k, *s)).collect();
+    let mut swept = HashSet::new();
     if !due.is_empty() {
-        report.sweep = sweep(
+        let (sweep_report, doomed) = sweep(
             repo,
             &due,
             &files.current,
@@ -322,22 +368,28 @@ fn run(
             &mut used,
             lease.as_deref_mut(),
         )?;
+        report.sweep = sweep_report;
+        // Only what was (or, in a dry run, would be) deleted: kept packs stay unmarked.
+        swept = doomed.into_iter().collect::<HashSet<PackId>>();
         if !opts.dry_run && report.sweep.packs_deleted + report.sweep.index_files_rewritten > 0 {
             files = index_files(repo)?;
-            for p in due.iter().flat_map(|p| p.plan.packs.iter()) {
+            for p in &swept {
                 on_storage.remove(p);
             }
-            usage = pack_usage(repo, &files.current, &mut used, used::LOCATED_AGAIN)?;
+            usage = pack_usage(
+                repo,
+                &files.current,
+                &mut used,
+                used::LOCATED_AGAIN,
+                &mut || keep_alive(&mut lease, repo),
+            )?;
             repo.sync_index()?;
         }
     }
-    let swept: HashSet<PackId> = if opts.dry_run {
-        due.iter()
-            .flat_map(|p| p.plan.packs.iter().copied())
-            .collect()
-    } else {
-        HashSet::new()
-    };
+    if !opts.dry_run {
+        // Deleted for real: not on storage any more, nothing to exclude.
+        swept.clear();
+    }
 
     // 6. Plan.
     let already: HashSet<PackId> = waiting
@@ -434,6 +486,7 @@ fn run(
     let Some(lease) = lease else {
         return Ok(report);
     };
+    let mut repack_index_files = Vec::new();
     if !to_repack.is_empty() {
         lease.check(repo, "repacking")?;
         let r = repack::repack(repo, &to_repack, &mut used, progress)?;
@@ -446,6 +499,9 @@ fn run(
                 .push(format!("pack {} was not repacked: {why}", p.0.short()));
         }
         to_repack = r.packs;
+        repack_index_files = r.index_files;
+        repack_index_files.sort();
+        repack_index_files.dedup();
     }
     let mut packs: Vec<PackId> = unused_whole
         .into_iter()
@@ -464,7 +520,7 @@ fn run(
         lease: lease.number(),
         packs,
         hostname: crate::host::hostname(),
-        index_files: Vec::new(),
+        index_files: repack_index_files,
     };
     let bytes = plan
         .encode(repo.keys(), random_bytes::<16>()?)

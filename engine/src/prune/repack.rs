@@ -27,6 +27,8 @@ pub struct RepackReport {
     pub skipped: Vec<(PackId, String)>,
     /// The packs the copies went to.
     pub new_packs: Vec<PackId>,
+    /// The index files that name them.
+    pub index_files: Vec<repo_format::IndexId>,
 }
 
 /// Copies the needed blobs of `packs` into new packs.
@@ -129,6 +131,7 @@ pub fn copy_packs(
             .finish()
             .map_err(|e| Error::with_source(e.kind(), "cannot store the repacked blobs", e))?;
         report.new_packs = totals.referenced.into_iter().collect();
+        report.index_files = totals.index_files;
         Ok(())
     })?;
     Ok(report)

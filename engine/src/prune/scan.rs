@@ -27,18 +27,27 @@ pub struct IndexFiles {
     pub current: Vec<IndexId>,
     /// Listed but superseded by another listed file (left over by an interrupted sweep).
     pub superseded: Vec<IndexId>,
+    /// Current files that name no pack and supersede no listed file: left by a sweep whose
+    /// rewritten files had nothing left to name; they can go.
+    pub empty: Vec<IndexId>,
 }
 
-/// Calls `f` for every index file in `ids`, in order.
+/// Calls `f` for every index file in `ids`, in order, on the calling thread and outside the
+/// async runtime (so `f` may do storage I/O itself, e.g. renew the prune lease); a few files
+/// are fetched ahead on the runtime meanwhile.
 pub fn for_each_index(
     repo: &Repository,
     ids: &[IndexId],
     f: &mut dyn FnMut(IndexId, IndexFile) -> Result<()>,
 ) -> Result<()> {
-    let backend = repo.backend();
-    let keys = repo.keys();
-    repo.block_on(async {
-        let mut stream = futures::stream::iter(ids.iter().copied().map(|id| async move {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(IndexId, IndexFile)>>(CONCURRENCY);
+    let backend = std::sync::Arc::clone(repo.backend());
+    let keys = repo.keys().clone();
+    let ids = ids.to_vec();
+    let fetcher = repo.runtime().spawn(async move {
+        let keys = &keys;
+        let backend = &backend;
+        let mut stream = futures::stream::iter(ids.into_iter().map(|id| async move {
             let bytes = get_verified(&**backend, FileType::Index, &id.0).await?;
             let file = IndexFile::decode(keys, &bytes).map_err(|e| {
                 Error::format(
@@ -53,13 +62,23 @@ pub fn for_each_index(
         }))
         .buffered(CONCURRENCY);
         while let Some(item) = stream.next().await {
-            let (id, file) = item?;
-            // Runs on the thread that called `block_on`, not on a runtime worker: the reads in
-            // flight keep going on the workers meanwhile.
-            f(id, file)?;
+            let failed = item.is_err();
+            // The receiver is gone when `f` failed: stop fetching.
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
         }
-        Ok(())
-    })
+    });
+    let mut result = Ok(());
+    while let Some(item) = rx.blocking_recv() {
+        if let Err(e) = item.and_then(|(id, file)| f(id, file)) {
+            result = Err(e);
+            break;
+        }
+    }
+    drop(rx);
+    let _ = repo.block_on(fetcher);
+    result
 }
 
 /// Lists `index/` and sorts out the superseded files (reads each file once).
@@ -71,15 +90,50 @@ pub fn index_files(repo: &Repository) -> Result<IndexFiles> {
         .collect();
     listed.sort();
     let mut superseded = HashSet::new();
-    for_each_index(repo, &listed, &mut |_, file| {
+    let mut packless: Vec<(IndexId, Vec<IndexId>)> = Vec::new();
+    // Which files name each pack: a superseded file may go only if every pack it names is
+    // named by a file that stays (a writer that set `supersedes` too early, e.g. an old
+    // `repair index` killed half-way, must not cost the index its entries).
+    let mut naming: HashMap<PackId, Vec<IndexId>> = HashMap::new();
+    for_each_index(repo, &listed, &mut |id, file| {
+        if file.packs.is_empty() {
+            packless.push((id, file.supersedes.clone()));
+        }
+        for p in &file.packs {
+            naming.entry(p.id).or_default().push(id);
+        }
         superseded.extend(file.supersedes);
         Ok(())
     })?;
+    let covered = |id: &IndexId| {
+        naming
+            .values()
+            .filter(|files| files.contains(id))
+            .all(|files| files.iter().any(|f| !superseded.contains(f)))
+    };
+    let unsafe_to_drop: HashSet<IndexId> = listed
+        .iter()
+        .filter(|id| superseded.contains(*id) && !covered(id))
+        .copied()
+        .collect();
+    for id in &unsafe_to_drop {
+        superseded.remove(id);
+    }
+    let listed_set: HashSet<IndexId> = listed.iter().copied().collect();
+    let empty: HashSet<IndexId> = packless
+        .into_iter()
+        .filter(|(id, sup)| !superseded.contains(id) && !sup.iter().any(|s| listed_set.contains(s)))
+        .map(|(id, _)| id)
+        .collect();
     let (superseded, current): (Vec<IndexId>, Vec<IndexId>) =
         listed.into_iter().partition(|id| superseded.contains(id));
+    let (mut empty, current): (Vec<IndexId>, Vec<IndexId>) =
+        current.into_iter().partition(|id| empty.contains(id));
+    empty.sort();
     Ok(IndexFiles {
         current,
         superseded,
+        empty,
     })
 }
 
@@ -124,9 +178,11 @@ pub fn pack_usage(
     files: &[IndexId],
     used: &mut UsedSet,
     bit: u8,
+    tick: &mut dyn FnMut() -> Result<()>,
 ) -> Result<PackUsage> {
     let mut usage = PackUsage::default();
     for_each_index(repo, files, &mut |file_id, file| {
+        tick()?;
         for pack in file.packs {
             let named = usage.named_by.entry(pack.id).or_default();
             named.push(file_id);

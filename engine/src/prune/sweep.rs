@@ -49,15 +49,16 @@ pub struct SweepReport {
     pub index_files_rewritten: usize,
 }
 
-/// Sweeps the `due` plans. `current` are the current index files, `sizes` the listed packs.
+/// Sweeps the `due` plans. `current` are the current index files, `sizes` the packs on
+/// storage. Returns the report and the packs deleted (in a dry run: that would be deleted).
 pub fn sweep(
     repo: &Repository,
     due: &[StoredPlan],
     current: &[IndexId],
     sizes: &HashMap<PackId, u64>,
     used: &mut UsedSet,
-    lease: Option<&mut HeldLease>,
-) -> Result<SweepReport> {
+    mut lease: Option<&mut HeldLease>,
+) -> Result<(SweepReport, BTreeSet<PackId>)> {
     let marked: HashSet<PackId> = due
         .iter()
         .flat_map(|p| p.plan.packs.iter().copied())
@@ -67,9 +68,17 @@ pub fn sweep(
         ..SweepReport::default()
     };
 
-    // Pass 1: which needed blobs have a copy in a pack that stays.
+    // Pass 1: which needed blobs have a copy in a pack that stays (and exists: an indexed pack
+    // that is gone holds no copy).
     for_each_index(repo, current, &mut |_, file| {
-        for pack in file.packs.iter().filter(|p| !marked.contains(&p.id)) {
+        if let Some(lease) = lease.as_deref_mut() {
+            lease.keep_alive(repo)?;
+        }
+        for pack in file
+            .packs
+            .iter()
+            .filter(|p| !marked.contains(&p.id) && sizes.contains_key(&p.id))
+        {
             let ids: Vec<_> = pack.entries.iter().map(|e| e.id).collect();
             for (id, flag) in ids.iter().zip(used.get_many(&ids)?) {
                 if flag & USED != 0 && flag & ELSEWHERE == 0 {
@@ -85,6 +94,9 @@ pub fn sweep(
     let mut keep = HashSet::new();
     let mut touched = Vec::new();
     for_each_index(repo, current, &mut |file_id, file| {
+        if let Some(lease) = lease.as_deref_mut() {
+            lease.keep_alive(repo)?;
+        }
         let mut names_marked = false;
         for pack in file.packs.iter().filter(|p| marked.contains(&p.id)) {
             names_marked = true;
@@ -99,13 +111,13 @@ pub fn sweep(
         }
         Ok(())
     })?;
-    let doomed: BTreeSet<PackId> = marked.difference(&keep).copied().collect();
+    let mut doomed: BTreeSet<PackId> = marked.difference(&keep).copied().collect();
     report.packs_kept = keep.len();
     report.packs_deleted = doomed.len();
     report.bytes_freed = doomed.iter().filter_map(|p| sizes.get(p)).sum();
     let Some(lease) = lease else {
         // A dry run stops here.
-        return Ok(report);
+        return Ok((report, doomed));
     };
 
     // Step 1: the index without the doomed packs, in new files of bounded size; each new file
@@ -113,6 +125,7 @@ pub fn sweep(
     // superseded file without the file that replaces it. Files naming only kept packs stay.
     lease.check(repo, "rewriting the index")?;
     let mut superseded = Vec::new();
+    let mut written = Vec::new();
     let mut group = IndexFile::default();
     let mut group_entries = 0usize;
     for_each_index(repo, &touched, &mut |file_id, file| {
@@ -126,13 +139,13 @@ pub fn sweep(
             group.packs.push(pack);
         }
         if group_entries >= REWRITE_ENTRIES {
-            write_group(repo, std::mem::take(&mut group))?;
+            written.push(write_group(repo, std::mem::take(&mut group))?);
             group_entries = 0;
         }
         Ok(())
     })?;
     if !group.supersedes.is_empty() {
-        write_group(repo, group)?;
+        written.push(write_group(repo, group)?);
     }
     report.index_files_rewritten = superseded.len();
 
@@ -144,7 +157,30 @@ pub fn sweep(
         superseded.iter().map(|i| i.0.to_hex()).collect(),
     )?;
 
-    // Step 3.
+    // Step 3. An index file written since the scan (a backup indexing its own packs late,
+    // `repair index`) may name a doomed pack: such a pack stays.
+    let known: HashSet<IndexId> = current
+        .iter()
+        .chain(&written)
+        .chain(&superseded)
+        .copied()
+        .collect();
+    let new_files: Vec<IndexId> = repo
+        .list_ids(FileType::Index)?
+        .into_iter()
+        .map(IndexId)
+        .filter(|i| !known.contains(i))
+        .collect();
+    for_each_index(repo, &new_files, &mut |_, file| {
+        for pack in &file.packs {
+            if doomed.remove(&pack.id) {
+                report.packs_kept += 1;
+            }
+        }
+        Ok(())
+    })?;
+    report.packs_deleted = doomed.len();
+    report.bytes_freed = doomed.iter().filter_map(|p| sizes.get(p)).sum();
     lease.check(repo, "deleting packs")?;
     delete_all(
         repo,
@@ -158,14 +194,13 @@ pub fn sweep(
         FileType::Plan,
         due.iter().map(|p| p.id.to_hex()).collect(),
     )?;
-    Ok(report)
+    Ok((report, doomed))
 }
 
 /// Writes one superseding index file (just the `supersedes` list if no pack remains).
-fn write_group(repo: &Repository, mut file: IndexFile) -> Result<()> {
+fn write_group(repo: &Repository, mut file: IndexFile) -> Result<IndexId> {
     file.canonicalize();
-    repo.save_index(&file)?;
-    Ok(())
+    repo.save_index(&file)
 }
 
 /// Deletes objects, a few at a time; the first failure is returned after the rest finished.

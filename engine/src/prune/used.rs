@@ -162,16 +162,17 @@ impl UsedSet {
     }
 
     /// Adds every blob reachable from the snapshots' root trees: trees, content lists and
-    /// data blobs. `on_snapshot` is called after each snapshot. Each tree is read once, however
-    /// many snapshots share it.
+    /// data blobs. `tick` is called every 1000 trees (prune keeps its lease alive there); an
+    /// error from it stops the walk. Each tree is read once, however many snapshots share it.
     pub fn add_snapshots(
         &mut self,
         repo: &Repository,
         roots: &[(SnapshotId, BlobId)],
-        on_snapshot: &mut dyn FnMut(usize),
+        tick: &mut dyn FnMut() -> Result<()>,
     ) -> Result<u64> {
+        let mut trees = 0u64;
         let mut count = 0u64;
-        for (i, (snap, root)) in roots.iter().enumerate() {
+        for (snap, root) in roots {
             let mut stack = vec![*root];
             while let Some(tree_id) = stack.pop() {
                 if self.has_tree(&tree_id)? {
@@ -180,6 +181,10 @@ impl UsedSet {
                 self.batch_trees.insert(tree_id);
                 self.put(&tree_id, USED)?;
                 count += 1;
+                trees += 1;
+                if trees.is_multiple_of(1000) {
+                    tick()?;
+                }
                 let tree = repo.load_tree(&tree_id).map_err(|e| {
                     Error::with_source(
                         e.kind(),
@@ -215,7 +220,6 @@ impl UsedSet {
                     }
                 }
             }
-            on_snapshot(i + 1);
         }
         self.flush()?;
         Ok(count)

@@ -24,6 +24,7 @@ fn minimal() -> Snapshot {
         program: "cairn 0.1.0".into(),
         original: None,
         protected: false,
+        copied_from: None,
     }
 }
 
@@ -45,6 +46,7 @@ fn full() -> Snapshot {
         }),
         original: Some(SnapshotId(Id([3; 32]))),
         protected: true,
+        copied_from: Some(SnapshotId(Id([4; 32]))),
         ..minimal()
     }
 }
@@ -135,6 +137,39 @@ fn flags_written_only_when_protected() {
 }
 
 #[test]
+fn copied_from_is_an_optional_tag_written_last() {
+    let body = minimal().encode_body().unwrap();
+    let copy = Snapshot {
+        copied_from: Some(SnapshotId(Id([9; 32]))),
+        ..minimal()
+    };
+    let cbody = copy.encode_body().unwrap();
+    // Tag 0x8000 after every critical tag: tag u16, len u32 = 32, the source snapshot's id.
+    let mut field = vec![0x00, 0x80, 32, 0, 0, 0];
+    field.extend_from_slice(&[9; 32]);
+    assert_eq!(cbody[..body.len()], body[..]);
+    assert_eq!(cbody[body.len()..], field[..]);
+    assert_eq!(Snapshot::decode_body(&cbody).unwrap(), copy);
+    // After tag 13 too (tags strictly ascend).
+    let both = Snapshot {
+        protected: true,
+        ..copy.clone()
+    };
+    assert_eq!(
+        Snapshot::decode_body(&both.encode_body().unwrap()).unwrap(),
+        both
+    );
+    // Wrong length.
+    let mut short = body.clone();
+    short.extend_from_slice(&[0x00, 0x80, 31, 0, 0, 0]);
+    short.extend_from_slice(&[9; 31]);
+    assert!(matches!(
+        Snapshot::decode_body(&short),
+        Err(FormatError::Corrupted { .. })
+    ));
+}
+
+#[test]
 fn tlv_rules() {
     let body = minimal().encode_body().unwrap();
     let mut opt = body.clone();
@@ -207,6 +242,7 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
         (
             proptest::option::of(any::<[u8; 32]>()),
             proptest::option::of(any::<[u8; 32]>()),
+            proptest::option::of(any::<[u8; 32]>()),
         ),
         proptest::option::of(any::<[u64; 13]>()),
         any::<bool>(),
@@ -219,7 +255,7 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
                 paths,
                 (hostname, username, program),
                 tags,
-                (parent, original),
+                (parent, original, copied_from),
                 summary,
                 failed,
                 chunker,
@@ -235,6 +271,7 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
                     tags: tags.into_iter().collect(),
                     parent: parent.map(|p| SnapshotId(Id(p))),
                     original: original.map(|p| SnapshotId(Id(p))),
+                    copied_from: copied_from.map(|p| SnapshotId(Id(p))),
                     summary: summary.map(|v| Summary {
                         start_ns: v[0] as i64,
                         end_ns: v[1] as i64,
