@@ -57,6 +57,9 @@ pub enum Command {
     Init(InitArgs),
     /// Back up paths, standard input, or a command's output.
     Backup(BackupArgs),
+    /// Back up every store of cairn.toml (or the named ones), each as one snapshot.
+    #[command(after_help = RUN_HELP)]
+    Run(RunArgs),
     /// Copy snapshots into another repository (re-chunked, deduplicated and encrypted there).
     #[command(after_help = COPY_HELP)]
     Copy(CopyArgs),
@@ -72,7 +75,8 @@ pub enum Command {
     /// Sizes, deduplication and compression of snapshots, and the repository's totals.
     #[command(after_help = STATS_HELP)]
     Stats(StatsArgs),
-    /// Restore a snapshot (or parts of it) into a directory.
+    /// Restore a snapshot (or parts of it) into a directory, or a store of cairn.toml.
+    #[command(after_help = RESTORE_HELP)]
     Restore(RestoreArgs),
     /// Write one file of a snapshot to standard output.
     Dump(DumpArgs),
@@ -96,6 +100,10 @@ pub enum Command {
     /// Remove the protection of snapshots (`forget` may then remove them).
     #[command(after_help = PROTECT_HELP)]
     Unprotect(ProtectArgs),
+    /// Per store of cairn.toml: the newest snapshot's age against its interval, its size, and
+    /// whether the last run failed; exit 1 when any store needs attention.
+    #[command(after_help = STATUS_HELP)]
+    Status(StatusArgs),
     /// Work with cairn.toml, the file of repositories and stores.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -171,9 +179,36 @@ pub struct BackupArgs {
     /// Snapshot time, "YYYY-MM-DD HH:MM:SS" in local time (default: now).
     #[arg(long)]
     pub time: Option<String>,
+    /// Leave out what matches PATTERN (repeat for several; gitignore-like: `*.log` anywhere,
+    /// `cache/` directories only, `/tmp` anchored at the backed-up path, `**` across directories).
+    #[arg(long = "exclude", value_name = "PATTERN", conflicts_with_all = ["stdin", "stdin_from_command"])]
+    pub excludes: Vec<String>,
+    /// With --stdin-from-command: if the command fails, write a failed snapshot holding what it
+    /// wrote (retention ignores it) instead of none; the exit code is still 1.
+    #[arg(long, requires = "stdin_from_command")]
+    pub keep_failed: bool,
     /// The command for --stdin-from-command.
     #[arg(last = true)]
     pub command: Vec<OsString>,
+}
+
+/// Shown at the end of `cairn run --help`.
+pub const RUN_HELP: &str = "Each store becomes one snapshot tagged with its name (and its tags), in the repository of cairn.toml ([repository], unless --repo is given): a command store's output is streamed straight into the repository, a redis store's RDB is backed up after a BGSAVE, a directory store's paths without what its exclude patterns match. Hooks run around each backup (before: a failure skips the store; after; on_failure). A dump command that fails midway leaves a failed snapshot holding what it wrote, with its exit status and last stderr lines (retention does not count it; `cairn status` shows it). A failing store does not stop the others. --copy then copies the new complete snapshots to every [[copy]] repository. --metrics-file writes Prometheus metrics for every store (node_exporter's textfile collector), atomically.
+
+Exit codes: 0 every store backed up; 1 some store (or a copy) failed; 2 usage error; 3 done with warnings (e.g. unreadable files left out).";
+
+/// `cairn run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Only this store (repeat for several; default: every store, in file order).
+    #[arg(long = "store", value_name = "NAME")]
+    pub stores: Vec<String>,
+    /// Then copy the new snapshots to every [[copy]] repository of cairn.toml.
+    #[arg(long)]
+    pub copy: bool,
+    /// Write Prometheus metrics for every store to this file (atomically).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// Shown at the end of `cairn copy --help`.
@@ -238,20 +273,51 @@ pub struct LsArgs {
     pub long: bool,
 }
 
+/// Shown at the end of `cairn restore --help`.
+pub const RESTORE_HELP: &str = "With a cairn.toml, --store NAME restores one store from its newest \
+complete snapshot (or --snapshot ID, which must be the store's): a command or redis store with a \
+restore_command has its dump piped into that command (run without a shell, with the store's env; \
+its output goes to stderr; a failing command fails the restore); one without writes the dump into \
+--target DIR; a directory store is restored into --target DIR, or with --in-place to where its \
+paths were backed up from (files there are overwritten; others are left alone). --all restores \
+every store in restore_order (disaster recovery), each store's files under DIR/STORE/ with \
+--target, stopping at the first failure unless --keep-going; every store's options are checked \
+before anything is restored.\n\n\
+Exit codes: 0 success; 1 error (or some files or stores could not be restored); 2 usage error; \
+3 done with warnings.";
+
 /// `cairn restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Snapshot id, id prefix, or `latest`.
-    pub snapshot: String,
-    /// Directory to restore into (created if missing).
-    #[arg(short, long)]
-    pub target: PathBuf,
+    /// Snapshot id, id prefix, or `latest` (not with --store or --all).
+    #[arg(required_unless_present_any = ["store", "all"], conflicts_with_all = ["store", "all"])]
+    pub snapshot: Option<String>,
+    /// Directory to restore into (created if missing); required without --store, --all and
+    /// --in-place.
+    #[arg(short, long, required_unless_present_any = ["store", "all"])]
+    pub target: Option<PathBuf>,
     /// Restore only this path of the snapshot (repeat for several).
-    #[arg(long = "include")]
+    #[arg(long = "include", conflicts_with_all = ["store", "all"])]
     pub includes: Vec<PathBuf>,
     /// Read every restored file back and check it against the snapshot.
     #[arg(long)]
     pub verify: bool,
+    /// Restore this store of cairn.toml.
+    #[arg(long, value_name = "NAME", conflicts_with = "all")]
+    pub store: Option<String>,
+    /// With --store: this snapshot of the store (id, id prefix or `latest`, the default: its
+    /// newest complete one).
+    #[arg(long = "snapshot", value_name = "ID", requires = "store")]
+    pub store_snapshot: Option<String>,
+    /// Restore every store of cairn.toml, in restore_order.
+    #[arg(long)]
+    pub all: bool,
+    /// Directory stores: restore to where they were backed up from, overwriting files there.
+    #[arg(long)]
+    pub in_place: bool,
+    /// With --all: go on with the next store after one fails.
+    #[arg(long, requires = "all")]
+    pub keep_going: bool,
 }
 
 /// `cairn dump`.
@@ -337,6 +403,22 @@ pub struct StatsArgs {
     pub host: Option<String>,
 }
 
+/// Shown at the end of `cairn status --help`.
+pub const STATUS_HELP: &str = "A store is fresh when its newest complete snapshot is at most its \
+interval plus a grace of a quarter of the interval old (24h: 30h) and its newest snapshot is not a \
+failed backup. It is overdue when older, failed when its last run failed (the failure is shown), \
+never when it has no complete snapshot. A store's snapshots are those `cairn run` wrote for it.\n\n\
+Exit codes: 0 every store is fresh; 1 some store is overdue, failed or never backed up, or the \
+status could not be read; 2 usage error. Suitable for cron or a monitoring probe.";
+
+/// `cairn status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only these stores (repeat for several; default: every store of cairn.toml).
+    #[arg(long = "store", value_name = "NAME")]
+    pub stores: Vec<String>,
+}
+
 /// `cairn cat`.
 #[derive(Debug, Args)]
 pub struct CatArgs {
@@ -360,6 +442,14 @@ pub struct CheckArgs {
     /// days cover everything once) or P% (the same P percent every time). Implies --read-data.
     #[arg(long, value_name = "N/M|P%", value_parser = parse_read_data_subset)]
     pub read_data_subset: Option<engine::checker::ReadData>,
+    /// Check only the data of this store's snapshots (repeat for several); with read-data,
+    /// only the packs they use are read. The repository's structure is always checked whole.
+    #[arg(long = "store", value_name = "NAME")]
+    pub stores: Vec<String>,
+    /// Write Prometheus metrics (cairn_check_success, cairn_check_last_run_timestamp_seconds)
+    /// to this file (atomically).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 fn parse_read_data_subset(s: &str) -> Result<engine::checker::ReadData, String> {
@@ -374,7 +464,12 @@ the newest complete snapshot of the group. Failed backups never count toward kee
 hourly..yearly rules; only keep-within and keep-tag keep them. Snapshots dated in the future are always \
 kept. Protected snapshots (`cairn protect`) are always kept; they count toward the rules like any \
 other, so protecting one does not change which others are kept. forget removes snapshot files only; \
-`cairn prune` frees the data.";
+`cairn prune` frees the data.\n\n\
+Stores: with a cairn.toml and no --keep-* rules (nor ids), each store's snapshots (those `cairn run` \
+wrote) are one group, kept by that store's own retention (\"forever\" keeps them all); --store NAME \
+limits this to the named stores, and with --keep-* rules applies those rules to each named store's \
+snapshots instead (--group-by is not used then: a store is one group whatever its hosts). \
+Snapshots that belong to no store, and those of stores not selected, are left alone and counted.";
 
 /// `cairn forget`.
 #[derive(Debug, Args)]
@@ -427,6 +522,10 @@ pub struct ForgetArgs {
     /// Only show what would be kept and removed.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// Only this store's snapshots (repeat for several), one group per store; without
+    /// --keep-* rules, each store's own retention from cairn.toml.
+    #[arg(long = "store", value_name = "NAME", conflicts_with = "snapshots")]
+    pub stores: Vec<String>,
 }
 
 fn parse_keep_duration(s: &str) -> Result<engine::retention::KeepDuration, String> {

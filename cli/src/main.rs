@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod configured;
 mod output;
 mod password;
 mod progress;
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Init(a) => commands::init::run(&cli.global, a),
         Command::Backup(a) => commands::backup::run(&cli.global, a),
+        Command::Run(a) => commands::run::run(&cli.global, a),
         Command::Copy(a) => commands::copy::run(&cli.global, a),
         Command::Snapshots(a) => commands::snapshots::run(&cli.global, a),
         Command::Ls(a) => commands::ls::run(&cli.global, a),
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Prune(a) => commands::prune::run(&cli.global, a),
         Command::Protect(a) => commands::protect::run(&cli.global, a, true),
         Command::Unprotect(a) => commands::protect::run(&cli.global, a, false),
+        Command::Status(a) => commands::status::run(&cli.global, a),
         Command::Config(a) => commands::config::run(&cli.global, a),
     };
     match result {

@@ -108,6 +108,8 @@ pub fn snapshot_json(id: &SnapshotId, s: &Snapshot) -> Value {
         "tree": s.tree.0.to_hex(),
         "parent": s.parent.map(|p| p.0.to_hex()),
         "status": match s.status { SnapshotStatus::Complete => "complete", _ => "failed" },
+        "failure": s.failure,
+        "store": s.store,
         "protected": s.protected,
         "copied_from": s.copied_from.map(|p| p.0.to_hex()),
         "chunker": s.chunker.as_ref().map(|c| json!({"profile": c.name, "min": c.params.min, "avg": c.params.avg, "max": c.params.max})),

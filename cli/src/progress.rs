@@ -36,6 +36,14 @@ impl TermProgress {
         }
     }
 
+    /// Prints a line on stderr, above the bar when there is one.
+    pub fn note(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
     /// Removes the bar before the summary is printed.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
@@ -71,6 +79,10 @@ impl engine::progress::Progress for TermProgress {
         if let Some(bar) = &self.bar {
             bar.set_position(total);
         }
+    }
+
+    fn command_stderr(&self, line: &str) {
+        self.note(line);
     }
 
     fn warning(&self, path: &Path, message: &str) {

@@ -109,6 +109,75 @@ pub fn forget(
     Ok(report)
 }
 
+/// One group of snapshots with its own policy, for [`forget_groups`].
+#[derive(Clone, Debug)]
+pub struct PolicyGroup {
+    /// What the group's snapshots share (shown in the report).
+    pub key: GroupKey,
+    /// The group's snapshots.
+    pub snapshots: Vec<(SnapshotId, Snapshot)>,
+    /// The policy for this group; `None` keeps every snapshot (a store kept forever).
+    pub policy: Option<KeepPolicy>,
+}
+
+/// The reason given for every snapshot of a group without a policy.
+pub const KEPT_FOREVER: &str = "retention forever";
+
+/// Applies to each group its own policy and deletes what is not kept, unless `dry_run`
+/// (`cairn forget` by store: each store's retention). Snapshots in no group are not touched.
+/// An empty policy is refused, as in [`forget`]; `damaged` is reported as given.
+pub fn forget_groups(
+    repo: &Repository,
+    groups: Vec<PolicyGroup>,
+    damaged: Vec<(SnapshotId, String)>,
+    dry_run: bool,
+    now_ns: i64,
+) -> Result<ForgetReport> {
+    if groups
+        .iter()
+        .any(|g| g.policy.as_ref().is_some_and(KeepPolicy::is_empty))
+    {
+        return Err(Error::new(ErrorKind::InvalidInput, EMPTY_POLICY));
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for g in groups {
+        let decisions = match &g.policy {
+            Some(p) => apply_policy(&g.snapshots, p, now_ns),
+            None => vec![
+                Decision {
+                    keep: true,
+                    reasons: vec![KEPT_FOREVER.to_owned()],
+                };
+                g.snapshots.len()
+            ],
+        };
+        let mut entries: Vec<ForgetEntry> = g
+            .snapshots
+            .into_iter()
+            .zip(decisions)
+            .map(|((id, snapshot), decision)| ForgetEntry {
+                id,
+                snapshot: Some(snapshot),
+                decision,
+            })
+            .collect();
+        sort_newest_first(&mut entries);
+        out.push(ForgetGroup {
+            key: g.key,
+            entries,
+        });
+    }
+    let report = ForgetReport {
+        groups: out,
+        dry_run,
+        damaged,
+    };
+    if !dry_run {
+        delete_removed(repo, &report)?;
+    }
+    Ok(report)
+}
+
 /// Removes the snapshots named by `specs` (full ids or unique id prefixes), unless `dry_run`.
 /// Every spec is resolved before anything is deleted; damaged snapshots can be named too. A
 /// protected snapshot is refused (nothing is deleted): unprotect it first.

@@ -18,6 +18,9 @@ pub trait Progress: Send + Sync {
     fn bytes_done(&self, _n: u64) {}
     /// Something went wrong with one item; the operation goes on.
     fn warning(&self, _path: &Path, _message: &str) {}
+    /// A line (without its newline) that a command run by the operation (a dump command, a
+    /// hook) wrote to its standard error.
+    fn command_stderr(&self, _line: &str) {}
 }
 
 /// A [`Progress`] that shows nothing.

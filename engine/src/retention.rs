@@ -465,6 +465,8 @@ impl FromStr for GroupBy {
 /// The values a group shares; `None` for a field not grouped by.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GroupKey {
+    /// The cairn.toml store (`forget` by store groups by it alone; [`group`] never does).
+    pub store: Option<String>,
     /// The host name.
     pub host: Option<String>,
     /// The paths, sorted and without duplicates.
@@ -479,6 +481,7 @@ pub fn group(snapshots: &[(SnapshotId, Snapshot)], by: GroupBy) -> Vec<(GroupKey
     let mut groups: BTreeMap<GroupKey, Vec<usize>> = BTreeMap::new();
     for (i, (_, s)) in snapshots.iter().enumerate() {
         let key = GroupKey {
+            store: None,
             host: by.host.then(|| s.hostname.clone()),
             paths: by.paths.then(|| {
                 let mut p = s.paths.clone();
@@ -536,6 +539,8 @@ mod tests {
                 program: "cairn test".into(),
                 original: None,
                 protected: false,
+                failure: None,
+                store: None,
                 copied_from: None,
             },
         )

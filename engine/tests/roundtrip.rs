@@ -350,6 +350,7 @@ fn failing_command_writes_no_snapshot() {
             "-c".into(),
             "echo partial output; exit 3".into(),
         ],
+        env: vec![],
     };
     let err = backup(&repo, BackupOptions::new(src), &NoProgress).expect_err("must fail");
     assert_eq!(err.kind(), ErrorKind::Command);
@@ -359,6 +360,7 @@ fn failing_command_writes_no_snapshot() {
     let ok = Source::Command {
         name: "dump.sql".into(),
         argv: vec!["sh".into(), "-c".into(), "echo hello".into()],
+        env: vec![],
     };
     let r = backup(&repo, BackupOptions::new(ok), &NoProgress).expect("command backup");
     let node = find_node(&repo, &r.snapshot.tree, b"dump.sql").expect("node");

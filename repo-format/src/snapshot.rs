@@ -8,13 +8,14 @@
 //!   7 parent id (optional)            8 summary (optional, 13 × 8 bytes)
 //!   9 status u8 (written only when failed)   10 chunker profile (optional)   11 program
 //!   12 original id (optional)         13 flags u64: bit 0 protected (written only when non-zero)
+//!   14 failure: UTF-8 (optional)      15 store: UTF-8, non-empty (optional)
 //!   0x8000 copied_from id (optional tag: readers that do not know it ignore it)
 //! ```
 //!
 //! Tags 1 and 2 are required; an absent 3–6 or 11 means empty, an absent 7, 8 or 10 means none,
 //! an absent 9 means complete, an absent 12 means not a repair, an absent 13 means no flags, an
-//! absent 0x8000 means not a copy. A flag bit this version does not define is a decoding error
-//! (tag 13 is critical).
+//! absent 14 means no failure description, an absent 15 means no store, an absent 0x8000 means
+//! not a copy. A flag bit this version does not define is a decoding error (tag 13 is critical).
 
 use crate::compress::{decompress_bounded, tagged_body};
 use crate::config::ChunkerProfile;
@@ -44,6 +45,8 @@ const TAG_CHUNKER: u16 = 10;
 const TAG_PROGRAM: u16 = 11;
 const TAG_ORIGINAL: u16 = 12;
 const TAG_FLAGS: u16 = 13;
+const TAG_FAILURE: u16 = 14;
+const TAG_STORE: u16 = 15;
 /// An optional tag (SPEC §11): a cairn that does not know it reads the copy as a plain snapshot.
 const TAG_COPIED_FROM: u16 = 0x8000;
 
@@ -116,7 +119,8 @@ pub enum SnapshotStatus {
     /// Everything was backed up (the default; not written).
     #[default]
     Complete,
-    /// The backup stopped early (reserved for the retention issue).
+    /// The backup stopped early, e.g. its dump command failed midway: the snapshot holds what
+    /// was read, and retention does not count it (SPEC §10).
     Failed,
 }
 
@@ -151,6 +155,11 @@ pub struct Snapshot {
     pub original: Option<SnapshotId>,
     /// Never removed by a retention policy (flags bit 0, tag 13).
     pub protected: bool,
+    /// What went wrong, on a failed snapshot (tag 14), e.g. a dump command's exit status and the
+    /// last lines of its stderr.
+    pub failure: Option<String>,
+    /// The cairn.toml store this snapshot backs up (tag 15; non-empty).
+    pub store: Option<String>,
     /// For a snapshot written by `cairn copy`: the snapshot it is a copy of, in the repository
     /// where that was first written (tag 0x8000; see SPEC §10).
     pub copied_from: Option<SnapshotId>,
@@ -240,6 +249,15 @@ impl Snapshot {
         if flags != 0 {
             w.field(TAG_FLAGS, &flags.to_le_bytes())?;
         }
+        if let Some(failure) = &self.failure {
+            w.field(TAG_FAILURE, failure.as_bytes())?;
+        }
+        if let Some(store) = &self.store {
+            if store.is_empty() {
+                return Err(FormatError::corrupted(WHAT, "empty store name"));
+            }
+            w.field(TAG_STORE, store.as_bytes())?;
+        }
         if let Some(copied_from) = &self.copied_from {
             w.field(TAG_COPIED_FROM, &copied_from.0.0)?;
         }
@@ -273,6 +291,8 @@ impl Snapshot {
             program: String::new(),
             original: None,
             protected: false,
+            failure: None,
+            store: None,
             copied_from: None,
         };
         let mut tlv = TlvReader::new(r.rest(), WHAT);
@@ -360,6 +380,13 @@ impl Snapshot {
                         ));
                     }
                     s.protected = flags & SNAPSHOT_FLAG_PROTECTED != 0;
+                }
+                TAG_FAILURE => s.failure = Some(utf8(WHAT, "failure", v)?),
+                TAG_STORE => {
+                    if v.is_empty() {
+                        return Err(FormatError::corrupted(WHAT, "empty store name"));
+                    }
+                    s.store = Some(utf8(WHAT, "store", v)?);
                 }
                 TAG_COPIED_FROM => {
                     expect_len(WHAT, tag, v, 32)?;

@@ -139,6 +139,8 @@ fn snapshot() -> Snapshot {
         program: "cairn 0.1.0".into(),
         original: None,
         protected: false,
+        failure: None,
+        store: None,
         copied_from: None,
     }
 }
@@ -449,6 +451,26 @@ fn snapshot_copied_vector() {
         body[plain.len()..plain.len() + 6],
         [0x00, 0x80, 32, 0, 0, 0]
     );
+}
+
+/// A failed snapshot of a cairn.toml store: the `snapshot` vector with status failed (tag 9),
+/// tag 14 `failure` and tag 15 `store`.
+#[test]
+fn snapshot_failed_vector() {
+    let s = Snapshot {
+        status: SnapshotStatus::Failed,
+        failure: Some("exit status 1; stderr: pg_dump: error: lost connection".into()),
+        store: Some("postgres".into()),
+        ..snapshot()
+    };
+    let body = golden("snapshot_failed_body", &s.encode_body().unwrap());
+    let back = Snapshot::decode_body(&body).unwrap();
+    assert_eq!(back, s);
+    assert_eq!(back.status, SnapshotStatus::Failed);
+    assert_eq!(back.store.as_deref(), Some("postgres"));
+    // Tags 14 and 15 are the last two fields.
+    let store_field = [&[15u8, 0, 8, 0, 0, 0][..], b"postgres"].concat();
+    assert_eq!(body[body.len() - store_field.len()..], store_field[..]);
 }
 
 #[test]

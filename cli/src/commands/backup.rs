@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use engine::archiver::{BackupOptions, Source, backup};
+use repo_format::SnapshotStatus;
 
 use super::{open, print_json};
 use crate::Outcome;
@@ -15,6 +16,7 @@ pub fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<Outcome> {
         Source::Command {
             name: a.stdin_name.clone(),
             argv: a.command.clone(),
+            env: Vec::new(),
         }
     } else if a.stdin {
         Source::Stream {
@@ -39,6 +41,8 @@ pub fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<Outcome> {
     opts.tags = a.tags.clone();
     opts.host = a.host.clone();
     opts.force = a.force;
+    opts.excludes = a.excludes.clone();
+    opts.keep_failed = a.keep_failed;
     if let Some(p) = &a.parent {
         opts.parent = Some(
             repo.resolve_snapshot(p)
@@ -54,12 +58,23 @@ pub fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<Outcome> {
     progress.finish();
     let r = result.context("backup failed")?;
     let s = r.snapshot.summary.unwrap_or_default();
+    let failed = r.snapshot.status == SnapshotStatus::Failed;
     if g.json {
         print_json(&serde_json::json!({
             "snapshot_id": r.id.0.to_hex(),
+            "status": if failed { "failed" } else { "complete" },
+            "failure": r.snapshot.failure,
+            "excluded": r.excluded,
             "summary": summary_json(&s),
             "warnings": r.warnings.iter().map(|w| serde_json::json!({"path": w.path.display().to_string(), "message": w.message})).collect::<Vec<_>>(),
         }))?;
+    } else if failed {
+        eprintln!(
+            "failed snapshot {} saved ({} read and kept; retention does not count it): {}",
+            r.id.0.short(),
+            size(s.bytes_read),
+            r.snapshot.failure.as_deref().unwrap_or("no description")
+        );
     } else if !g.quiet {
         let secs = (s.end_ns - s.start_ns) as f64 / 1e9;
         let rate = if secs > 0.0 {
@@ -68,7 +83,7 @@ pub fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<Outcome> {
             0.0
         };
         eprintln!(
-            "snapshot {} saved: {} files ({} new, {} changed, {} unmodified), {} dirs, {} read, {} added ({} stored) in {:.1}s ({:.0} MB/s), {} warnings",
+            "snapshot {} saved: {} files ({} new, {} changed, {} unmodified), {} dirs, {} read, {} added ({} stored) in {:.1}s ({:.0} MB/s), {} warnings{}",
             r.id.0.short(),
             s.total_files,
             s.files_new,
@@ -80,10 +95,17 @@ pub fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<Outcome> {
             size(s.data_added_stored),
             secs,
             rate,
-            r.warnings.len()
+            r.warnings.len(),
+            if r.excluded > 0 {
+                format!(", {} excluded", r.excluded)
+            } else {
+                String::new()
+            }
         );
     }
-    Ok(if r.warnings.is_empty() {
+    Ok(if failed {
+        Outcome::Partial
+    } else if r.warnings.is_empty() {
         Outcome::Ok
     } else {
         Outcome::Warnings

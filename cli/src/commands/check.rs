@@ -6,25 +6,52 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
-use engine::checker::{CheckOptions, CheckReport, CheckStats, Finding, ReadData, check};
+use engine::checker::{CheckOptions, CheckReport, CheckStats, Finding, ReadData, check_where};
+use engine::stores::select::{belongs, check_names};
+use repo_format::Snapshot;
 use serde_json::{Value, json};
 
-use super::{open, print_json};
+use super::print_json;
 use crate::Outcome;
 use crate::args::{CheckArgs, GlobalArgs};
+use crate::configured::{open_for, try_load};
 use crate::output::size;
 use crate::progress::TermProgress;
 
-/// Runs `cairn check`.
+/// Runs `cairn check`, then writes `--metrics-file` when given (success: a clean check).
 pub fn run(g: &GlobalArgs, a: &CheckArgs) -> Result<Outcome> {
+    let result = check(g, a);
+    match &a.metrics_file {
+        Some(path) => super::run::with_check_metrics(path, result),
+        None => result,
+    }
+}
+
+fn check(g: &GlobalArgs, a: &CheckArgs) -> Result<Outcome> {
     let read_data = match (a.read_data_subset, a.read_data) {
         (Some(subset), _) => subset,
         (None, true) => ReadData::All,
         (None, false) => ReadData::No,
     };
-    let repo = open(g)?;
+    let config = if a.stores.is_empty() {
+        None
+    } else {
+        try_load(g)?
+    };
+    let repo = open_for(g, config.as_ref())?;
+    let stores = if a.stores.is_empty() {
+        Vec::new()
+    } else {
+        check_names(&a.stores, config.as_ref(), &repo.list_snapshots()?)?
+    };
+    let select = |s: &Snapshot| belongs(s, &stores);
+    let filter: Option<&dyn Fn(&Snapshot) -> bool> = if stores.is_empty() {
+        None
+    } else {
+        Some(&select)
+    };
     let progress = TermProgress::new("check", g.quiet || g.json);
-    let result = check(&repo, &CheckOptions { read_data }, &progress);
+    let result = check_where(&repo, &CheckOptions { read_data }, filter, &progress);
     progress.finish();
     let report = result.with_context(|| {
         format!(
@@ -33,7 +60,9 @@ pub fn run(g: &GlobalArgs, a: &CheckArgs) -> Result<Outcome> {
         )
     })?;
     if g.json {
-        print_json(&report_json(&report, read_data))?;
+        let mut v = report_json(&report, read_data);
+        v["stores"] = json!(stores);
+        print_json(&v)?;
     } else {
         for f in &report.errors {
             print_finding("error", f);
@@ -42,7 +71,16 @@ pub fn run(g: &GlobalArgs, a: &CheckArgs) -> Result<Outcome> {
             print_finding("warning", f);
         }
         if !g.quiet {
-            println!("{}", summary(&report, read_data));
+            let mut line = summary(&report, read_data);
+            if !stores.is_empty() {
+                let _ = write!(
+                    line,
+                    " (data checked for {} of store {})",
+                    plural(report.stats.snapshots_checked, "snapshot"),
+                    stores.join(", ")
+                );
+            }
+            println!("{line}");
         }
     }
     Ok(if report.is_clean() {
@@ -137,6 +175,7 @@ fn stats_json(s: &CheckStats) -> Value {
     json!({
         "key_files": s.key_files,
         "snapshots": s.snapshots,
+        "snapshots_checked": s.snapshots_checked,
         "index_files": s.index_files,
         "packs": s.packs,
         "pack_bytes": s.pack_bytes,

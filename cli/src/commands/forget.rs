@@ -1,14 +1,18 @@
 //! `cairn forget`: removes snapshots a retention policy does not keep, or those named by id;
-//! prints per group each snapshot, kept or removed, and the rules that decided it.
+//! prints per group each snapshot, kept or removed, and the rules that decided it. With stores
+//! (`--store`, or a cairn.toml and no rules), each store is a group with its own retention
+//! ([`engine::stores::forget`]).
 
 use anyhow::{Result, bail};
-use engine::forget::{ForgetReport, forget, forget_ids};
+use engine::forget::{EMPTY_POLICY, ForgetReport, forget, forget_ids};
 use engine::retention::{GroupKey, KeepPolicy};
+use engine::stores::forget::{Rules, forget_stores};
 use serde_json::{Value, json};
 
-use super::{open, print_json};
+use super::print_json;
 use crate::Outcome;
 use crate::args::{ForgetArgs, GlobalArgs};
+use crate::configured::{open_for, try_load};
 use crate::output::{lossy, snapshot_json, time};
 
 /// The policy the `--keep-*` options give.
@@ -39,9 +43,32 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> Result<Outcome> {
              whatever the rules say"
         );
     }
-    let repo = open(g)?;
-    let report = if a.snapshots.is_empty() {
-        let now = i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX);
+    let now = i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX);
+    // By store: --store given, or no rules and no ids with a cairn.toml to take them from.
+    let config = if !a.stores.is_empty() || (a.snapshots.is_empty() && policy.is_empty()) {
+        try_load(g)?
+    } else {
+        None
+    };
+    let by_store = !a.stores.is_empty() || config.is_some();
+    if a.snapshots.is_empty() && policy.is_empty() && config.is_none() {
+        bail!(
+            "{EMPTY_POLICY}, or --store NAME with a cairn.toml whose stores have retention (none \
+             was found: pass --config PATH or set CAIRN_CONFIG)"
+        );
+    }
+    let repo = open_for(g, config.as_ref())?;
+    let mut untouched = None;
+    let report = if by_store {
+        let rules = if policy.is_empty() {
+            Rules::Own
+        } else {
+            Rules::Given(&policy)
+        };
+        let r = forget_stores(&repo, config.as_ref(), &a.stores, rules, a.dry_run, now)?;
+        untouched = Some((r.without_store, r.other_stores));
+        r.report
+    } else if a.snapshots.is_empty() {
         forget(&repo, &policy, a.group_by, a.dry_run, now)?
     } else {
         forget_ids(&repo, &a.snapshots, a.dry_run)?
@@ -58,15 +85,38 @@ pub fn run(g: &GlobalArgs, a: &ForgetArgs) -> Result<Outcome> {
         Outcome::Warnings
     };
     if g.json {
-        print_json(&report_json(&report))?;
+        let mut v = report_json(&report);
+        if let Some((without, others)) = &untouched {
+            v["untouched"] = json!({
+                "without_store": without,
+                "stores": others.iter().map(|(n, c)| json!({"store": n, "snapshots": c})).collect::<Vec<_>>(),
+            });
+        }
+        print_json(&v)?;
         return Ok(outcome);
     }
     print_text(&report, g.quiet);
+    if let Some((without, others)) = &untouched
+        && !g.quiet
+    {
+        if *without > 0 {
+            println!(
+                "left alone: {without} snapshots that belong to no store (forget them with \
+                 --keep-* rules and without --store)"
+            );
+        }
+        for (name, n) in others {
+            println!("left alone: {n} snapshots of store {name} (not selected)");
+        }
+    }
     Ok(outcome)
 }
 
 fn key_text(k: &GroupKey) -> String {
     let mut parts = Vec::new();
+    if let Some(s) = &k.store {
+        parts.push(format!("store {s}"));
+    }
     if let Some(h) = &k.host {
         parts.push(format!("host {h}"));
     }
@@ -146,6 +196,7 @@ fn report_json(report: &ForgetReport) -> Value {
                 .collect();
             json!({
                 "group": {
+                    "store": grp.key.store,
                     "host": grp.key.host,
                     "paths": grp.key.paths.as_ref().map(|p| p.iter().map(|p| lossy(p)).collect::<Vec<_>>()),
                     "tags": grp.key.tags,

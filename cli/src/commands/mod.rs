@@ -15,8 +15,10 @@ pub mod protect;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod run;
 pub mod snapshots;
 pub mod stats;
+pub mod status;
 
 use anyhow::{Context, Result, anyhow};
 use engine::repository::{OpenOptions, Repository};

@@ -1,4 +1,7 @@
-//! `cairn restore`: a snapshot back into a directory.
+//! `cairn restore`: a snapshot back into a directory; with `--store` or `--all`, stores of
+//! cairn.toml (see [`stores`]).
+
+mod stores;
 
 use anyhow::{Context, Result};
 use engine::restorer::{RestoreOptions, restore};
@@ -6,15 +9,33 @@ use engine::restorer::{RestoreOptions, restore};
 use super::{open, print_json};
 use crate::Outcome;
 use crate::args::{GlobalArgs, RestoreArgs};
+use crate::configured::usage_exit;
 use crate::output::size;
 use crate::progress::TermProgress;
 
 /// Runs `cairn restore`.
 pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<Outcome> {
+    if a.store.is_some() || a.all {
+        return stores::run(g, a);
+    }
+    if a.in_place {
+        usage_exit(
+            "restore",
+            "--in-place restores a store of cairn.toml where it was backed up from: give \
+             --store NAME or --all (a snapshot restores into --target DIR)",
+        );
+    }
+    // clap requires both without --store and --all.
+    let (Some(spec), Some(target)) = (&a.snapshot, &a.target) else {
+        usage_exit(
+            "restore",
+            "give a SNAPSHOT and --target DIR, or --store NAME, or --all",
+        );
+    };
     let repo = open(g)?;
-    let (id, snap) = repo.resolve_snapshot(&a.snapshot)?;
+    let (id, snap) = repo.resolve_snapshot(spec)?;
     let opts = RestoreOptions {
-        target: a.target.clone(),
+        target: target.clone(),
         includes: a.includes.clone(),
         threads: None,
         verify: a.verify,
@@ -28,7 +49,7 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<Outcome> {
     if g.json {
         print_json(&serde_json::json!({
             "snapshot_id": id.0.to_hex(),
-            "target": a.target.display().to_string(),
+            "target": target.display().to_string(),
             "files": s.files, "verified": s.verified, "dirs": s.dirs, "symlinks": s.symlinks, "bytes": s.bytes,
             "seconds": secs,
             "failed": s.failed.iter().map(|(p, m)| serde_json::json!({"path": p.display().to_string(), "error": m})).collect::<Vec<_>>(),
@@ -50,7 +71,7 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<Outcome> {
             eprintln!(
                 "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {} in {secs:.1}s ({rate:.0} MB/s); {} failed, {} warnings",
                 id.0.short(),
-                a.target.display(),
+                target.display(),
                 s.files,
                 s.dirs,
                 s.symlinks,

@@ -11,6 +11,7 @@
 
 #![allow(dead_code)]
 
+pub mod runs;
 pub mod servers;
 
 use std::path::PathBuf;

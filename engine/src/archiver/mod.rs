@@ -9,9 +9,15 @@
 //! B1-B3, in [`crate::prune::guard`]), so it never relies on a pack a concurrent prune deletes.
 //!
 //! Directory backups pick a parent snapshot (the newest of the same host and paths) and reuse
-//! the contents of files whose size, mtime, ctime and inode are unchanged.
+//! the contents of files whose size, mtime, ctime and inode are unchanged, and leave out what
+//! [`exclude`] patterns match.
+//!
+//! A [`Source::Command`] that fails midway writes no snapshot, or, with
+//! [`BackupOptions::keep_failed`], a failed one (SPEC §10) holding what it wrote.
 
+pub mod command;
 pub mod content;
+pub mod exclude;
 pub mod saver;
 pub mod walk;
 
@@ -19,7 +25,6 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use repo_format::{
     Chunker, ChunkerProfile, Node, NodeKind, PackId, Snapshot, SnapshotId, SnapshotStatus, Summary,
@@ -31,7 +36,9 @@ use crate::progress::Progress;
 use crate::prune::guard::{PlanGuard, PreCheck};
 use crate::prune::repack::copy_packs;
 use crate::repository::Repository;
+use command::save_command;
 use content::{ContentError, save_content};
+use exclude::Excludes;
 use saver::{BlobSaver, SaverTotals};
 use walk::{WalkCounts, Walker};
 
@@ -46,13 +53,17 @@ pub enum Source {
         /// Where the bytes come from.
         reader: Box<dyn Read + Send>,
     },
-    /// A command whose standard output is stored as one file named `name`; the backup fails,
-    /// and writes no snapshot, if the command exits unsuccessfully.
+    /// A command whose standard output is stored as one file named `name`; if the command
+    /// exits unsuccessfully, the backup fails and writes no snapshot (or, with
+    /// [`BackupOptions::keep_failed`], a failed one). Its standard error goes to
+    /// [`Progress::command_stderr`], and its last lines into the failure.
     Command {
         /// The file name in the snapshot.
         name: String,
         /// The program and its arguments.
         argv: Vec<OsString>,
+        /// Variables set for it, on top of cairn's environment.
+        env: Vec<(OsString, OsString)>,
     },
 }
 
@@ -64,10 +75,12 @@ impl std::fmt::Debug for Source {
                 .debug_struct("Stream")
                 .field("name", name)
                 .finish_non_exhaustive(),
-            Source::Command { name, argv } => f
+            // The environment may hold secrets: only its names are shown.
+            Source::Command { name, argv, env } => f
                 .debug_struct("Command")
                 .field("name", name)
                 .field("argv", argv)
+                .field("env", &env.iter().map(|(k, _)| k).collect::<Vec<_>>())
                 .finish(),
         }
     }
@@ -92,6 +105,14 @@ pub struct BackupOptions {
     pub chunker_profile: Option<String>,
     /// Compression/encryption threads (default: the number of cores).
     pub workers: Option<usize>,
+    /// Patterns of what to leave out of a [`Source::Paths`] backup ([`exclude`]).
+    pub excludes: Vec<String>,
+    /// The cairn.toml store this backup is of, recorded in the snapshot (SPEC §10, tag 15).
+    pub store: Option<String>,
+    /// When a [`Source::Command`] fails, write a failed snapshot (status failed, the failure
+    /// described, SPEC §10) holding what it wrote, instead of no snapshot. The backup then
+    /// returns that snapshot: check [`BackupResult::snapshot`]'s `status`.
+    pub keep_failed: bool,
     /// Called after the check of the prune plans and before the snapshot is written (tests use
     /// it to stage races with prune).
     pub before_snapshot: Option<Hook>,
@@ -123,6 +144,9 @@ impl BackupOptions {
             time_ns: None,
             chunker_profile: None,
             workers: None,
+            excludes: Vec::new(),
+            store: None,
+            keep_failed: false,
             before_snapshot: None,
             unsafe_skip_plan_check: false,
         }
@@ -147,6 +171,8 @@ pub struct BackupResult {
     pub snapshot: Snapshot,
     /// Items that could not be read.
     pub warnings: Vec<Warning>,
+    /// Entries left out by exclude patterns.
+    pub excluded: u64,
 }
 
 /// Runs a backup and writes its snapshot.
@@ -177,6 +203,15 @@ pub fn backup(
     let workers = opts
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let excludes = Excludes::new(&opts.excludes)?;
+    if !excludes.is_empty() && is_stream {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "exclude patterns apply to files and directories, not to a stream: leave them out",
+        ));
+    }
+    let keep_failed = opts.keep_failed;
+    let mut failure = None;
 
     let (paths, parent) = match &opts.source {
         Source::Paths(p) => {
@@ -238,6 +273,7 @@ pub fn backup(
                     saver: &saver,
                     chunker,
                     force: opts.force,
+                    excludes: &excludes,
                     progress,
                     warnings: Vec::new(),
                     counts: WalkCounts::default(),
@@ -247,7 +283,7 @@ pub fn backup(
                 let cancel = std::sync::atomic::AtomicBool::new(false);
                 let result = std::thread::scope(|walk_scope| {
                     walk_scope.spawn(|| {
-                        let (files, bytes) = walk::scan(&paths, &cancel);
+                        let (files, bytes) = walk::scan(&paths, &excludes, &cancel);
                         progress.set_total(files, bytes);
                     });
                     let walked = std::thread::Builder::new()
@@ -283,9 +319,23 @@ pub fn backup(
                     encode_tree(Tree { nodes: vec![node] })?,
                 )?
             }
-            Source::Command { name, argv } => {
-                let node =
-                    save_command(repo, &saver, &chunker, &name, &argv, progress, &mut counts)?;
+            Source::Command { name, argv, env } => {
+                let (node, failed) = save_command(
+                    repo,
+                    &saver,
+                    &chunker,
+                    &name,
+                    &argv,
+                    &env,
+                    progress,
+                    &mut counts,
+                )?;
+                if let Some(f) = failed {
+                    if !keep_failed {
+                        return Err(f.into_error());
+                    }
+                    failure = Some(f.description());
+                }
                 saver.save_if_new(
                     repo_format::BlobType::Tree,
                     encode_tree(Tree { nodes: vec![node] })?,
@@ -340,7 +390,11 @@ pub fn backup(
         tags,
         parent: parent.map(|(id, _)| id),
         summary: Some(summary),
-        status: SnapshotStatus::Complete,
+        status: if failure.is_some() {
+            SnapshotStatus::Failed
+        } else {
+            SnapshotStatus::Complete
+        },
         chunker: Some(ChunkerProfile {
             name: profile.name.clone(),
             params: profile.params,
@@ -348,6 +402,8 @@ pub fn backup(
         program: format!("cairn {}", env!("CARGO_PKG_VERSION")),
         original: None,
         protected: false,
+        failure,
+        store: opts.store.clone(),
         copied_from: None,
     };
     if let Some(hook) = &opts.before_snapshot {
@@ -361,6 +417,7 @@ pub fn backup(
         id,
         snapshot,
         warnings,
+        excluded: counts.excluded,
     })
 }
 
@@ -463,57 +520,6 @@ fn save_stream(
     counts.bytes_read = saved.size;
     counts.total_bytes = saved.size;
     Ok(stream_node(name, saved.content, saved.size))
-}
-
-fn save_command(
-    repo: &Repository,
-    saver: &BlobSaver<'_>,
-    chunker: &Chunker,
-    name: &str,
-    argv: &[OsString],
-    progress: &dyn Progress,
-    counts: &mut WalkCounts,
-) -> Result<Node> {
-    let (program, args) = argv.split_first().ok_or_else(|| {
-        Error::new(
-            ErrorKind::InvalidInput,
-            "--stdin-from-command needs a command after `--`",
-        )
-    })?;
-    let shown = argv
-        .iter()
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::with_source(ErrorKind::Command, format!("cannot run `{shown}`"), e))?;
-    let mut stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| Error::new(ErrorKind::Command, format!("no output pipe from `{shown}`")))?;
-    let result = save_stream(repo, saver, chunker, name, &mut stdout, progress, counts);
-    if result.is_err() {
-        // Our side failed: don't leave the command blocked on a full pipe.
-        let _ = child.kill();
-    }
-    drop(stdout);
-    let status = child.wait().map_err(|e| {
-        Error::with_source(ErrorKind::Command, format!("cannot wait for `{shown}`"), e)
-    })?;
-    let node = result?;
-    if !status.success() {
-        return Err(Error::new(
-            ErrorKind::Command,
-            format!(
-                "`{shown}` failed ({status}); no snapshot was written, so its partial output is not a backup"
-            ),
-        ));
-    }
-    Ok(node)
 }
 
 fn validate_stream_name(name: &str) -> Result<()> {

@@ -6,6 +6,9 @@
 //! - directory: recurse (with the parent's subtree, if any), then store the tree blob;
 //! - symlink: store the target; fifo, socket, device: store the metadata and warn.
 //!
+//! An entry an exclude pattern matches ([`Excludes`]) is left out, and counted, without a
+//! warning; below an excluded directory nothing is looked at.
+//!
 //! A file or directory that cannot be read becomes a warning and is left out (an unreadable
 //! directory is stored empty); the backup goes on. Only repository errors abort.
 
@@ -19,6 +22,7 @@ use repo_format::{BlobType, Chunker, Node, NodeKind, Timestamp, Tree};
 
 use super::Warning;
 use super::content::{ContentError, content_known, save_content};
+use super::exclude::{ExcludeState, Excludes};
 use super::saver::BlobSaver;
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
@@ -41,6 +45,8 @@ pub struct WalkCounts {
     pub total_bytes: u64,
     /// Files in the snapshot.
     pub total_files: u64,
+    /// Entries left out by an exclude pattern (a directory counts once, whatever it holds).
+    pub excluded: u64,
 }
 
 /// The walker's state for one backup.
@@ -49,6 +55,7 @@ pub struct Walker<'a, 's> {
     pub(super) saver: &'a BlobSaver<'s>,
     pub(super) chunker: Chunker,
     pub(super) force: bool,
+    pub(super) excludes: &'a Excludes,
     pub(super) progress: &'a dyn Progress,
     pub(super) warnings: Vec<Warning>,
     pub(super) counts: WalkCounts,
@@ -105,7 +112,7 @@ impl Walker<'_, '_> {
         for path in paths {
             let name = root_name(path)?;
             let parent_node = parent.and_then(|t| t.find(&name));
-            if let Some(node) = self.save_path(path, name, parent_node)? {
+            if let Some(node) = self.save_path(path, name, parent_node, None)? {
                 nodes.push(node);
             }
         }
@@ -119,12 +126,14 @@ impl Walker<'_, '_> {
         self.saver.save_if_new(BlobType::Tree, bytes)
     }
 
-    /// Saves one entry and everything below it; `None` when it had to be left out.
+    /// Saves one entry and everything below it; `None` when it had to be left out or is
+    /// excluded. `excludes` is the state of its directory, `None` for a backed-up path.
     fn save_path(
         &mut self,
         path: &Path,
         name: Vec<u8>,
         parent: Option<&Node>,
+        excludes: Option<&ExcludeState>,
     ) -> Result<Option<Node>> {
         self.saver.check()?;
         let meta = match fs::symlink_metadata(path) {
@@ -135,8 +144,18 @@ impl Walker<'_, '_> {
             }
         };
         let ft = meta.file_type();
+        let below = match excludes {
+            None => self.excludes.start(),
+            Some(state) => match self.excludes.step(state, &name, ft.is_dir()) {
+                Some(below) => below,
+                None => {
+                    self.counts.excluded += 1;
+                    return Ok(None);
+                }
+            },
+        };
         if ft.is_dir() {
-            self.save_dir(path, name, &meta, parent).map(Some)
+            self.save_dir(path, name, &meta, parent, &below).map(Some)
         } else if ft.is_file() {
             self.save_file(path, name, &meta, parent)
         } else if ft.is_symlink() {
@@ -179,6 +198,7 @@ impl Walker<'_, '_> {
         name: Vec<u8>,
         meta: &Metadata,
         parent: Option<&Node>,
+        excludes: &ExcludeState,
     ) -> Result<Node> {
         self.counts.dirs += 1;
         let parent_tree = match parent.map(|n| &n.kind) {
@@ -215,7 +235,7 @@ impl Walker<'_, '_> {
         for child in names {
             let child_path = path.join(OsStr::from_bytes(&child));
             let child_parent = parent_tree.as_ref().and_then(|t| t.find(&child));
-            if let Some(node) = self.save_path(&child_path, child, child_parent)? {
+            if let Some(node) = self.save_path(&child_path, child, child_parent, Some(excludes))? {
                 nodes.push(node);
             }
         }
@@ -330,21 +350,37 @@ pub fn root_name(path: &Path) -> Result<Vec<u8>> {
     }
 }
 
-/// Counts the files and bytes below `paths` (for progress totals and an ETA), without
-/// following symlinks. Runs beside the walker; stops early when `cancel` is set.
-pub fn scan(paths: &[PathBuf], cancel: &std::sync::atomic::AtomicBool) -> (u64, u64) {
+/// Counts the files and bytes below `paths` that `excludes` leaves in (for progress totals and
+/// an ETA), without following symlinks. Runs beside the walker; stops early when `cancel` is
+/// set.
+pub fn scan(
+    paths: &[PathBuf],
+    excludes: &Excludes,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> (u64, u64) {
     let (mut files, mut bytes) = (0u64, 0u64);
-    let mut stack: Vec<PathBuf> = paths.to_vec();
-    while let Some(p) = stack.pop() {
+    let mut stack: Vec<(PathBuf, Option<ExcludeState>)> =
+        paths.iter().map(|p| (p.clone(), None)).collect();
+    while let Some((p, state)) = stack.pop() {
         if cancel.load(std::sync::atomic::Ordering::Relaxed) {
             break;
         }
         let Ok(m) = fs::symlink_metadata(&p) else {
             continue;
         };
+        let below = match &state {
+            None => excludes.start(),
+            Some(s) => {
+                let name = p.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
+                match excludes.step(s, name, m.is_dir()) {
+                    Some(below) => below,
+                    None => continue,
+                }
+            }
+        };
         if m.is_dir() {
             if let Ok(rd) = fs::read_dir(&p) {
-                stack.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+                stack.extend(rd.filter_map(|e| e.ok().map(|e| (e.path(), Some(below.clone())))));
             }
         } else if m.is_file() {
             files += 1;

@@ -55,7 +55,7 @@ mod walk;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use repo_format::{BlobId, PackId};
+use repo_format::{BlobId, PackId, Snapshot};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::index::cache::IndexCache;
@@ -80,7 +80,22 @@ pub fn check(
     opts: &CheckOptions,
     progress: &dyn Progress,
 ) -> Result<CheckReport> {
+    check_where(repo, opts, None, progress)
+}
+
+/// [`check`], with checks 10 and 11 only for the snapshots `select` accepts (`None`: all), e.g.
+/// those of some stores (`cairn check --store`). Checks 1-9 still cover the whole repository
+/// (a damaged snapshot cannot say whose it is). With read-data, only the packs holding blobs of
+/// the selected snapshots are candidates for [`ReadData`]'s choice: their trees are walked once
+/// first to find those packs, then again after the packs are read so damage is traced to files.
+pub fn check_where(
+    repo: &Repository,
+    opts: &CheckOptions,
+    select: Option<&dyn Fn(&Snapshot) -> bool>,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
     opts.read_data.validate()?;
+    let select_given = select.is_some();
     let temp = TempIndex::create(repo)?;
     let mut ctx = Ctx {
         repo,
@@ -96,10 +111,24 @@ pub fn check(
     structure::check_keys(&mut ctx, &listing.keys)?;
     structure::check_index_files(&mut ctx, listing.index)?;
     structure::report_unreferenced(&mut ctx);
+    let all = |_: &Snapshot| true;
+    let select = select.unwrap_or(&all);
     if opts.read_data.is_enabled() {
-        read_data::read_packs(&mut ctx, opts.read_data, progress)?;
+        // With a filter, a first walk finds the packs; its findings and counts are dropped
+        // (the second walk reports them).
+        let only = if select_given {
+            let findings = std::mem::take(&mut ctx.findings);
+            let stats = ctx.stats;
+            let packs = walk::check_snapshots(&mut ctx, listing.snapshots.clone(), select)?;
+            ctx.findings = findings;
+            ctx.stats = stats;
+            Some(packs)
+        } else {
+            None
+        };
+        read_data::read_packs(&mut ctx, opts.read_data, only.as_ref(), progress)?;
     }
-    walk::check_snapshots(&mut ctx, listing.snapshots)?;
+    walk::check_snapshots(&mut ctx, listing.snapshots, select)?;
     let Ctx {
         findings, stats, ..
     } = ctx;

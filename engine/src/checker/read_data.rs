@@ -4,6 +4,7 @@
 //! Packs are fetched by tokio tasks, a few at a time (fewer when packs are large, so memory
 //! stays near 256 MiB), while the calling thread verifies the previous one with rayon.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::pin::pin;
 use std::str::FromStr;
@@ -134,12 +135,18 @@ impl fmt::Display for ReadData {
     }
 }
 
-/// Reads and verifies the selected packs (of those listed in `data/`, referenced or not).
-pub(super) fn read_packs(ctx: &mut Ctx, which: ReadData, progress: &dyn Progress) -> Result<()> {
+/// Reads and verifies the selected packs (of those listed in `data/`, referenced or not; or,
+/// with `only`, of those in it).
+pub(super) fn read_packs(
+    ctx: &mut Ctx,
+    which: ReadData,
+    only: Option<&HashSet<PackId>>,
+    progress: &dyn Progress,
+) -> Result<()> {
     let mut selected: Vec<(PackId, u64)> = ctx
         .packs
         .iter()
-        .filter(|(id, _)| which.selects(id))
+        .filter(|(id, _)| which.selects(id) && only.is_none_or(|o| o.contains(id)))
         .map(|(id, size)| (*id, *size))
         .collect();
     selected.sort_unstable();

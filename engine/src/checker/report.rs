@@ -103,6 +103,9 @@ pub struct CheckStats {
     pub key_files: u64,
     /// Snapshots listed.
     pub snapshots: u64,
+    /// Snapshots whose trees and data were checked: every one that loads, or those a
+    /// [`check_where`](super::check_where) filter selects.
+    pub snapshots_checked: u64,
     /// Index files listed.
     pub index_files: u64,
     /// Packs in `data/`.

@@ -11,7 +11,8 @@ use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
 use repo_format::{
-    BlobId, BlobType, Content, ContentList, Id, NodeKind, Snapshot, SnapshotId, Tree, open_blob,
+    BlobId, BlobType, Content, ContentList, Id, NodeKind, PackId, Snapshot, SnapshotId, Tree,
+    open_blob,
 };
 
 use super::report::FindingKind;
@@ -24,8 +25,13 @@ use crate::repository::get_verified;
 /// Snapshots fetched at once.
 const SNAPSHOT_CONCURRENCY: usize = 8;
 
-/// Check 9, then 10 and 11 for every snapshot that loads (oldest first).
-pub(super) fn check_snapshots(ctx: &mut Ctx, ids: Vec<Id>) -> Result<()> {
+/// Check 9, then 10 and 11 for every snapshot that loads and `select` accepts (oldest first).
+/// Returns the packs holding the blobs those snapshots reach (found in the temporary index).
+pub(super) fn check_snapshots(
+    ctx: &mut Ctx,
+    ids: Vec<Id>,
+    select: &dyn Fn(&Snapshot) -> bool,
+) -> Result<HashSet<PackId>> {
     let repo = ctx.repo;
     let backend = repo.backend().clone();
     let keys = repo.keys();
@@ -53,7 +59,8 @@ pub(super) fn check_snapshots(ctx: &mut Ctx, ids: Vec<Id>) -> Result<()> {
     let mut good = Vec::with_capacity(loaded.len());
     for (id, snap) in loaded {
         match snap {
-            Ok(s) => good.push((SnapshotId(id), s)),
+            Ok(s) if select(&s) => good.push((SnapshotId(id), s)),
+            Ok(_) => {}
             Err(e) if is_damage(&e) => {
                 ctx.findings.error(
                     FindingKind::DamagedSnapshot,
@@ -69,6 +76,7 @@ pub(super) fn check_snapshots(ctx: &mut Ctx, ids: Vec<Id>) -> Result<()> {
         }
     }
     good.sort_by_key(|(id, s)| (s.time_ns, *id));
+    ctx.stats.snapshots_checked += good.len() as u64;
     let mut walker = Walker {
         ctx,
         snapshot: String::new(),
@@ -76,12 +84,13 @@ pub(super) fn check_snapshots(ctx: &mut Ctx, ids: Vec<Id>) -> Result<()> {
         damaged: HashMap::new(),
         list_sizes: HashMap::new(),
         missing: HashMap::new(),
+        packs: HashSet::new(),
     };
     for (id, snap) in good {
         walker.snapshot = id.short();
         walker.tree(snap.tree, &mut Vec::new())?;
     }
-    Ok(())
+    Ok(walker.packs)
 }
 
 struct Walker<'c, 'a> {
@@ -96,6 +105,8 @@ struct Walker<'c, 'a> {
     list_sizes: HashMap<BlobId, u64>,
     /// The missing-blob error of each data blob found missing, so it is reported once.
     missing: HashMap<BlobId, usize>,
+    /// The packs holding the blobs reached (for read-data restricted to some snapshots).
+    packs: HashSet<PackId>,
 }
 
 impl Walker<'_, '_> {
@@ -306,6 +317,7 @@ impl Walker<'_, '_> {
 
     /// Notes that `here` uses a blob in a damaged pack, or a blob found damaged.
     fn touch(&mut self, loc: &BlobLocation, here: &str, found: &mut Vec<usize>) {
+        self.packs.insert(loc.pack);
         for e in [
             self.ctx.pack_errors.get(&loc.pack).copied(),
             self.ctx.damaged_blobs.get(&loc.entry.id).copied(),

@@ -125,6 +125,8 @@ mod tests {
             program: String::new(),
             original: None,
             protected: false,
+            failure: None,
+            store: None,
             copied_from: from.map(|n| SnapshotId(Id([n; 32]))),
         }
     }

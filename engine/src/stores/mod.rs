@@ -75,23 +75,45 @@
 //!
 //! Hooks (`before`, `after`, `on_failure`) are commands run with the store's `env`: a failing
 //! `before` fails the store without a backup; `after` runs after a good backup; `on_failure`
-//! after a failed `before` or backup.
+//! after a failed `before` or backup. They also get `CAIRN_STORE`, `CAIRN_STATUS` (`running`,
+//! `ok`, `warnings`, `failed`), `CAIRN_SNAPSHOT_ID` and `CAIRN_ERROR`; in a `sh -c` script write
+//! `$${CAIRN_STATUS}`, since `${…}` is expanded when the file is read.
 //!
-//! `exclude` patterns (directory stores) are matched against paths relative to each entry of
-//! `paths`: `*` and `?` within one component, `**` across components, a trailing `/` matches
-//! directories only, a leading `/` anchors at the entry itself.
+//! `exclude` patterns (directory stores) are gitignore-like, matched against paths relative to
+//! each entry of `paths`: a pattern without `/` matches a name at any depth (`*.log`); one with
+//! a leading `/` (or a `/` in the middle) is anchored at the entry (`/tmp`, `logs/*.gz`); a
+//! trailing `/` matches directories only (`cache/`); `*` and `?` within one name, `**` across
+//! names; `!` (negation) is refused. See [`crate::archiver::exclude`].
+//!
+//! `cairn run` ([`run::run_stores`]) backs the stores up, each as one snapshot with its name in
+//! the snapshot's `store` field; [`metrics`] writes what it did for Prometheus.
+//!
+//! Per store, from the snapshots' `store` field ([`select`]): [`status`] (age of the newest good
+//! backup against `interval`, the last failure: an RPO alarm), [`restore`] (`restore --store`,
+//! `restore --all` in `restore_order`) and [`forget`] (each store's own retention).
 
 mod command;
 mod config;
 mod discover;
 mod duration;
 mod error;
+mod exec;
+mod hooks;
 mod interpolate;
+mod open;
 mod reader;
+mod redis;
 mod retention;
 mod store;
 #[cfg(test)]
 mod tests;
+
+pub mod forget;
+pub mod metrics;
+pub mod restore;
+pub mod run;
+pub mod select;
+pub mod status;
 
 pub use command::CommandLine;
 pub use config::{
@@ -101,5 +123,6 @@ pub use config::{
 pub use discover::{ENV_VAR, FILE_NAME, find_config, user_config_dir};
 pub use duration::format as format_duration;
 pub use error::{ConfigError, ConfigErrors};
+pub use open::{open_copy, read_password};
 pub use retention::{Retention, duration_words};
 pub use store::{DEFAULT_BGSAVE_TIMEOUT, looks_secret};

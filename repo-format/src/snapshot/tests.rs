@@ -24,6 +24,8 @@ fn minimal() -> Snapshot {
         program: "cairn 0.1.0".into(),
         original: None,
         protected: false,
+        failure: None,
+        store: None,
         copied_from: None,
     }
 }
@@ -46,6 +48,8 @@ fn full() -> Snapshot {
         }),
         original: Some(SnapshotId(Id([3; 32]))),
         protected: true,
+        failure: Some("exit status 1; stderr: pg_dump: error: connection refused".into()),
+        store: Some("postgres".into()),
         copied_from: Some(SnapshotId(Id([4; 32]))),
         ..minimal()
     }
@@ -170,18 +174,87 @@ fn copied_from_is_an_optional_tag_written_last() {
 }
 
 #[test]
+fn failure_and_store_are_critical_tags_written_only_when_set() {
+    let body = minimal().encode_body().unwrap();
+    let failed = Snapshot {
+        status: SnapshotStatus::Failed,
+        failure: Some("exit 2".into()),
+        store: Some("redis".into()),
+        ..minimal()
+    };
+    let fbody = failed.encode_body().unwrap();
+    // Tag 9 (status), then tags 14 and 15 after every earlier tag: tag u16, len u32, UTF-8.
+    let status = Snapshot {
+        status: SnapshotStatus::Failed,
+        ..minimal()
+    }
+    .encode_body()
+    .unwrap();
+    let mut tail = vec![14, 0, 6, 0, 0, 0];
+    tail.extend_from_slice(b"exit 2");
+    tail.extend_from_slice(&[15, 0, 5, 0, 0, 0]);
+    tail.extend_from_slice(b"redis");
+    assert_eq!(fbody[..status.len()], status[..]);
+    assert_eq!(fbody[status.len()..], tail[..]);
+    assert_eq!(Snapshot::decode_body(&fbody).unwrap(), failed);
+    // Before tag 0x8000 (tags strictly ascend).
+    let copy = Snapshot {
+        copied_from: Some(SnapshotId(Id([9; 32]))),
+        ..failed.clone()
+    };
+    assert_eq!(
+        Snapshot::decode_body(&copy.encode_body().unwrap()).unwrap(),
+        copy
+    );
+    // A failure may be empty; a store may not.
+    let empty_failure = Snapshot {
+        failure: Some(String::new()),
+        ..minimal()
+    };
+    assert_eq!(
+        Snapshot::decode_body(&empty_failure.encode_body().unwrap()).unwrap(),
+        empty_failure
+    );
+    assert!(
+        Snapshot {
+            store: Some(String::new()),
+            ..minimal()
+        }
+        .encode_body()
+        .is_err()
+    );
+    let with = |tag: u8, value: &[u8]| {
+        let mut b = body.clone();
+        b.extend_from_slice(&[tag, 0]);
+        b.extend_from_slice(&u32::try_from(value.len()).unwrap().to_le_bytes());
+        b.extend_from_slice(value);
+        Snapshot::decode_body(&b)
+    };
+    assert!(matches!(with(15, b""), Err(FormatError::Corrupted { .. })));
+    assert!(matches!(
+        with(14, &[0xff, 0xfe]),
+        Err(FormatError::Corrupted { .. })
+    ));
+    assert!(matches!(
+        with(15, &[0xc3]),
+        Err(FormatError::Corrupted { .. })
+    ));
+    assert_eq!(with(15, b"n8n").unwrap().store.as_deref(), Some("n8n"));
+}
+
+#[test]
 fn tlv_rules() {
     let body = minimal().encode_body().unwrap();
     let mut opt = body.clone();
     opt.extend_from_slice(&[0x34, 0x92, 2, 0, 0, 0, 1, 2]);
     assert_eq!(Snapshot::decode_body(&opt).unwrap(), minimal());
     let mut crit = body.clone();
-    crit.extend_from_slice(&[14, 0, 0, 0, 0, 0]);
+    crit.extend_from_slice(&[16, 0, 0, 0, 0, 0]);
     assert_eq!(
         Snapshot::decode_body(&crit),
         Err(FormatError::UnknownCriticalTag {
             what: WHAT,
-            tag: 14
+            tag: 16
         })
     );
     // Only the time: the tree is missing.
@@ -248,6 +321,10 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
+        (
+            proptest::option::of("\\PC{0,40}"),
+            proptest::option::of("\\PC{1,20}"),
+        ),
     )
         .prop_map(
             |(
@@ -260,6 +337,7 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
                 failed,
                 chunker,
                 protected,
+                (failure, store),
             )| {
                 Snapshot {
                     time_ns,
@@ -295,6 +373,8 @@ fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
                     chunker: chunker.then(ChunkerProfile::stream),
                     program,
                     protected,
+                    failure,
+                    store,
                 }
             },
         )
