@@ -306,8 +306,9 @@ async fn local_permission_denied_has_its_kind() {
 async fn open_backend_rejects_what_it_cannot_open() {
     for (loc, needle) in [
         ("s3://", "missing bucket"),
-        ("gs://bucket/prefix", "not supported yet in this build"),
-        ("az://container/prefix", "not supported yet in this build"),
+        ("gs://", "missing bucket"),
+        ("az://", "missing container"),
+        ("abfs://container/prefix", "not supported yet in this build"),
         ("nope://x", "unknown scheme"),
         ("object+file:///definitely/not/here/cairn", "cannot open"),
     ] {

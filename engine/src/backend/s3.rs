@@ -15,10 +15,10 @@
 //! Requests time out (connect 10 s, whole request 5 min: a 1 GiB pack at ~4 MB/s), and
 //! transient failures (connection errors, timeouts, 5xx, 429) are retried up to 8 times with
 //! exponential backoff and jitter (`object_store`'s decorrelated jitter, 100 ms to 15 s, at most
-//! 10 min in all). At most [`MAX_REQUESTS`] requests are in flight per repository. Packs are
-//! at most 1 GiB (SPEC §6) and go up in one PUT (S3 allows 5 GiB), which keeps every write a
-//! single conditional request; a retried PUT whose first attempt did succeed gets "exists",
-//! which for a content-addressed object is success.
+//! 10 min in all). At most 32 requests are in flight per repository. These settings are shared
+//! with GCS and Azure (`cloud.rs`). Packs are at most 1 GiB (SPEC §6) and go up in one PUT (S3
+//! allows 5 GiB), which keeps every write a single conditional request; a retried PUT whose
+//! first attempt did succeed gets "exists", which for a content-addressed object is success.
 //!
 //! Puts are conditional (`If-None-Match: *`, `S3ConditionalPut::ETagMatch`) whatever
 //! `AWS_CONDITIONAL_PUT` says: the create-only contract depends on it. A store that ignores the
@@ -26,30 +26,13 @@
 
 use std::sync::Arc;
 
-use std::time::Duration;
-
+use ::object_store::ClientConfigKey;
 use ::object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use ::object_store::limit::LimitStore;
-use ::object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
 use bytes::Bytes;
 
+use super::cloud::{CONNECT_TIMEOUT, MAX_REQUESTS, REQUEST_TIMEOUT, retry_config};
 use super::{Backend, BackendError, BackendErrorKind, FileType, ObjectInfo, ObjectStoreBackend};
-
-/// Requests in flight at once, per repository.
-pub(crate) const MAX_REQUESTS: usize = 32;
-
-/// Retries of transient failures (see the module docs).
-fn retry_config() -> RetryConfig {
-    RetryConfig {
-        backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(15),
-            base: 2.0,
-        },
-        max_retries: 8,
-        retry_timeout: Duration::from_secs(600),
-    }
-}
 
 /// Opens `s3://bucket[/prefix]`; `location` is the whole location string.
 pub(crate) fn open(location: &str) -> Result<Arc<dyn Backend>, BackendError> {
@@ -96,9 +79,12 @@ fn open_with_env(
         // Set key by key: `with_client_options` would drop what `from_env` read (AWS_ALLOW_HTTP).
         .with_config(
             AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
-            "10s",
+            CONNECT_TIMEOUT,
         )
-        .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "300s");
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+            REQUEST_TIMEOUT,
+        );
     if set("AWS_REGION").is_none() && set("AWS_DEFAULT_REGION").is_none() {
         builder = builder.with_region("us-east-1");
     }
