@@ -135,6 +135,11 @@ fn dump_files_and_directories_go_to_the_target_or_back_in_place() {
     let a = rng.bytes(100_000);
     fs::write(app.join("a.bin"), &a).expect("write");
     fs::write(app.join("sub/b.txt"), b"bee").expect("write");
+    // Metadata that must come back: a mode and a modification time of the file's own.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(app.join("sub/b.txt"), fs::Permissions::from_mode(0o640)).expect("chmod");
+    let mtime = filetime::FileTime::from_unix_time(1_700_000_123, 456_000_000);
+    filetime::set_file_mtime(app.join("sub/b.txt"), mtime).expect("mtime");
     let cfg = config(&format!(
         "[stores.files]\ntype = \"directory\"\npaths = [{}]\nretention = \"forever\"\n\
          interval = \"1d\"\n\n[stores.rdb]\ntype = \"redis\"\nrdb_path = \"/var/lib/redis/dump.rdb\"\n\
@@ -190,6 +195,13 @@ fn dump_files_and_directories_go_to_the_target_or_back_in_place() {
     assert!(r.is_complete());
     assert!(fs::read(target.join("d/app/a.bin")).expect("a") == a);
     assert_eq!(fs::read(target.join("d/app/sub/b.txt")).expect("b"), b"bee");
+    let meta = fs::metadata(target.join("d/app/sub/b.txt")).expect("metadata");
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o640, "mode restored");
+    assert_eq!(
+        filetime::FileTime::from_last_modification_time(&meta),
+        mtime,
+        "mtime restored"
+    );
 
     // In place: damaged files are put back; files the snapshot does not have stay.
     fs::write(app.join("a.bin"), b"overwritten").expect("write");
