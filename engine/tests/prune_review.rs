@@ -224,7 +224,7 @@ fn wait_for_pack(root: &Path, before: &BTreeSet<String>) {
 }
 
 #[test]
-fn review_a_slow_backup_s_unindexed_pack_is_swept_before_its_index_file_is_written() {
+fn a_slow_backup_whose_unindexed_pack_is_swept_never_leaves_a_broken_snapshot() {
     let env = env_with_grace(1);
     let repo = env.open();
     // More than one data pack (16 MiB): the first pack is uploaded while the stream still runs,
@@ -338,7 +338,7 @@ impl Backend for Hooked {
 }
 
 #[test]
-fn review_b2_lists_the_index_before_the_plans_and_misses_a_sweep_in_between() {
+fn b2_sees_a_sweep_that_finishes_between_its_plan_listing_and_index_sync() {
     let env = env_with_grace(1);
     let d = Rng(102).bytes(3 << 20);
     {
@@ -423,7 +423,7 @@ fn index_ids(repo: &Repository) -> BTreeSet<IndexId> {
 }
 
 #[test]
-fn review_a_missing_duplicate_is_taken_as_a_copy_and_the_last_readable_copy_is_deleted() {
+fn a_copy_in_a_missing_pack_does_not_count_so_the_readable_copy_stays() {
     for attempt in 0..16u64 {
         let env = env_with_grace(1);
         let repo = env.open();
@@ -485,7 +485,7 @@ fn review_a_missing_duplicate_is_taken_as_a_copy_and_the_last_readable_copy_is_d
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn review_a_pack_the_sweep_keeps_is_marked_again_by_the_same_run() {
+fn a_pack_the_sweep_keeps_is_not_marked_again_by_the_same_run() {
     let env = env_with_grace(6);
     let repo = env.open();
     let d = Rng(300).bytes(3 << 20);
@@ -535,7 +535,7 @@ fn paths_opts(paths: Vec<PathBuf>, parent: Option<SnapshotId>) -> BackupOptions 
 }
 
 #[test]
-fn review_b3_misses_deleted_data_packs_of_reused_content_lists() {
+fn b3_checks_the_data_packs_of_reused_content_lists() {
     let env = env_with_grace(2);
     let src = env.root.join("src");
     let dir = src.join("dir");
@@ -593,7 +593,7 @@ fn review_b3_misses_deleted_data_packs_of_reused_content_lists() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn review_p2_trusts_supersedes_of_an_interrupted_repair_index() {
+fn p2_keeps_superseded_files_whose_packs_no_current_file_names() {
     let env = env_with_grace(1);
     let repo = env.open();
     let d = Rng(600).bytes(2 << 20);
@@ -688,7 +688,7 @@ impl Backend for SlowSnapshots {
 }
 
 #[test]
-fn review_a_read_phase_longer_than_the_lease_ttl_makes_every_sweep_fail() {
+fn a_read_phase_longer_than_the_lease_ttl_still_sweeps() {
     let env = env_with_grace(1);
     {
         let repo = env.open();
@@ -780,7 +780,7 @@ impl Backend for ForgetAfterList {
 }
 
 #[test]
-fn review_a_concurrent_forget_makes_prune_fail() {
+fn a_concurrent_forget_does_not_make_prune_fail() {
     let env = env_with_grace(1);
     let victim = {
         let repo = env.open();
