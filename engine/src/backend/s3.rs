@@ -29,10 +29,11 @@ use std::sync::Arc;
 use ::object_store::ClientConfigKey;
 use ::object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use ::object_store::limit::LimitStore;
-use bytes::Bytes;
 
-use super::cloud::{CONNECT_TIMEOUT, MAX_REQUESTS, REQUEST_TIMEOUT, retry_config};
-use super::{Backend, BackendError, BackendErrorKind, FileType, ObjectInfo, ObjectStoreBackend};
+use super::cloud::{
+    CONNECT_TIMEOUT, ContainerBackend, MAX_REQUESTS, REQUEST_TIMEOUT, retry_config,
+};
+use super::{Backend, BackendError, BackendErrorKind, ObjectStoreBackend};
 
 /// Opens `s3://bucket[/prefix]`; `location` is the whole location string.
 pub(crate) fn open(location: &str) -> Result<Arc<dyn Backend>, BackendError> {
@@ -97,82 +98,17 @@ fn open_with_env(
     let store = builder
         .build()
         .map_err(|e| super::object_store::map_error(e, "open", "", location))?;
-    Ok(Arc::new(S3Backend {
-        inner: ObjectStoreBackend::new(
+    // S3 answers a missing bucket and a missing object both with 404; the body tells them
+    // apart (see ContainerBackend).
+    Ok(Arc::new(ContainerBackend::new(
+        ObjectStoreBackend::new(
             Arc::new(LimitStore::new(store, MAX_REQUESTS)),
             prefix,
             location.to_owned(),
         )?,
-        bucket: bucket.to_owned(),
-    }))
-}
-
-/// [`ObjectStoreBackend`] over S3, telling a missing bucket apart from a missing object: S3
-/// answers both with 404, and `object_store` calls both `NotFound`, which would make a
-/// mistyped bucket look like an empty repository.
-#[derive(Debug)]
-struct S3Backend {
-    inner: ObjectStoreBackend,
-    bucket: String,
-}
-
-impl S3Backend {
-    fn fix(&self, e: BackendError) -> BackendError {
-        let mut text = String::new();
-        let mut source: Option<&dyn std::error::Error> = std::error::Error::source(&e);
-        while let Some(s) = source {
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
-        if !text.contains("<Code>NoSuchBucket</Code>") {
-            return e;
-        }
-        BackendError::new(BackendErrorKind::Other, e.op(), e.path(), e.location())
-            .with_detail(format!(
-                "bucket {:?} does not exist; create it first (cairn never creates buckets)",
-                self.bucket
-            ))
-            .with_source(e)
-    }
-}
-
-#[async_trait::async_trait]
-impl Backend for S3Backend {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-
-    async fn put(&self, t: FileType, name: &str, data: Bytes) -> Result<(), BackendError> {
-        self.inner.put(t, name, data).await.map_err(|e| self.fix(e))
-    }
-
-    async fn get(&self, t: FileType, name: &str) -> Result<Bytes, BackendError> {
-        self.inner.get(t, name).await.map_err(|e| self.fix(e))
-    }
-
-    async fn get_range(
-        &self,
-        t: FileType,
-        name: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<Bytes, BackendError> {
-        let r = self.inner.get_range(t, name, offset, len).await;
-        r.map_err(|e| self.fix(e))
-    }
-
-    async fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>, BackendError> {
-        self.inner.list(t).await.map_err(|e| self.fix(e))
-    }
-
-    async fn delete(&self, t: FileType, name: &str) -> Result<(), BackendError> {
-        self.inner.delete(t, name).await.map_err(|e| self.fix(e))
-    }
-
-    async fn stat(&self, t: FileType, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
-        // A HEAD's 404 has no body: a missing bucket looks like a missing object here.
-        self.inner.stat(t, name).await.map_err(|e| self.fix(e))
-    }
+        "<Code>NoSuchBucket</Code>",
+        format!("bucket {bucket:?} does not exist; create it first (cairn never creates buckets)"),
+    )))
 }
 
 /// Checks that some credential source is configured, so a missing key is an error now rather
