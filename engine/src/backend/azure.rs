@@ -37,10 +37,9 @@ use std::sync::Arc;
 
 use ::object_store::ClientConfigKey;
 use ::object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use ::object_store::limit::LimitStore;
 
-use super::cloud::{self, ContainerBackend, Env, is_set, is_true};
-use super::{Backend, BackendError, BackendErrorKind, ObjectStoreBackend};
+use super::cloud::{self, Env, is_set, is_true};
+use super::{Backend, BackendError, BackendErrorKind};
 
 /// Where the settings come from, for messages about the location.
 const CONFIG: &str = "the account is read from AZURE_STORAGE_ACCOUNT_NAME and credentials from AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_TOKEN or AZURE_CLIENT_*";
@@ -70,18 +69,15 @@ fn open_with_env(location: &str, env: Env<'_>) -> Result<Arc<dyn Backend>, Backe
         )
         .build()
         .map_err(|e| super::object_store::map_error(e, "open", "", location))?;
-    let inner = ObjectStoreBackend::new(
-        Arc::new(LimitStore::new(store, cloud::MAX_REQUESTS)),
+    cloud::backend_for(
+        store,
         prefix,
-        location.to_owned(),
-    )?;
-    Ok(Arc::new(ContainerBackend::new(
-        inner,
+        location,
         "<Code>ContainerNotFound</Code>",
         format!(
             "container {container:?} does not exist in the storage account; create it first (cairn never creates containers)"
         ),
-    )))
+    )
 }
 
 /// The first of `keys` that is set, if any.

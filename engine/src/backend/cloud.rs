@@ -91,6 +91,26 @@ pub(crate) fn split_location<'a>(
     Ok((container, prefix))
 }
 
+/// The backend of a cloud store: at most [`MAX_REQUESTS`] requests in flight, under `prefix`,
+/// with a missing bucket or container (an error body containing `marker`) reported as
+/// `missing` (see [`ContainerBackend`]).
+pub(crate) fn backend_for(
+    store: impl ::object_store::ObjectStore,
+    prefix: &str,
+    location: &str,
+    marker: &'static str,
+    missing: String,
+) -> Result<std::sync::Arc<dyn Backend>, BackendError> {
+    let inner = ObjectStoreBackend::new(
+        std::sync::Arc::new(::object_store::limit::LimitStore::new(store, MAX_REQUESTS)),
+        prefix,
+        location.to_owned(),
+    )?;
+    Ok(std::sync::Arc::new(ContainerBackend::new(
+        inner, marker, missing,
+    )))
+}
+
 /// [`ObjectStoreBackend`] over a cloud store, telling a missing bucket or container apart from a
 /// missing object: the store answers both with 404 and `object_store` calls both `NotFound`,
 /// which would make a mistyped bucket look like an empty repository. The store's error body

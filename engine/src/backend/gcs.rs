@@ -32,10 +32,9 @@ use std::sync::Arc;
 
 use ::object_store::ClientConfigKey;
 use ::object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-use ::object_store::limit::LimitStore;
 
-use super::cloud::{self, ContainerBackend, Env, is_set, is_true};
-use super::{Backend, BackendError, BackendErrorKind, ObjectStoreBackend};
+use super::cloud::{self, Env, is_set, is_true};
+use super::{Backend, BackendError, BackendErrorKind};
 
 /// Where the settings come from, for messages about the location.
 const CONFIG: &str = "credentials are read from GOOGLE_APPLICATION_CREDENTIALS, GOOGLE_SERVICE_ACCOUNT or GOOGLE_SERVICE_ACCOUNT_KEY";
@@ -65,17 +64,14 @@ fn open_with_env(location: &str, env: Env<'_>) -> Result<Arc<dyn Backend>, Backe
         )
         .build()
         .map_err(|e| super::object_store::map_error(e, "open", "", location))?;
-    let inner = ObjectStoreBackend::new(
-        Arc::new(LimitStore::new(store, cloud::MAX_REQUESTS)),
+    cloud::backend_for(
+        store,
         prefix,
-        location.to_owned(),
-    )?;
-    Ok(Arc::new(ContainerBackend::new(
-        inner,
+        location,
         // GCS's XML API, which object_store speaks.
         "<Code>NoSuchBucket</Code>",
         format!("bucket {bucket:?} does not exist; create it first (cairn never creates buckets)"),
-    )))
+    )
 }
 
 /// Checks that some credential source is configured, so a missing key is an error now rather

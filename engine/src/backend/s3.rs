@@ -28,12 +28,9 @@ use std::sync::Arc;
 
 use ::object_store::ClientConfigKey;
 use ::object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
-use ::object_store::limit::LimitStore;
 
-use super::cloud::{
-    CONNECT_TIMEOUT, ContainerBackend, MAX_REQUESTS, REQUEST_TIMEOUT, retry_config,
-};
-use super::{Backend, BackendError, BackendErrorKind, ObjectStoreBackend};
+use super::cloud::{self, CONNECT_TIMEOUT, REQUEST_TIMEOUT, retry_config};
+use super::{Backend, BackendError, BackendErrorKind};
 
 /// Opens `s3://bucket[/prefix]`; `location` is the whole location string.
 pub(crate) fn open(location: &str) -> Result<Arc<dyn Backend>, BackendError> {
@@ -100,15 +97,13 @@ fn open_with_env(
         .map_err(|e| super::object_store::map_error(e, "open", "", location))?;
     // S3 answers a missing bucket and a missing object both with 404; the body tells them
     // apart (see ContainerBackend).
-    Ok(Arc::new(ContainerBackend::new(
-        ObjectStoreBackend::new(
-            Arc::new(LimitStore::new(store, MAX_REQUESTS)),
-            prefix,
-            location.to_owned(),
-        )?,
+    cloud::backend_for(
+        store,
+        prefix,
+        location,
         "<Code>NoSuchBucket</Code>",
         format!("bucket {bucket:?} does not exist; create it first (cairn never creates buckets)"),
-    )))
+    )
 }
 
 /// Checks that some credential source is configured, so a missing key is an error now rather
