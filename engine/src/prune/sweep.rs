@@ -69,10 +69,15 @@ pub fn sweep(
     };
 
     // Pass 1: which needed blobs have a copy in a pack that stays (and exists: an indexed pack
-    // that is gone holds no copy).
-    for_each_index(repo, current, &mut |_, file| {
+    // that is gone holds no copy); and which index files name a marked pack (the only ones
+    // pass 2 and the rewrite need to read again).
+    let mut touched = Vec::new();
+    for_each_index(repo, current, &mut |file_id, file| {
         if let Some(lease) = lease.as_deref_mut() {
             lease.keep_alive(repo)?;
+        }
+        if file.packs.iter().any(|p| marked.contains(&p.id)) {
+            touched.push(file_id);
         }
         for pack in file
             .packs
@@ -92,22 +97,16 @@ pub fn sweep(
 
     // Pass 2: a marked pack holding a needed blob without another copy stays.
     let mut keep = HashSet::new();
-    let mut touched = Vec::new();
-    for_each_index(repo, current, &mut |file_id, file| {
+    for_each_index(repo, &touched, &mut |_, file| {
         if let Some(lease) = lease.as_deref_mut() {
             lease.keep_alive(repo)?;
         }
-        let mut names_marked = false;
         for pack in file.packs.iter().filter(|p| marked.contains(&p.id)) {
-            names_marked = true;
             let ids: Vec<_> = pack.entries.iter().map(|e| e.id).collect();
             let flags = used.get_many(&ids)?;
             if flags.iter().any(|f| f & USED != 0 && f & ELSEWHERE == 0) {
                 keep.insert(pack.id);
             }
-        }
-        if names_marked {
-            touched.push(file_id);
         }
         Ok(())
     })?;
