@@ -12,6 +12,7 @@ use std::io::{Cursor, Read};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::grace::{GraceEnv as Env, dump, env_with_grace, stream};
 use common::{PASSWORD, Rng};
 use engine::ErrorKind;
 use engine::archiver::{BackupOptions, Hook, Source, backup};
@@ -21,56 +22,10 @@ use engine::forget::forget_ids;
 use engine::progress::NoProgress;
 use engine::prune::lease::{LeaseOptions, acquire};
 use engine::prune::{MaxUnused, PruneOptions, PruneReport, prune};
-use engine::repository::{InitOptions, OpenOptions, Repository, init};
-use engine::restorer::{dump_content, find_node};
-use repo_format::{KdfParams, SnapshotId};
-
-/// A repository with a grace period of `grace` seconds.
-struct Env {
-    _dir: tempfile::TempDir,
-    path: String,
-    cache: std::path::PathBuf,
-    grace: Duration,
-}
-
-fn env_with_grace(grace: u64) -> Env {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("repo").to_string_lossy().into_owned();
-    init(
-        &path,
-        PASSWORD,
-        &InitOptions {
-            kdf: KdfParams::TEST,
-            prune_grace_secs: Some(grace),
-            ..InitOptions::default()
-        },
-    )
-    .expect("init");
-    Env {
-        cache: dir.path().join("cache"),
-        _dir: dir,
-        path,
-        grace: Duration::from_secs(grace),
-    }
-}
+use engine::repository::{OpenOptions, Repository};
+use repo_format::SnapshotId;
 
 impl Env {
-    fn open(&self) -> Repository {
-        Repository::open(
-            &self.path,
-            PASSWORD,
-            &OpenOptions {
-                cache_dir: Some(self.cache.clone()),
-            },
-        )
-        .expect("open")
-    }
-
-    /// Waits until everything written so far is older than the grace period.
-    fn wait_grace(&self) {
-        std::thread::sleep(self.grace + Duration::from_millis(1100));
-    }
-
     fn objects(&self) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         for entry in walk(std::path::Path::new(&self.path)) {
@@ -93,17 +48,6 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     out
 }
 
-fn stream(repo: &Repository, data: Vec<u8>) -> SnapshotId {
-    stream_with(
-        repo,
-        BackupOptions::new(Source::Stream {
-            name: "db.dump".into(),
-            reader: Box::new(Cursor::new(data)),
-        }),
-    )
-    .expect("backup")
-}
-
 fn stream_with(repo: &Repository, opts: BackupOptions) -> engine::Result<SnapshotId> {
     backup(repo, opts, &NoProgress).map(|r| r.id)
 }
@@ -117,15 +61,6 @@ fn prune_opts() -> PruneOptions {
 
 fn run_prune(repo: &Repository) -> PruneReport {
     prune(repo, &prune_opts(), &NoProgress).expect("prune")
-}
-
-/// Dumps the stream of snapshot `id`.
-fn dump(repo: &Repository, id: &SnapshotId) -> engine::Result<Vec<u8>> {
-    let snap = repo.load_snapshot(id)?;
-    let node = find_node(repo, &snap.tree, b"db.dump")?;
-    let mut out = Vec::new();
-    dump_content(repo, &node, &mut out, &NoProgress)?;
-    Ok(out)
 }
 
 /// Restores the stream of `id` and compares it with `data`.

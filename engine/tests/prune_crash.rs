@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::grace::dump;
 use common::{PASSWORD, Rng};
 use engine::archiver::{BackupOptions, Source, backup};
 use engine::backend::faulty::{FaultPlan, FaultyBackend};
@@ -25,7 +26,6 @@ use engine::progress::NoProgress;
 use engine::prune::lease::LeaseOptions;
 use engine::prune::{MaxUnused, PruneOptions, prune};
 use engine::repository::{InitOptions, OpenOptions, Repository, init};
-use engine::restorer::{dump_content, find_node};
 use repo_format::{KdfParams, SnapshotId};
 
 const GRACE: u64 = 1;
@@ -51,14 +51,6 @@ fn stream(repo: &Repository, data: &[u8]) -> SnapshotId {
         reader: Box::new(Cursor::new(data.to_vec())),
     });
     backup(repo, opts, &NoProgress).expect("backup").id
-}
-
-fn dump(repo: &Repository, id: &SnapshotId) -> engine::Result<Vec<u8>> {
-    let snap = repo.load_snapshot(id)?;
-    let node = find_node(repo, &snap.tree, b"db.dump")?;
-    let mut out = Vec::new();
-    dump_content(repo, &node, &mut out, &NoProgress)?;
-    Ok(out)
 }
 
 /// Copies a directory tree, keeping files' modification times (prune judges ages by them).

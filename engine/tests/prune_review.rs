@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::grace::{GraceEnv as Env, dump_path, env_with_grace, open_at, stream, stream_opts};
 use common::{PASSWORD, Rng};
 use engine::archiver::{BackupOptions, Hook, Source, backup};
 use engine::backend::{Backend, BackendError, FileType, LocalBackend, ObjectInfo};
@@ -20,59 +21,10 @@ use engine::forget::forget_ids;
 use engine::progress::NoProgress;
 use engine::prune::plans::load_plans;
 use engine::prune::{MaxUnused, PruneOptions, PruneReport, prune};
-use engine::repository::{InitOptions, OpenOptions, Repository, init};
-use engine::restorer::{dump_content, find_node};
-use repo_format::{IndexId, KdfParams, PackId, SnapshotId};
-
-struct Env {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    path: String,
-    cache: PathBuf,
-    grace: Duration,
-}
-
-fn env_with_grace(grace: u64) -> Env {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().to_path_buf();
-    let path = root.join("repo").to_string_lossy().into_owned();
-    init(
-        &path,
-        PASSWORD,
-        &InitOptions {
-            kdf: KdfParams::TEST,
-            prune_grace_secs: Some(grace),
-            ..InitOptions::default()
-        },
-    )
-    .expect("init");
-    Env {
-        cache: root.join("cache"),
-        root,
-        _dir: dir,
-        path,
-        grace: Duration::from_secs(grace),
-    }
-}
-
-fn open_at(path: &str, cache: &Path) -> Repository {
-    Repository::open(
-        path,
-        PASSWORD,
-        &OpenOptions {
-            cache_dir: Some(cache.to_path_buf()),
-        },
-    )
-    .expect("open")
-}
+use engine::repository::{OpenOptions, Repository};
+use repo_format::{IndexId, PackId, SnapshotId};
 
 impl Env {
-    fn open(&self) -> Repository {
-        open_at(&self.path, &self.cache)
-    }
-    fn wait_grace(&self) {
-        std::thread::sleep(self.grace + Duration::from_millis(1100));
-    }
     fn pack_path(&self, p: &PackId) -> PathBuf {
         let hex = p.0.to_hex();
         Path::new(&self.path)
@@ -117,28 +69,6 @@ fn other_prune(path: &str, cache: &Path) -> PruneReport {
     prune_with(path, cache, MaxUnused::Percent(0.0))
 }
 
-fn stream_opts(data: Vec<u8>) -> BackupOptions {
-    BackupOptions::new(Source::Stream {
-        name: "db.dump".into(),
-        reader: Box::new(Cursor::new(data)),
-    })
-}
-
-fn stream(repo: &Repository, data: Vec<u8>) -> SnapshotId {
-    backup(repo, stream_opts(data), &NoProgress)
-        .expect("backup")
-        .id
-}
-
-fn dump_path(repo: &Repository, id: &SnapshotId, path: &[u8]) -> engine::Result<Vec<u8>> {
-    let snap = repo.load_snapshot(id)?;
-    let node = find_node(repo, &snap.tree, path)?;
-    let mut out = Vec::new();
-    dump_content(repo, &node, &mut out, &NoProgress)?;
-    Ok(out)
-}
-
-/// What SPEC §18 promises for a backup racing prune: either it failed, or its snapshot is whole.
 fn assert_failed_or_sound(
     env: &Env,
     result: engine::Result<SnapshotId>,

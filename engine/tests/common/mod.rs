@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod grace;
+
 use std::path::PathBuf;
 
 use engine::repository::{InitOptions, OpenOptions, Repository, init};
