@@ -6,7 +6,8 @@
 //! | `chunk/stream`, `chunk/file` | finds every FastCDC cut point with the `stream` (16 KiB) or `file` (1 MiB) profile |
 //! | `blob_id` | keyed BLAKE3 of every stream chunk |
 //! | `compress` | zstd level 3 of every stream chunk (cairn's default level) |
-//! | `seal/envelope` | AES-256-GCM envelope of every stream chunk (`crypto::seal`) |
+//! | `seal/envelope` | AES-256-GCM envelope of every stream chunk (`crypto::seal`, ring) |
+//! | `seal/aes_gcm_crate` | the same envelopes with RustCrypto's `aes-gcm` (the implementation cairn did not choose) |
 //! | `seal/blob_raw` | `pack::seal_blob` at level 0: AAD, envelope and entry, no compression |
 //! | `chain/stream`, `chain/file` | chunk → blob id → compress → seal, as the archiver does per blob |
 //!
@@ -110,6 +111,29 @@ fn stages(c: &mut Criterion) {
             for (i, (r, id)) in chunks.iter().zip(&ids).enumerate() {
                 let aad = aad(ObjectType::DataBlob, keys.repo_id(), id);
                 black_box(seal(&enc_key, &aad, salt(i), black_box(&data[r.clone()])));
+            }
+        });
+    });
+    g.bench_function("aes_gcm_crate", |b| {
+        use aes_gcm::aead::AeadInPlace;
+        use aes_gcm::{Aes256Gcm, Key, KeyInit, Nonce};
+        b.iter(|| {
+            for (i, (r, id)) in chunks.iter().zip(&ids).enumerate() {
+                let aad = aad(ObjectType::DataBlob, keys.repo_id(), id);
+                let mut material = [0u8; 48];
+                material[..32].copy_from_slice(&enc_key);
+                material[32..].copy_from_slice(&salt(i));
+                let subkey =
+                    blake3::derive_key(repo_format::format::ENVELOPE_SUBKEY_CONTEXT, &material);
+                let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&subkey));
+                let mut out = Vec::with_capacity(r.len() + 32);
+                out.extend_from_slice(&salt(i));
+                out.extend_from_slice(&data[r.clone()]);
+                let tag = cipher
+                    .encrypt_in_place_detached(Nonce::from_slice(&[0; 12]), &aad, &mut out[16..])
+                    .expect("under the GCM limit");
+                out.extend_from_slice(&tag);
+                black_box(out);
             }
         });
     });

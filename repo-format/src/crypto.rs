@@ -9,8 +9,7 @@
 
 use std::fmt;
 
-use aes_gcm::aead::AeadInPlace;
-use aes_gcm::{Aes256Gcm, Key, KeyInit, Nonce, Tag};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
 use crate::error::FormatError;
 use crate::format::{
@@ -129,17 +128,27 @@ pub fn aad(t: ObjectType, repo_id: &Id, id: &Id) -> [u8; AAD_LEN] {
     out
 }
 
-/// The AES-256-GCM instance of one envelope.
-fn envelope_cipher(root_key: &[u8; 32], nonce_salt: &[u8; NONCE_SALT_LEN]) -> Aes256Gcm {
+/// The subkey of one envelope: `BLAKE3.derive_key(context, root_key ‖ nonce_salt)`.
+fn envelope_subkey(root_key: &[u8; 32], nonce_salt: &[u8; NONCE_SALT_LEN]) -> [u8; 32] {
     let mut material = [0u8; 32 + NONCE_SALT_LEN];
     material[..32].copy_from_slice(root_key);
     material[32..].copy_from_slice(nonce_salt);
-    let subkey = blake3::derive_key(ENVELOPE_SUBKEY_CONTEXT, &material);
-    Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&subkey))
+    blake3::derive_key(ENVELOPE_SUBKEY_CONTEXT, &material)
+}
+
+/// The AES-256-GCM instance of one envelope (ring's implementation: AES-NI and CLMUL or VAES
+/// assembly where the CPU has them).
+fn envelope_cipher(root_key: &[u8; 32], nonce_salt: &[u8; NONCE_SALT_LEN]) -> LessSafeKey {
+    // A 32-byte key is the only thing UnboundKey::new checks for AES-256-GCM.
+    let key = UnboundKey::new(&AES_256_GCM, &envelope_subkey(root_key, nonce_salt))
+        .expect("a 32-byte AES-256-GCM key");
+    LessSafeKey::new(key)
 }
 
 /// The constant GCM nonce: safe because every subkey encrypts one message.
-const ZERO_NONCE: [u8; 12] = [0; 12];
+fn zero_nonce() -> Nonce {
+    Nonce::assume_unique_for_key([0; 12])
+}
 
 /// Seals `plaintext` into a new envelope.
 ///
@@ -170,10 +179,10 @@ pub fn seal_into(
     let start = out.len();
     out.extend_from_slice(plaintext);
     let tag = envelope_cipher(root_key, &nonce_salt)
-        .encrypt_in_place_detached(Nonce::from_slice(&ZERO_NONCE), aad, &mut out[start..])
-        // aes-gcm fails only for plaintexts over 64 GiB, documented above as a panic.
+        .seal_in_place_separate_tag(zero_nonce(), Aad::from(aad), &mut out[start..])
+        // ring fails only for plaintexts over GCM's 64 GiB limit, documented above as a panic.
         .expect("envelope plaintext is under the AES-GCM limit of 64 GiB");
-    out.extend_from_slice(&tag);
+    out.extend_from_slice(tag.as_ref());
 }
 
 /// Opens an envelope; [`FormatError::AuthenticationFailed`] if the key, the AAD or any byte is
@@ -191,19 +200,17 @@ pub fn open(
             got: envelope.len(),
         });
     }
-    let (salt, rest) = envelope.split_at(NONCE_SALT_LEN);
-    let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let (salt, sealed) = envelope.split_at(NONCE_SALT_LEN);
     let mut nonce_salt = [0u8; NONCE_SALT_LEN];
     nonce_salt.copy_from_slice(salt);
-    let mut buf = ciphertext.to_vec();
-    envelope_cipher(root_key, &nonce_salt)
-        .decrypt_in_place_detached(
-            Nonce::from_slice(&ZERO_NONCE),
-            aad,
-            &mut buf,
-            Tag::from_slice(tag),
-        )
-        .map_err(|_| FormatError::AuthenticationFailed { what })?;
+    // ring opens `ciphertext ‖ tag` in place and leaves the plaintext in front.
+    let mut buf = sealed.to_vec();
+    let plain_len = envelope_cipher(root_key, &nonce_salt)
+        .open_in_place(zero_nonce(), Aad::from(aad), &mut buf)
+        .map_err(|_| FormatError::AuthenticationFailed { what })?
+        .len();
+    debug_assert_eq!(plain_len, sealed.len() - TAG_LEN);
+    buf.truncate(plain_len);
     Ok(buf)
 }
 
@@ -369,6 +376,28 @@ mod tests {
             let env = seal(&ROOT, &aad, salt, &pt);
             prop_assert_eq!(&env[..16], &salt[..]);
             prop_assert_eq!(open(&ROOT, &aad, &env, "t").unwrap(), pt);
+        }
+
+        /// ring's envelopes are byte for byte what RustCrypto's independent aes-gcm computes,
+        /// both ways: the choice of implementation never changes the format.
+        #[test]
+        fn envelopes_match_an_independent_aes_gcm(pt in proptest::collection::vec(any::<u8>(), 0..5000), salt: [u8; 16], aad: Vec<u8>, root: [u8; 32]) {
+            use aes_gcm::aead::AeadInPlace;
+            use aes_gcm::{Aes256Gcm, Key, KeyInit, Nonce as GcmNonce};
+            let subkey = envelope_subkey(&root, &salt);
+            let other = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&subkey));
+            let mut expected = salt.to_vec();
+            let mut body = pt.clone();
+            let tag = other.encrypt_in_place_detached(GcmNonce::from_slice(&[0; 12]), &aad, &mut body).unwrap();
+            expected.extend_from_slice(&body);
+            expected.extend_from_slice(&tag);
+            let env = seal(&root, &aad, salt, &pt);
+            prop_assert_eq!(&env, &expected);
+            let mut ct = env[16..env.len() - 16].to_vec();
+            other
+                .decrypt_in_place_detached(GcmNonce::from_slice(&[0; 12]), &aad, &mut ct, aes_gcm::Tag::from_slice(&env[env.len() - 16..]))
+                .unwrap();
+            prop_assert_eq!(ct, pt);
         }
 
         #[test]
