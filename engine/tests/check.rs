@@ -4,10 +4,10 @@
 //! in a random pack, index file or snapshot, over many seeds, must always be detected.
 
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use engine::archiver::{BackupOptions, BackupResult, Source, backup};
+use engine::backend::FileType;
 use engine::checker::{CheckOptions, CheckReport, FindingKind, ReadData, check};
 use engine::progress::{NoProgress, Progress};
 use engine::repository::{OpenOptions, Repository};
@@ -16,44 +16,8 @@ use repo_format::{Content, Id, NodeKind, PackId};
 
 mod common;
 
-use common::{Env, PASSWORD, Rng, env};
-
-impl Env {
-    fn repo_dir(&self) -> PathBuf {
-        PathBuf::from(&self.repo_path)
-    }
-
-    fn pack_path(&self, pack: &PackId) -> PathBuf {
-        let hex = pack.to_hex();
-        self.repo_dir().join("data").join(&hex[..2]).join(hex)
-    }
-
-    fn objects(&self, dir: &str) -> Vec<PathBuf> {
-        objects(&self.repo_dir(), dir)
-    }
-}
-
-/// The object files of one directory (`index`, `snapshots`; `data` across its shards).
-fn objects(repo_dir: &Path, dir: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(repo_dir.join(dir))
-        .expect("read_dir")
-        .flatten()
-    {
-        if e.path().is_dir() {
-            out.extend(
-                fs::read_dir(e.path())
-                    .expect("shard")
-                    .flatten()
-                    .map(|f| f.path()),
-            );
-        } else {
-            out.push(e.path());
-        }
-    }
-    out.sort();
-    out
-}
+use common::storage::Storage;
+use common::{Env, PASSWORD, Rng, env, repo_location};
 
 /// `data/victim` (300 kB), `data/small.txt`, `data/sub/other` (100 kB), backed up once.
 fn fixture() -> (Env, Repository, BackupResult) {
@@ -92,12 +56,6 @@ fn victim_pack(
     };
     let loc = repo.lookup_blob(&ids[0]).expect("lookup").expect("indexed");
     (loc.pack, loc)
-}
-
-fn flip_bit(path: &Path, offset: usize, bit: u8) {
-    let mut bytes = fs::read(path).expect("read");
-    bytes[offset] ^= 1 << bit;
-    fs::write(path, bytes).expect("write");
 }
 
 fn kinds(report: &CheckReport) -> Vec<FindingKind> {
@@ -186,7 +144,7 @@ fn clean_repository_has_no_findings_and_leaves_no_temporary_index() {
 fn deleted_pack_is_missing_pack_naming_snapshot_and_path() {
     let (env, repo, r) = fixture();
     let (pack, _) = victim_pack(&repo, &r);
-    fs::remove_file(env.pack_path(&pack)).expect("rm pack");
+    env.storage().delete(FileType::Pack, &pack.to_hex());
     let report = run(&repo, ReadData::No);
     let missing: Vec<_> = report.errors_of(FindingKind::MissingPack).collect();
     assert_eq!(missing.len(), 1, "{:#?}", report.errors);
@@ -206,9 +164,10 @@ fn deleted_pack_is_missing_pack_naming_snapshot_and_path() {
 fn truncated_pack_is_an_error() {
     let (env, repo, r) = fixture();
     let (pack, _) = victim_pack(&repo, &r);
-    let path = env.pack_path(&pack);
-    let bytes = fs::read(&path).expect("read");
-    fs::write(&path, &bytes[..bytes.len() / 2]).expect("truncate");
+    let storage = env.storage();
+    let name = pack.to_hex();
+    let bytes = storage.read(FileType::Pack, &name);
+    storage.replace(FileType::Pack, &name, bytes[..bytes.len() / 2].to_vec());
     let report = run(&repo, ReadData::No);
     let f = report
         .errors_of(FindingKind::DamagedPack)
@@ -226,7 +185,7 @@ fn truncated_pack_is_an_error() {
     );
 
     // Cut just the last byte: the trailer is gone, the header cannot be found.
-    fs::write(&path, &bytes[..bytes.len() - 1]).expect("truncate");
+    storage.replace(FileType::Pack, &name, bytes[..bytes.len() - 1].to_vec());
     let report = run(&repo, ReadData::No);
     assert_eq!(
         kinds(&report),
@@ -240,7 +199,12 @@ fn truncated_pack_is_an_error() {
 fn flipped_bit_in_data_blob_is_found_only_by_read_data() {
     let (env, repo, r) = fixture();
     let (pack, loc) = victim_pack(&repo, &r);
-    flip_bit(&env.pack_path(&pack), loc.entry.offset as usize + 100, 3);
+    env.storage().flip_bit(
+        FileType::Pack,
+        &pack.to_hex(),
+        loc.entry.offset as usize + 100,
+        3,
+    );
 
     let structure = run(&repo, ReadData::No);
     assert!(
@@ -276,9 +240,10 @@ fn flipped_bit_in_data_blob_is_found_only_by_read_data() {
 fn flipped_bit_in_pack_header_is_a_header_error() {
     let (env, repo, r) = fixture();
     let (pack, _) = victim_pack(&repo, &r);
-    let path = env.pack_path(&pack);
-    let len = fs::metadata(&path).expect("stat").len() as usize;
-    flip_bit(&path, len - 4 - 20, 0);
+    let storage = env.storage();
+    let name = pack.to_hex();
+    let len = storage.size(FileType::Pack, &name) as usize;
+    storage.flip_bit(FileType::Pack, &name, len - 4 - 20, 0);
     let report = run(&repo, ReadData::No);
     assert_eq!(
         kinds(&report),
@@ -287,12 +252,7 @@ fn flipped_bit_in_pack_header_is_a_header_error() {
         report.errors
     );
     let f = &report.errors[0];
-    let index = env.objects("index");
-    let index_id = index[0]
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
+    let index_id = storage.names(FileType::Index).remove(0);
     assert!(
         f.message.contains(&pack.short()),
         "names the pack: {}",
@@ -313,7 +273,7 @@ fn deleted_tree_pack_is_a_damaged_tree_with_its_path() {
         .lookup_blob(&r.snapshot.tree)
         .expect("lookup")
         .expect("indexed");
-    fs::remove_file(env.pack_path(&tree.pack)).expect("rm tree pack");
+    env.storage().delete(FileType::Pack, &tree.pack.to_hex());
     let report = run(&repo, ReadData::No);
     let missing = report
         .errors_of(FindingKind::MissingPack)
@@ -338,9 +298,8 @@ fn deleted_tree_pack_is_a_damaged_tree_with_its_path() {
 fn garbage_pack_under_an_id_name_is_unreferenced_then_damaged() {
     let (env, repo, _) = fixture();
     let id = PackId(Id([0xab; 32]));
-    let path = env.pack_path(&id);
-    fs::create_dir_all(path.parent().expect("shard")).expect("mkdir");
-    fs::write(&path, Rng(1).bytes(5000)).expect("write garbage");
+    env.storage()
+        .put(FileType::Pack, &id.to_hex(), Rng(1).bytes(5000));
 
     let structure = run(&repo, ReadData::No);
     assert!(structure.is_clean(), "{:#?}", structure.errors);
@@ -370,8 +329,9 @@ fn garbage_pack_under_an_id_name_is_unreferenced_then_damaged() {
 #[test]
 fn deleted_index_file_makes_blobs_missing() {
     let (env, repo, r) = fixture();
-    for f in env.objects("index") {
-        fs::remove_file(f).expect("rm index");
+    let storage = env.storage();
+    for name in storage.names(FileType::Index) {
+        storage.delete(FileType::Index, &name);
     }
     let report = run(&repo, ReadData::No);
     let missing: Vec<_> = report.errors_of(FindingKind::MissingBlob).collect();
@@ -393,18 +353,14 @@ fn deleted_index_file_makes_blobs_missing() {
 #[test]
 fn damaged_index_file_is_reported_and_its_blobs_are_missing() {
     let (env, repo, _) = fixture();
-    let index = env.objects("index").remove(0);
-    flip_bit(&index, 40, 5);
+    let storage = env.storage();
+    let name = storage.names(FileType::Index).remove(0);
+    storage.flip_bit(FileType::Index, &name, 40, 5);
     let report = run(&repo, ReadData::No);
     let damaged = report
         .errors_of(FindingKind::DamagedIndex)
         .next()
         .expect("damaged-index");
-    let name = index
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
     assert_eq!(damaged.object, name);
     assert!(damaged.message.contains(&name[..8]), "{}", damaged.message);
     assert!(report.errors_of(FindingKind::MissingBlob).count() >= 1);
@@ -421,8 +377,8 @@ fn damaged_snapshot_is_reported_and_others_still_checked() {
         &NoProgress,
     )
     .expect("backup 2");
-    let path = env.repo_dir().join("snapshots").join(r.id.to_hex());
-    flip_bit(&path, 50, 1);
+    env.storage()
+        .flip_bit(FileType::Snapshot, &r.id.to_hex(), 50, 1);
     let report = run(&repo, ReadData::No);
     assert_eq!(
         kinds(&report),
@@ -442,15 +398,12 @@ fn damaged_snapshot_is_reported_and_others_still_checked() {
 #[test]
 fn duplicates_and_unknown_names_are_warnings_only() {
     let (env, repo, _) = fixture();
-    let name = env.objects("index")[0]
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
+    let storage = env.storage();
+    let name = storage.names(FileType::Index).remove(0);
     let id = repo_format::IndexId::from_hex(&name).expect("id");
     let file = repo.load_index(&id).expect("load index");
     repo.save_index(&file).expect("second copy of the index");
-    fs::write(env.repo_dir().join("index").join("README"), b"hello").expect("write");
+    storage.put(FileType::Index, "README", b"hello".to_vec());
     let report = run(&repo, ReadData::All);
     assert!(report.is_clean(), "{:#?}", report.errors);
     assert!(report.warnings_of(FindingKind::DuplicatePack).count() >= 1);
@@ -583,18 +536,6 @@ fn read_data_subsets_cover_every_pack_once() {
 
 // --- Randomized corruption ------------------------------------------------------------------
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("mkdir");
-    for e in fs::read_dir(from).expect("read_dir").flatten() {
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            fs::copy(e.path(), &target).expect("copy");
-        }
-    }
-}
-
 #[test]
 fn one_flipped_bit_anywhere_is_always_detected_by_read_data() {
     const SEEDS: u64 = 30;
@@ -609,39 +550,36 @@ fn one_flipped_bit_anywhere_is_always_detected_by_read_data() {
     )
     .expect("backup 2");
     drop(repo);
+    let source = template.storage();
     let (mut damaged, mut detected) = ([0u32; 3], [0u32; 3]);
     let names = ["pack", "index file", "snapshot"];
     for seed in 1..=SEEDS {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
         let dir = tempfile::tempdir().expect("tempdir");
-        let repo_dir = dir.path().join("repo");
-        copy_dir(&template.repo_dir(), &repo_dir);
-        let loc = repo_dir.to_string_lossy().into_owned();
+        let loc = repo_location(dir.path());
+        let storage = Storage::open(&loc);
+        source.copy_all_to(&storage);
         let opts = OpenOptions {
             cache_dir: Some(dir.path().join("cache")),
         };
         // Open first: opening reads the index files into the cache, and fails on a damaged one.
         let repo = Repository::open(&loc, PASSWORD, &opts).expect("open");
         let kind = rng.below(3) as usize;
-        let files = objects(&repo_dir, ["data", "index", "snapshots"][kind]);
-        let file = &files[rng.below(files.len() as u64) as usize];
-        let len = fs::metadata(file).expect("stat").len();
+        let t = [FileType::Pack, FileType::Index, FileType::Snapshot][kind];
+        let objects = storage.names(t);
+        let name = objects[rng.below(objects.len() as u64) as usize].clone();
+        let len = storage.size(t, &name);
         let offset = rng.below(len) as usize;
-        flip_bit(file, offset, rng.below(8) as u8);
+        storage.flip_bit(t, &name, offset, rng.below(8) as u8);
         damaged[kind] += 1;
         let report = run(&repo, ReadData::All);
         assert!(
             !report.errors.is_empty(),
             "seed {seed}: bit flipped at {offset} of {} {} went unnoticed",
             names[kind],
-            file.display()
+            t.path(&name)
         );
         detected[kind] += 1;
-        let name = file
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .into_owned();
         assert!(
             report
                 .errors

@@ -8,6 +8,7 @@ use std::io::Cursor;
 use common::{Rng, env};
 use engine::ErrorKind;
 use engine::archiver::{BackupOptions, Source, backup};
+use engine::backend::FileType;
 use engine::forget::{forget, forget_ids};
 use engine::progress::NoProgress;
 use engine::protect::{ProtectChange, set_protected};
@@ -154,13 +155,10 @@ fn forget_by_id_and_prefix_including_a_damaged_snapshot() {
     assert_eq!(ids(&repo), want);
 
     // Damage s[1]: a policy leaves it alone and reports it; naming it removes it.
-    let file = std::path::Path::new(&env.repo_path)
-        .join("snapshots")
-        .join(s[1].to_hex());
-    let mut bytes = std::fs::read(&file).expect("read snapshot file");
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::write(&file, bytes).expect("write snapshot file");
+    let storage = env.storage();
+    let file = s[1].to_hex();
+    let last = storage.size(FileType::Snapshot, &file) as usize - 1;
+    storage.flip_bit(FileType::Snapshot, &file, last, 0);
     let keep_none = KeepPolicy {
         last: Some(0),
         ..KeepPolicy::default()
@@ -176,11 +174,11 @@ fn forget_by_id_and_prefix_including_a_damaged_snapshot() {
     assert_eq!(r.damaged.len(), 1);
     assert_eq!(r.damaged[0].0, s[1]);
     assert_eq!(r.removed(), 1);
-    assert!(file.exists());
+    assert!(storage.exists(FileType::Snapshot, &file));
     let r = forget_ids(&repo, &[s[1].to_hex()], false).expect("forget damaged");
     assert_eq!(r.removed(), 1);
     assert!(r.groups[0].entries[0].snapshot.is_none());
-    assert!(!file.exists());
+    assert!(!storage.exists(FileType::Snapshot, &file));
     assert!(ids(&repo).is_empty());
 }
 

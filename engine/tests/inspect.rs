@@ -532,8 +532,7 @@ fn find_reports_a_lost_subtree_and_goes_on_while_diff_and_stats_fail() {
     };
     let lost = pack_of("data/old");
     assert_ne!(lost, pack_of("data"), "separate tree packs");
-    fs::remove_file(Path::new(&env.repo_path).join(FileType::Pack.path(&lost.0.to_hex())))
-        .expect("delete the pack");
+    env.storage().delete(FileType::Pack, &lost.0.to_hex());
 
     let mut finder = Finder::new(Glob::new("*.txt").expect("glob"));
     let mut found = Vec::new();

@@ -16,7 +16,7 @@ use common::grace::{GraceEnv as Env, dump, env_with_grace, stream};
 use common::{PASSWORD, Rng};
 use engine::ErrorKind;
 use engine::archiver::{BackupOptions, Hook, Source, backup};
-use engine::backend::{Backend, BackendError, FileType, LocalBackend, ObjectInfo};
+use engine::backend::{Backend, BackendError, FileType, ObjectInfo, open_backend};
 use engine::checker::{CheckOptions, check};
 use engine::forget::forget_ids;
 use engine::progress::NoProgress;
@@ -26,26 +26,10 @@ use engine::repository::{OpenOptions, Repository};
 use repo_format::SnapshotId;
 
 impl Env {
+    /// Every object on storage, as its path in the repository (`data/ab/ab…`, `index/…`).
     fn objects(&self) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        for entry in walk(std::path::Path::new(&self.path)) {
-            out.insert(entry);
-        }
-        out
+        self.storage().all_objects()
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("read_dir") {
-        let e = e.expect("entry");
-        if e.file_type().expect("type").is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path().to_string_lossy().into_owned());
-        }
-    }
-    out
 }
 
 fn stream_with(repo: &Repository, opts: BackupOptions) -> engine::Result<SnapshotId> {
@@ -86,7 +70,7 @@ fn assert_check_clean(repo: &Repository) {
 fn pack_count(env: &Env) -> usize {
     env.objects()
         .iter()
-        .filter(|p| p.contains("/data/"))
+        .filter(|p| p.starts_with("data/"))
         .count()
 }
 
@@ -443,7 +427,7 @@ impl Backend for Odd {
 
 fn open_odd(env: &Env, skew_ns: i64, overwrite: bool) -> Repository {
     let backend: Arc<dyn Backend> = Arc::new(Odd {
-        inner: Arc::new(LocalBackend::new(&env.path)),
+        inner: open_backend(&env.path).expect("backend"),
         skew_ns,
         overwrite,
     });

@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::grace::{GraceEnv as Env, dump_path, env_with_grace, open_at, stream, stream_opts};
+use common::storage::Storage;
 use common::{PASSWORD, Rng};
 use engine::archiver::{BackupOptions, Hook, Source, backup};
-use engine::backend::{Backend, BackendError, FileType, LocalBackend, ObjectInfo};
+use engine::backend::{Backend, BackendError, FileType, ObjectInfo, open_backend};
 use engine::checker::{CheckOptions, ReadData, check};
 use engine::forget::forget_ids;
 use engine::progress::NoProgress;
@@ -25,30 +26,14 @@ use engine::repository::{OpenOptions, Repository};
 use repo_format::{IndexId, PackId, SnapshotId};
 
 impl Env {
-    fn pack_path(&self, p: &PackId) -> PathBuf {
-        let hex = p.0.to_hex();
-        Path::new(&self.path)
-            .join("data")
-            .join(&hex[..2])
-            .join(&hex)
-    }
+    /// The names of the packs on storage.
     fn pack_files(&self) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        let data = Path::new(&self.path).join("data");
-        if let Ok(shards) = std::fs::read_dir(&data) {
-            for s in shards.flatten() {
-                if let Ok(files) = std::fs::read_dir(s.path()) {
-                    for f in files.flatten() {
-                        let name = f.file_name().to_string_lossy().into_owned();
-                        if !name.starts_with('.') {
-                            out.insert(name);
-                        }
-                    }
-                }
-            }
-        }
-        out
+        pack_files(&self.storage())
     }
+}
+
+fn pack_files(storage: &Storage) -> BTreeSet<String> {
+    storage.names(FileType::Pack).into_iter().collect()
 }
 
 fn prune_with(path: &str, cache: &Path, max_unused: MaxUnused) -> PruneReport {
@@ -123,26 +108,11 @@ impl Read for ThenRun {
     }
 }
 
-fn wait_for_pack(root: &Path, before: &BTreeSet<String>) {
-    let env_like = |p: &Path| {
-        let mut out = BTreeSet::new();
-        if let Ok(shards) = std::fs::read_dir(p.join("data")) {
-            for s in shards.flatten() {
-                if let Ok(files) = std::fs::read_dir(s.path()) {
-                    for f in files.flatten() {
-                        let n = f.file_name().to_string_lossy().into_owned();
-                        if !n.starts_with('.') {
-                            out.insert(n);
-                        }
-                    }
-                }
-            }
-        }
-        out
-    };
+fn wait_for_pack(location: &str, before: &BTreeSet<String>) {
+    let storage = Storage::open(location);
     let start = Instant::now();
     loop {
-        if env_like(root).difference(before).next().is_some() {
+        if pack_files(&storage).difference(before).next().is_some() {
             return;
         }
         assert!(
@@ -161,11 +131,11 @@ fn a_slow_backup_whose_unindexed_pack_is_swept_never_leaves_a_broken_snapshot() 
     // and is named by an index file only when the backup finishes (fewer than 65 536 blobs).
     let data = Rng(101).bytes(20 << 20);
     let (path, cache, grace) = (env.path.clone(), env.cache.clone(), env.grace);
-    let repo_dir = PathBuf::from(&env.path);
+    let location = env.path.clone();
     let before = env.pack_files();
     let hook: Box<dyn FnOnce() + Send> = Box::new(move || {
         // The stream is slow: its first pack sits on storage, unindexed, for two grace periods.
-        wait_for_pack(&repo_dir, &before);
+        wait_for_pack(&location, &before);
         std::thread::sleep(grace + Duration::from_millis(1100));
         let first = other_prune(&path, &cache);
         assert!(
@@ -314,7 +284,7 @@ fn b2_sees_a_sweep_that_finishes_between_its_plan_listing_and_index_sync() {
         ),
     );
     let backend: Arc<dyn Backend> = Arc::new(Hooked {
-        inner: Arc::new(LocalBackend::new(&env.path)),
+        inner: open_backend(&env.path).expect("backend"),
         plan_lists: AtomicUsize::new(0),
         hooks: Mutex::new(hooks),
     });
@@ -388,7 +358,7 @@ fn a_copy_in_a_missing_pack_does_not_count_so_the_readable_copy_stays() {
         let (pack_a, pack_b) = (data_pack(&file_a), data_pack(&file_b));
         assert_eq!(dump_path(&repo, &s2, b"db.dump").expect("dump"), d);
         // Pack B is lost (a storage fault): damage, but d is still in pack A, indexed.
-        std::fs::remove_file(env.pack_path(&pack_b)).expect("remove pack b");
+        env.storage().delete(FileType::Pack, &pack_b.0.to_hex());
         drop(repo);
         env.wait_grace();
         let repo = env.open();
@@ -401,7 +371,7 @@ fn a_copy_in_a_missing_pack_does_not_count_so_the_readable_copy_stays() {
             &NoProgress,
         );
         assert!(
-            env.pack_path(&pack_a).exists(),
+            env.storage().exists(FileType::Pack, &pack_a.0.to_hex()),
             "prune deleted pack A, the only readable copy of the blobs snapshot {s2} needs (pack B is missing); prune result: {result:?}"
         );
         return;
@@ -631,7 +601,7 @@ fn a_read_phase_longer_than_the_lease_ttl_still_sweeps() {
     assert!(first.plan.is_some(), "{first:?}");
     env.wait_grace();
     let backend: Arc<dyn Backend> = Arc::new(SlowSnapshots {
-        inner: Arc::new(LocalBackend::new(&env.path)),
+        inner: open_backend(&env.path).expect("backend"),
         delay: Duration::from_millis(1500),
     });
     let repo = Repository::open_with_backend(
@@ -718,7 +688,7 @@ fn a_concurrent_forget_does_not_make_prune_fail() {
         stream(&repo, Rng(801).bytes(1 << 20))
     };
     let backend: Arc<dyn Backend> = Arc::new(ForgetAfterList {
-        inner: Arc::new(LocalBackend::new(&env.path)),
+        inner: open_backend(&env.path).expect("backend"),
         victim: Mutex::new(Some(victim.to_hex())),
     });
     let repo = Repository::open_with_backend(

@@ -12,6 +12,10 @@ use engine::repository::{InitOptions, OpenOptions, Repository, init};
 use engine::restorer::{RestoreOptions, dump_content, find_node, restore};
 use repo_format::{Content, KdfParams, NodeKind};
 
+mod common;
+
+use common::storage::Storage;
+
 const PASSWORD: &[u8] = b"pw";
 
 struct Env {
@@ -23,7 +27,7 @@ struct Env {
 fn env() -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().to_path_buf();
-    let repo = root.join("repo").to_string_lossy().into_owned();
+    let repo = common::repo_location(&root);
     init(
         &repo,
         PASSWORD,
@@ -48,20 +52,9 @@ impl Env {
         };
         Repository::open(&self.repo, PASSWORD, &opts).expect("open")
     }
-    fn files(&self, dir: &str) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        let mut stack = vec![PathBuf::from(&self.repo).join(dir)];
-        while let Some(d) = stack.pop() {
-            for e in fs::read_dir(&d).expect("read_dir").flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p)
-                } else {
-                    out.push(p)
-                }
-            }
-        }
-        out
+    /// The repository's storage (a local directory, or whatever `CAIRN_TEST_REPO` names).
+    fn storage(&self) -> Storage {
+        Storage::open(&self.repo)
     }
 }
 
@@ -99,10 +92,11 @@ fn repair_index_rebuilds_a_deleted_index() {
     let a = data(1, 3 << 20);
     let r = stream(&repo, "a", a.clone());
     drop(repo);
-    let old_index = env.files("index");
+    let storage = env.storage();
+    let old_index = storage.names(FileType::Index);
     assert!(!old_index.is_empty());
-    for f in &old_index {
-        fs::remove_file(f).expect("rm index");
+    for name in &old_index {
+        storage.delete(FileType::Index, name);
     }
     let repo = env.open("c2");
     assert!(
@@ -128,11 +122,10 @@ fn damaged_index_file_does_not_lock_the_user_out_and_repair_replaces_it() {
     let a = data(2, 1 << 20);
     let r = stream(&repo, "a", a.clone());
     drop(repo);
-    let index = env.files("index");
-    let mut bytes = fs::read(&index[0]).expect("read");
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x40;
-    fs::write(&index[0], &bytes).expect("write");
+    let storage = env.storage();
+    let index = storage.names(FileType::Index);
+    let mid = storage.size(FileType::Index, &index[0]) as usize / 2;
+    storage.flip_bit(FileType::Index, &index[0], mid, 6);
     let repo = env.open("c2");
     let damaged = repo.damaged_index_files();
     assert_eq!(damaged.len(), 1, "the damaged index file is reported");
@@ -141,7 +134,10 @@ fn damaged_index_file_does_not_lock_the_user_out_and_repair_replaces_it() {
     assert_eq!(report.index_files_removed as usize, index.len());
     assert!(repo.damaged_index_files().is_empty());
     assert_eq!(dump(&repo, &r.snapshot, "a").expect("dump"), a);
-    assert!(!index[0].exists(), "the damaged file was replaced");
+    assert!(
+        !storage.exists(FileType::Index, &index[0]),
+        "the damaged file was replaced"
+    );
 }
 
 #[test]
@@ -153,12 +149,11 @@ fn repair_index_keeps_old_entries_of_a_pack_with_a_damaged_header() {
     drop(repo);
     // Damage the last bytes (the header) of every data pack.
     let repo = env.open("c2");
+    let storage = env.storage();
     let mut damaged = 0;
-    for p in env.files("data") {
-        let mut b = fs::read(&p).expect("read");
-        let n = b.len();
-        b[n - 10] ^= 1;
-        fs::write(&p, &b).expect("write");
+    for p in storage.names(FileType::Pack) {
+        let n = storage.size(FileType::Pack, &p) as usize;
+        storage.flip_bit(FileType::Pack, &p, n - 10, 0);
         damaged += 1;
     }
     let report = repair_index(&repo).expect("repair");
@@ -215,13 +210,7 @@ fn repair_snapshots_leaves_out_lost_files_and_keeps_the_original() {
         keep_loc, pack,
         "small files share the pack; the test deletes it and expects both gone"
     );
-    fs::remove_file(
-        PathBuf::from(&env.repo)
-            .join("data")
-            .join(&hex[..2])
-            .join(&hex),
-    )
-    .expect("rm pack");
+    env.storage().delete(FileType::Pack, &hex);
     // And remove the pack from the index too, as `repair index` would.
     let repo = env.open("c2");
     repair_index(&repo).expect("repair index");
@@ -270,5 +259,4 @@ fn repair_snapshots_leaves_out_lost_files_and_keeps_the_original() {
     let again = repair_snapshots(&repo, true).expect("again");
     assert_eq!(again.repaired.len(), 1, "only the kept original");
     assert_eq!(again.repaired[0].original, first.id);
-    let _ = FileType::Snapshot;
 }

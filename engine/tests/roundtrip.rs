@@ -8,10 +8,11 @@ use std::fs;
 use std::io::Cursor;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use engine::ErrorKind;
 use engine::archiver::{BackupOptions, Source, backup};
+use engine::backend::FileType;
 use engine::progress::NoProgress;
 use engine::repository::{InitOptions, OpenOptions, Repository};
 use engine::restorer::{RestoreOptions, dump_content, find_node, restore};
@@ -433,32 +434,31 @@ fn wrong_password_is_a_clear_error() {
 #[test]
 fn missing_or_truncated_config_and_keys_are_clear_errors() {
     let env = env();
-    let repo_dir = PathBuf::from(&env.repo_path);
+    let storage = env.storage();
     let opts = OpenOptions {
         cache_dir: Some(env.cache.clone()),
     };
 
-    let config = fs::read(repo_dir.join("config")).expect("config");
-    fs::write(repo_dir.join("config"), &config[..config.len() / 2]).expect("truncate");
+    let config = storage.read(FileType::Config, "config");
+    storage.replace(FileType::Config, "config", &config[..config.len() / 2]);
     let err = Repository::open(&env.repo_path, PASSWORD, &opts).expect_err("truncated config");
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err:?}");
-    fs::remove_file(repo_dir.join("config")).expect("rm");
+    storage.delete(FileType::Config, "config");
     let err = Repository::open(&env.repo_path, PASSWORD, &opts).expect_err("missing config");
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err:?}");
     assert!(err.to_string().contains("cairn init"), "{err}");
-    fs::write(repo_dir.join("config"), &config).expect("restore config");
+    storage.put(FileType::Config, "config", config);
 
-    let key = fs::read_dir(repo_dir.join("keys"))
-        .expect("keys")
+    let key = storage
+        .names(FileType::Key)
+        .into_iter()
         .next()
-        .expect("one key")
-        .expect("entry")
-        .path();
-    let key_bytes = fs::read(&key).expect("key");
-    fs::write(&key, &key_bytes[..10]).expect("truncate key");
+        .expect("one key");
+    let key_bytes = storage.read(FileType::Key, &key);
+    storage.replace(FileType::Key, &key, &key_bytes[..10]);
     let err = Repository::open(&env.repo_path, PASSWORD, &opts).expect_err("truncated key");
     assert!(err.to_string().contains("could not be read"), "{err}");
-    fs::remove_file(&key).expect("rm key");
+    storage.delete(FileType::Key, &key);
     let err = Repository::open(&env.repo_path, PASSWORD, &opts).expect_err("no key");
     assert!(err.to_string().contains("no key files"), "{err}");
 }
@@ -486,14 +486,12 @@ fn flipped_bit_in_a_pack_fails_restore_of_that_file_only() {
         panic!("direct")
     };
     let loc = repo.lookup_blob(&ids[0]).expect("lookup").expect("indexed");
-    let hex = loc.pack.0.to_hex();
-    let pack_path = PathBuf::from(&env.repo_path)
-        .join("data")
-        .join(&hex[..2])
-        .join(&hex);
-    let mut bytes = fs::read(&pack_path).expect("pack");
-    bytes[loc.entry.offset as usize + 40] ^= 0x01;
-    fs::write(&pack_path, &bytes).expect("write pack");
+    env.storage().flip_bit(
+        FileType::Pack,
+        &loc.pack.0.to_hex(),
+        loc.entry.offset as usize + 40,
+        0,
+    );
 
     let target = env.root.join("out");
     let s = restore_into(&repo, &r2.snapshot, &target).expect("restore runs");
@@ -637,14 +635,12 @@ fn damaged_parent_tree_means_a_full_read_not_a_failed_backup() {
         .expect("indexed");
     drop(repo);
     // Flip a bit inside the root tree blob: it stays indexed, but fails authentication.
-    let hex = loc.pack.0.to_hex();
-    let pack_path = PathBuf::from(&env.repo_path)
-        .join("data")
-        .join(&hex[..2])
-        .join(&hex);
-    let mut bytes = fs::read(&pack_path).expect("read pack");
-    bytes[loc.entry.offset as usize + 20] ^= 0x10;
-    fs::write(&pack_path, &bytes).expect("write pack");
+    env.storage().flip_bit(
+        FileType::Pack,
+        &loc.pack.0.to_hex(),
+        loc.entry.offset as usize + 20,
+        4,
+    );
     let repo = env.open();
     let second = backup(
         &repo,

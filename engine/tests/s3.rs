@@ -13,7 +13,8 @@
 //! tests insist that `AWS_ENDPOINT_URL` is the moto endpoint: they never touch real S3.
 //!
 //! Each test uses its own bucket, created with a plain HTTP `PUT /bucket` (moto accepts any
-//! credentials and unsigned requests).
+//! credentials and unsigned requests), or its own prefix in `CAIRN_S3_BUCKET` when that is set
+//! (`scripts/s3-suite garage`).
 
 use std::io::{Cursor, Read, Write};
 use std::net::TcpStream;
@@ -94,13 +95,18 @@ fn create_bucket(endpoint: &str, bucket: &str) {
 }
 
 /// A fresh bucket for one test: `cairn-<test>-<pid>-<nanoseconds>` (unique across runs against
-/// the same server, too).
+/// the same server, too). On servers that create buckets only through their admin tools
+/// (Garage), `CAIRN_S3_BUCKET` names an existing bucket and each test gets a fresh prefix in it
+/// instead, which every test here treats as its bucket.
 fn bucket(endpoint: &str, test: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or_default();
     let name = format!("cairn-{test}-{}-{nanos}", std::process::id());
+    if let Some(shared) = std::env::var("CAIRN_S3_BUCKET").ok().filter(|b| !b.is_empty()) {
+        return format!("{shared}/{name}");
+    }
     create_bucket(endpoint, &name);
     name
 }

@@ -26,7 +26,7 @@ pub struct GraceEnv {
 pub fn env_with_grace(grace: u64) -> GraceEnv {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().to_path_buf();
-    let path = root.join("repo").to_string_lossy().into_owned();
+    let path = super::repo_location(&root);
     init(
         &path,
         PASSWORD,

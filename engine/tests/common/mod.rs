@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod grace;
+pub mod storage;
 
 use std::path::PathBuf;
 
@@ -44,11 +45,31 @@ pub struct Env {
     pub cache: PathBuf,
 }
 
+/// Where a test's repository lives: `root/repo`, or, when `CAIRN_TEST_REPO` names a base location
+/// such as `s3://bucket/runs` (see `scripts/s3-suite`), a new location under it, so the same test
+/// runs unchanged against another backend.
+pub fn repo_location(root: &std::path::Path) -> String {
+    match std::env::var("CAIRN_TEST_REPO") {
+        Ok(base) if !base.is_empty() => {
+            let leaf = root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            format!(
+                "{}/{}-{leaf}",
+                base.trim_end_matches('/'),
+                std::process::id()
+            )
+        }
+        _ => root.join("repo").to_string_lossy().into_owned(),
+    }
+}
+
 /// A new, empty repository.
 pub fn env() -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().to_path_buf();
-    let repo_path = root.join("repo").to_string_lossy().into_owned();
+    let repo_path = repo_location(&root);
     let opts = InitOptions {
         kdf: KdfParams::TEST,
         ..InitOptions::default()
