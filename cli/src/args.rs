@@ -107,6 +107,9 @@ pub enum Command {
     /// Work with cairn.toml, the file of repositories and stores.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage the key files: one per password, each opening the same repository.
+    #[command(subcommand, after_help = KEY_HELP)]
+    Key(KeyCommand),
 }
 
 /// `cairn repair …`.
@@ -128,6 +131,59 @@ pub enum ConfigCommand {
     /// Find, parse and validate cairn.toml; print a summary, or every problem with its file,
     /// line and key (exit 1).
     Check,
+}
+
+/// Shown at the end of `cairn key --help`.
+pub const KEY_HELP: &str = "Every key file wraps the same master key with its own password, so \
+adding, removing or changing a key never rewrites data. The new password of `add` and `passwd` \
+comes from --new-password-file, --new-password-command, $CAIRN_NEW_PASSWORD or a prompt (asked \
+twice), never from the command line. `remove` refuses the only key and the key that opened the \
+repository (open with another key's password to remove it); `passwd` writes the new key before \
+it deletes the old one, so an interruption leaves both working. Keys cannot be limited (e.g. to \
+backups only): use storage credentials without delete rights for that (SPEC.md §4).";
+
+/// `cairn key …`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List the key files: id, the one in use (*), creation time, host, user, KDF parameters.
+    List,
+    /// Add a key file for a new password (prints its id).
+    Add(KeyAddArgs),
+    /// Remove a key file (not the only one, nor the one whose password opened the repository).
+    Remove(KeyRemoveArgs),
+    /// Change the password: write a key file for a new password, then remove the current one.
+    Passwd(KeyAddArgs),
+}
+
+/// `cairn key add` and `cairn key passwd`.
+#[derive(Debug, Args)]
+pub struct KeyAddArgs {
+    /// Read the new password from this file (first line).
+    #[arg(long, value_name = "FILE")]
+    pub new_password_file: Option<PathBuf>,
+    /// Run this shell command and use its output as the new password.
+    #[arg(long, value_name = "COMMAND")]
+    pub new_password_command: Option<String>,
+    /// Host name to record in the new key file instead of this machine's.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// User name to record in the new key file instead of the current user's.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Argon2id memory in KiB for the new key file (default 65536).
+    #[arg(long, hide = true)]
+    pub kdf_memory_kib: Option<u32>,
+    /// Argon2id iterations for the new key file (default 3).
+    #[arg(long, hide = true)]
+    pub kdf_iterations: Option<u32>,
+}
+
+/// `cairn key remove`.
+#[derive(Debug, Args)]
+pub struct KeyRemoveArgs {
+    /// The key to remove: its id or a unique id prefix (`cairn key list` shows them).
+    #[arg(value_name = "ID")]
+    pub id: String,
 }
 
 /// `cairn init`.
@@ -325,8 +381,8 @@ pub struct RestoreArgs {
 pub struct DumpArgs {
     /// Snapshot id, id prefix, or `latest`.
     pub snapshot: String,
-    /// The file's path inside the snapshot, as `cairn ls` shows it.
-    pub path: String,
+    /// The file's path inside the snapshot, as `cairn ls` shows it (any bytes, not only UTF-8).
+    pub path: std::path::PathBuf,
 }
 
 /// `cairn diff`.

@@ -60,6 +60,7 @@ pub fn open_for(g: &GlobalArgs, config: Option<&Config>) -> Result<Repository> {
             config.file.display()
         )
     })?;
+    crate::commands::warn_on_rollback(&repo);
     for (id, why) in repo.damaged_index_files() {
         eprintln!(
             "warning: index file {} is unusable ({why}); run `cairn repair index`",

@@ -58,6 +58,7 @@ fn main() -> ExitCode {
         Command::Unprotect(a) => commands::protect::run(&cli.global, a, false),
         Command::Status(a) => commands::status::run(&cli.global, a),
         Command::Config(a) => commands::config::run(&cli.global, a),
+        Command::Key(a) => commands::key::run(&cli.global, a),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

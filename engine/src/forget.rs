@@ -191,43 +191,15 @@ pub fn forget_ids(repo: &Repository, specs: &[String], dry_run: bool) -> Result<
     let all = repo.list_ids(FileType::Snapshot)?;
     let mut ids: Vec<SnapshotId> = Vec::new();
     for spec in specs {
-        let lower = spec.to_ascii_lowercase();
-        if lower.is_empty() || lower.len() > 64 || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("'{spec}' is not a snapshot id: give a hex id or unique prefix"),
-            ));
-        }
-        let matches: Vec<_> = all
-            .iter()
-            .filter(|id| id.to_hex().starts_with(&lower))
-            .collect();
-        match matches.as_slice() {
-            [] => {
-                return Err(Error::new(
-                    ErrorKind::NotFound,
-                    format!("no snapshot matches '{spec}' in {}", repo.location()),
-                ));
-            }
-            [one] => {
-                let id = SnapshotId(**one);
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
-            }
-            many => {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    format!(
-                        "'{spec}' matches {} snapshots ({}); give more digits",
-                        many.len(),
-                        many.iter()
-                            .map(|i| i.short())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
+        let id = SnapshotId(crate::repository::match_prefix(
+            &all,
+            spec,
+            "snapshot",
+            "a retention policy",
+            repo.location(),
+        )?);
+        if !ids.contains(&id) {
+            ids.push(id);
         }
     }
     let mut entries = Vec::with_capacity(ids.len());
@@ -288,6 +260,8 @@ fn delete_removed(repo: &Repository, report: &ForgetReport) -> Result<()> {
         .filter(|e| !e.decision.keep)
         .map(|e| e.id)
         .collect();
+    // Removed on purpose: no rollback warning for them later (see `crate::rollback`).
+    crate::rollback::forgetting(repo.cache_dir(), &removed);
     for (done, id) in removed.iter().enumerate() {
         repo.block_on(repo.backend().delete(FileType::Snapshot, &id.to_hex()))
             .map_err(|e| {

@@ -14,6 +14,9 @@
 //! - [`retention`]: the pure retention policy, and [`forget`], which applies it or removes
 //!   named snapshots;
 //! - [`protect`]: setting and clearing a snapshot's protected flag (kept by every policy);
+//! - [`rollback`]: noticing, per machine, that the newest snapshot it saw is gone (a
+//!   rolled-back `latest`);
+//! - [`keys`]: listing, adding and removing key files, and changing a password;
 //! - [`prune`]: two-phase deletion of what no snapshot needs, safe beside running backups;
 //! - [`stores`]: cairn.toml, the repositories and data stores `cairn run` backs up: finding,
 //!   parsing and validating it;
@@ -47,6 +50,7 @@ pub mod forget;
 pub mod glob;
 pub mod host;
 pub mod index;
+pub mod keys;
 pub mod ls;
 pub mod progress;
 pub mod protect;
@@ -55,6 +59,7 @@ pub mod repair;
 pub mod repository;
 pub mod restorer;
 pub mod retention;
+pub mod rollback;
 pub mod stats;
 pub mod stores;
 

@@ -64,6 +64,8 @@ pub fn set_protected(
             )
         })?;
         if new != old {
+            // Replaced on purpose: its absence is no rollback (see `crate::rollback`).
+            crate::rollback::forgetting(repo.cache_dir(), &[old]);
             // (Deleting an object that is already gone succeeds.)
             if let Err(e) =
                 repo.block_on(repo.backend().delete(FileType::Snapshot, &old.0.to_hex()))

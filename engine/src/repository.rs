@@ -22,6 +22,7 @@ use repo_format::{
 use crate::backend::{Backend, BackendErrorKind, FileType, open_backend};
 use crate::error::{Error, ErrorKind, Result};
 use crate::index::cache::{BlobLocation, CacheError, IndexCache};
+use crate::rollback::RollbackWarning;
 
 /// How many objects are fetched at once when loading many small ones (snapshots, index files).
 const FETCH_CONCURRENCY: usize = 8;
@@ -93,6 +94,40 @@ pub fn now_unix() -> i64 {
 /// This machine's time, Unix nanoseconds.
 pub fn now_ns() -> i64 {
     i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
+}
+
+/// The one id in `ids` that `spec` names: the full hex id or a unique prefix, in any case.
+/// `what` names the kind in errors ("snapshot", "key"), `other` is what else the user could give
+/// (shown when `spec` is not hex), `location` is the repository's.
+pub fn match_prefix(ids: &[Id], spec: &str, what: &str, other: &str, location: &str) -> Result<Id> {
+    if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) || spec.len() > 64 {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("'{spec}' is not a {what} id: give a hex id or unique prefix, or {other}"),
+        ));
+    }
+    let lower = spec.to_ascii_lowercase();
+    let mut matches: Vec<Id> = ids
+        .iter()
+        .filter(|id| id.to_hex().starts_with(&lower))
+        .copied()
+        .collect();
+    matches.sort();
+    match matches.as_slice() {
+        [] => Err(Error::new(
+            ErrorKind::NotFound,
+            format!("no {what} matches '{spec}' in {location}"),
+        )),
+        [one] => Ok(*one),
+        many => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "'{spec}' matches {} {what}s ({}); give more digits",
+                many.len(),
+                many.iter().map(Id::to_hex).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
 }
 
 /// What [`Repository::sync_index_report`] did.
@@ -233,8 +268,15 @@ pub struct Repository {
     key_id: Id,
     damaged_index: std::sync::Mutex<Vec<(IndexId, String)>>,
     damaged_snapshots: std::sync::Mutex<Vec<(SnapshotId, String)>>,
+    /// What the last listing of every snapshot found about a rolled-back `latest`.
+    rollback: std::sync::Mutex<Option<RollbackWarning>>,
+    rollback_handler: std::sync::Mutex<Option<RollbackHandler>>,
     rt: tokio::runtime::Runtime,
 }
+
+/// Called with each [`RollbackWarning`] as a listing finds it (see
+/// [`Repository::set_rollback_handler`]).
+pub type RollbackHandler = Arc<dyn Fn(&RollbackWarning) + Send + Sync>;
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -299,6 +341,8 @@ impl Repository {
             key_id,
             damaged_index: std::sync::Mutex::new(Vec::new()),
             damaged_snapshots: std::sync::Mutex::new(Vec::new()),
+            rollback: std::sync::Mutex::new(None),
+            rollback_handler: std::sync::Mutex::new(None),
             rt,
         };
         repo.sync_index()?;
@@ -403,8 +447,13 @@ impl Repository {
     /// [`list_snapshots`](Self::list_snapshots), also counting the snapshots that vanished
     /// between the listing and their read: a caller that needs every snapshot that existed at
     /// one moment (prune) lists again while that count is not zero.
+    ///
+    /// Each listing is also compared with the newest snapshot this machine saw before (see
+    /// [`crate::rollback`]): when that one is gone, [`rollback_warning`](Self::rollback_warning)
+    /// says so and the [handler](Self::set_rollback_handler) is called.
     pub fn list_snapshots_report(&self) -> Result<(Vec<(SnapshotId, Snapshot)>, usize)> {
         let ids = self.list_ids(FileType::Snapshot)?;
+        let listed: HashSet<Id> = ids.iter().copied().collect();
         let backend = &self.backend;
         let keys = &self.keys;
         // A damaged snapshot must not hide the others (nor `latest`, nor a backup's parent):
@@ -441,7 +490,51 @@ impl Repository {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = damaged;
         all.sort_by_key(|a| (a.1.time_ns, a.0));
+        let warning = crate::rollback::observe_listing(
+            &self.cache_dir,
+            &self.location,
+            &listed,
+            all.iter().map(|(id, s)| (*id, s.time_ns)),
+        );
+        self.note_rollback(warning);
         Ok((all, vanished))
+    }
+
+    fn note_rollback(&self, warning: Option<RollbackWarning>) {
+        if let Some(w) = &warning {
+            let handler = self
+                .rollback_handler
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            if let Some(h) = handler {
+                h(w);
+            }
+        }
+        *self
+            .rollback
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = warning;
+    }
+
+    /// What the last [`list_snapshots`](Self::list_snapshots) found about a rolled-back
+    /// `latest`: the newest snapshot this machine saw before is gone and nothing as new took
+    /// its place. A warning, not an error: another machine may have forgotten it. Each such
+    /// removal is reported by one listing only (the state then moves on).
+    pub fn rollback_warning(&self) -> Option<RollbackWarning> {
+        self.rollback
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Calls `handler` with each [`RollbackWarning`] a listing finds, as it finds it (the CLI
+    /// prints it on stderr before going on with `latest`).
+    pub fn set_rollback_handler(&self, handler: impl Fn(&RollbackWarning) + Send + Sync + 'static) {
+        *self
+            .rollback_handler
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(handler));
     }
 
     /// Snapshots the last [`list_snapshots`](Self::list_snapshots) left out because they are
@@ -463,36 +556,14 @@ impl Repository {
                 )
             });
         }
-        if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) || spec.len() > 64 {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("'{spec}' is not a snapshot id: give a hex id or prefix, or `latest`"),
-            ));
-        }
-        let spec = spec.to_ascii_lowercase();
-        let matches: Vec<Id> = self
-            .list_ids(FileType::Snapshot)?
-            .into_iter()
-            .filter(|id| id.to_hex().starts_with(&spec))
-            .collect();
-        match matches.as_slice() {
-            [] => Err(Error::new(
-                ErrorKind::NotFound,
-                format!("no snapshot matches '{spec}' in {}", self.location),
-            )),
-            [one] => {
-                let id = SnapshotId(*one);
-                Ok((id, self.load_snapshot(&id)?))
-            }
-            many => Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "'{spec}' matches {} snapshots ({}); give more digits",
-                    many.len(),
-                    many.iter().map(Id::short).collect::<Vec<_>>().join(", ")
-                ),
-            )),
-        }
+        let id =
+            SnapshotId(self.resolve_prefix(FileType::Snapshot, spec, "snapshot", "`latest`")?);
+        Ok((id, self.load_snapshot(&id)?))
+    }
+
+    /// The one object of type `t` whose id `spec` names (see [`match_prefix`]).
+    pub fn resolve_prefix(&self, t: FileType, spec: &str, what: &str, other: &str) -> Result<Id> {
+        match_prefix(&self.list_ids(t)?, spec, what, other, &self.location)
     }
 
     /// Encrypts and stores a snapshot; call only after every index file it needs is stored.
@@ -502,7 +573,9 @@ impl Repository {
             .map_err(|e| {
                 Error::with_source(ErrorKind::InvalidInput, "cannot encode the snapshot", e)
             })?;
-        Ok(SnapshotId(self.put_object(FileType::Snapshot, bytes)?))
+        let id = SnapshotId(self.put_object(FileType::Snapshot, bytes)?);
+        crate::rollback::observe_written(&self.cache_dir, id, snapshot.time_ns);
+        Ok(id)
     }
 
     /// Encrypts and stores an index file and records it in the local cache.

@@ -567,7 +567,8 @@ fn run_case(p: &Pristine, kind: Kind, how: Damage, seed: u64) -> Row {
     if unknowable {
         // Nothing in the repository names a snapshot, so check cannot know a deleted one ever
         // existed: the repository is consistent without it. Noticing a missing or rolled-back
-        // snapshot needs state kept outside the repository (the hardening issue).
+        // snapshot needs state kept outside the repository: `engine::rollback`, tested in
+        // hostile.rs (this copy is opened with a fresh cache, which never saw it).
         row.detected = report.errors.is_empty();
         if !row.detected {
             row.problems.push(format!(

@@ -115,6 +115,7 @@ fn open_destination(g: &GlobalArgs, a: &CopyArgs) -> Result<Repository> {
     };
     let dst = Repository::open(&a.to, &password, &opts)
         .with_context(|| format!("cannot open the destination repository {}", a.to))?;
+    super::warn_on_rollback(&dst);
     for (id, why) in dst.damaged_index_files() {
         eprintln!(
             "warning: index file {} of {} is unusable ({why}); run `cairn repair index` there",

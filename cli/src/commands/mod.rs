@@ -10,6 +10,7 @@ pub mod dump;
 pub mod find;
 pub mod forget;
 pub mod init;
+pub mod key;
 pub mod ls;
 pub mod protect;
 pub mod prune;
@@ -50,6 +51,7 @@ pub fn open(g: &GlobalArgs) -> Result<Repository> {
     };
     let repo = Repository::open(loc, &password, &opts)
         .with_context(|| format!("cannot open the repository {loc}"))?;
+    warn_on_rollback(&repo);
     for (id, why) in repo.damaged_index_files() {
         eprintln!(
             "warning: index file {} is unusable ({why}); run `cairn repair index`",
@@ -57,6 +59,13 @@ pub fn open(g: &GlobalArgs) -> Result<Repository> {
         );
     }
     Ok(repo)
+}
+
+/// Prints on stderr, when a listing finds it, that the newest snapshot this machine saw in the
+/// repository is gone (see `engine::rollback`). Only a warning: another machine may have
+/// forgotten it, so the command goes on and its exit status stays the same.
+pub fn warn_on_rollback(repo: &Repository) {
+    repo.set_rollback_handler(|w| eprintln!("warning: {w}"));
 }
 
 /// Prints a JSON value on stdout.

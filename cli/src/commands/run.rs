@@ -276,6 +276,7 @@ fn copy_all(
         .iter()
         .map(|target| {
             let result = open_copy(target, cache_dir.as_deref()).and_then(|dst| {
+                crate::commands::warn_on_rollback(&dst);
                 let progress =
                     TermProgress::new(&format!("copy {}", target.name), g.quiet || g.json);
                 let r = copy(repo, &dst, &ids, &progress);

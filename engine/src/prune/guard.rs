@@ -156,6 +156,7 @@ impl PlanGuard {
                 crate::restorer::error_chain(&e)
             ),
         };
+        crate::rollback::forgetting(repo.cache_dir(), &[*snapshot]);
         let deleted = repo.block_on(
             repo.backend()
                 .delete(FileType::Snapshot, &snapshot.0.to_hex()),
