@@ -35,7 +35,42 @@ fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
             == Some(std::io::ErrorKind::BrokenPipe)
 }
 
+/// How `println!` panics when standard output fails.
+const STDOUT_PANIC: &str = "failed printing to stdout: ";
+
 fn main() -> ExitCode {
+    // `println!` panics when standard output fails (a full disk, a closed pipe): such a panic
+    // ends the command as an error below, without a crash report. Other panics stay panics.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info
+            .payload_as_str()
+            .is_some_and(|m| m.starts_with(STDOUT_PANIC))
+        {
+            default_hook(info);
+        }
+    }));
+    match std::panic::catch_unwind(run_cli) {
+        Ok(code) => code,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or_default();
+            let Some(cause) = msg.strip_prefix(STDOUT_PANIC) else {
+                std::panic::resume_unwind(panic);
+            };
+            if cause.starts_with("Broken pipe") {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: cannot write the output\n  caused by: {cause}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_cli() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Init(a) => commands::init::run(&cli.global, a),

@@ -1,6 +1,7 @@
 //! `cairn dump`: one file of a snapshot to standard output (e.g. into `pg_restore`).
 
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 
 use anyhow::{Context, Result};
 use engine::progress::NoProgress;
@@ -14,12 +15,13 @@ use crate::args::{DumpArgs, GlobalArgs};
 pub fn run(g: &GlobalArgs, a: &DumpArgs) -> Result<Outcome> {
     let repo = open(g)?;
     let (id, snap) = repo.resolve_snapshot(&a.snapshot)?;
-    let node = find_node(&repo, &snap.tree, a.path.as_bytes())
-        .with_context(|| format!("cannot dump {} from snapshot {}", a.path, id.0.short()))?;
+    let path = a.path.display();
+    let node = find_node(&repo, &snap.tree, a.path.as_os_str().as_bytes())
+        .with_context(|| format!("cannot dump {path} from snapshot {}", id.0.short()))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     dump_content(&repo, &node, &mut out, &NoProgress)
-        .with_context(|| format!("cannot dump {}", a.path))?;
+        .with_context(|| format!("cannot dump {path}"))?;
     out.flush().context("cannot write the output")?;
     Ok(Outcome::Ok)
 }

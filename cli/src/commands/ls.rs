@@ -8,7 +8,7 @@ use repo_format::NodeKind;
 use super::open;
 use crate::Outcome;
 use crate::args::{GlobalArgs, LsArgs};
-use crate::output::{lossy, mode_string, node_json};
+use crate::output::{mode_string, node_json};
 
 /// Runs `cairn ls`.
 pub fn run(g: &GlobalArgs, a: &LsArgs) -> Result<Outcome> {
@@ -33,28 +33,34 @@ pub fn run(g: &GlobalArgs, a: &LsArgs) -> Result<Outcome> {
         if !under {
             return Ok(());
         }
-        let line = if g.json {
+        // Text shows names as their bytes (as ls and find do), so a name that is not UTF-8
+        // can be given back to `dump` or `restore --include`; JSON strings must be Unicode.
+        let mut line: Vec<u8> = if g.json {
             let sep = if first { "" } else { "," };
-            format!("{sep}{}", node_json(path, node))
+            format!("{sep}{}", node_json(path, node)).into_bytes()
         } else if a.long {
             let mut l = format!(
-                "{} {:>5} {:>5} {:>12} {} /{}",
+                "{} {:>5} {:>5} {:>12} {} /",
                 mode_string(node),
                 node.uid,
                 node.gid,
                 node.size,
                 crate::output::time(node.mtime.sec.saturating_mul(1_000_000_000), 0),
-                lossy(path)
-            );
+            )
+            .into_bytes();
+            l.extend_from_slice(path);
             if let NodeKind::Symlink { target } = &node.kind {
-                l.push_str(&format!(" -> {}", lossy(target)));
+                l.extend_from_slice(b" -> ");
+                l.extend_from_slice(target);
             }
             l
         } else {
-            format!("/{}", lossy(path))
+            [b"/", path].concat()
         };
+        line.push(b'\n');
         first = false;
-        writeln!(out, "{line}").map_err(|e| engine::Error::io("cannot write the listing", e))
+        out.write_all(&line)
+            .map_err(|e| engine::Error::io("cannot write the listing", e))
     })?;
     if g.json {
         writeln!(out, "]")?;

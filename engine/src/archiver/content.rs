@@ -4,7 +4,7 @@
 //! The producer thread does the cheap, order-dependent work (cutting at ~2 GB/s, keyed BLAKE3
 //! at ~2.7 GB/s) so a file's blob ids come out in order without reassembly; compression and
 //! encryption, the expensive part, run on the saver's workers. The read buffer is reused and
-//! its size is fixed, so memory does not depend on the stream's length.
+//! its size is bounded, so memory does not depend on the stream's length.
 
 use std::io::{ErrorKind as IoKind, Read};
 
@@ -17,6 +17,9 @@ use crate::progress::Progress;
 
 /// Smallest read buffer: large reads amortise syscalls on big files and pipes.
 const MIN_BUFFER: usize = 4 << 20;
+
+/// The buffer's size before the first read: doubled as needed up to its full size.
+const FIRST_BUFFER: usize = 16 << 10;
 
 /// Why saving a stream's content stopped.
 #[derive(Debug)]
@@ -51,7 +54,10 @@ pub fn save_content(
     progress: &dyn Progress,
 ) -> std::result::Result<SavedContent, ContentError> {
     let max = chunker.params().max as usize;
-    let mut buf = vec![0u8; (2 * max).max(MIN_BUFFER)];
+    let full = (2 * max).max(MIN_BUFFER);
+    // The buffer grows to `full` while the first fill reads: a small file (most of a directory
+    // tree) costs a small zeroed buffer, not `full` bytes of memset each.
+    let mut buf = vec![0u8; FIRST_BUFFER.min(full)];
     let (mut start, mut end, mut eof) = (0usize, 0usize, false);
     let mut builder = ContentBuilder::new();
     let mut size = 0u64;
@@ -61,7 +67,13 @@ pub fn save_content(
             buf.copy_within(start..end, 0);
             end -= start;
             start = 0;
-            while end < buf.len() && !eof {
+            while !eof {
+                if end == buf.len() {
+                    if buf.len() >= full {
+                        break;
+                    }
+                    buf.resize((buf.len() * 2).min(full), 0);
+                }
                 match reader.read(&mut buf[end..]) {
                     Ok(0) => eof = true,
                     Ok(n) => end += n,

@@ -10,19 +10,20 @@
 //!         split into windows of <= 32 MiB of plaintext; windows in parallel:
 //!             plan: the window's blobs grouped by pack, neighbours merged -> few ranged reads
 //!             reads in parallel: read, open (AEAD + keyed-hash check)
-//!             write_at(offset) each blob
+//!             write_at(offset) each blob, all-zero blocks left as holes
 //!     chmod / chown / mtime
+//! hard links: later names of one (device, inode) linked to the first, see `hardlinks`
 //! directories' metadata last, deepest first (writing into a directory changes its mtime)
 //! ```
 //!
 //! A blob that fails verification fails only the files that need it: they are reported by
-//! path, removed, and the rest of the restore goes on. All-zero blobs are skipped after
-//! `set_len`, so sparse files stay sparse.
+//! path, removed, and the rest of the restore goes on. All-zero blocks are skipped after
+//! `set_len` (see `sparse`), so sparse files stay sparse.
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,8 +33,10 @@ use repo_format::{BlobId, Content, Node, NodeKind, Snapshot};
 
 use crate::error::{Error, ErrorKind, Result};
 
+mod hardlinks;
 mod read;
 mod small;
+mod sparse;
 
 use crate::progress::Progress;
 use crate::repository::Repository;
@@ -103,6 +106,7 @@ pub fn restore(
         &mut dirs,
         &mut summary,
     )?;
+    let links = hardlinks::split_links(&mut files);
     let total: u64 = files.iter().map(|f| f.node.size).sum();
     progress.set_total(files.len() as u64, total);
 
@@ -155,13 +159,20 @@ pub fn restore(
             progress.file_done();
         });
     });
+    // Every file job is done: hard links to them can be made (before directories' mtimes).
+    let linked = {
+        let large_failed = failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hardlinks::create_links(&links, &[&large_failed, &small_outcome.failed], progress)
+    };
     // `dirs` is in post-order (children before their parent): deepest first, as needed.
     for (path, node) in &dirs {
         if let Err(e) = apply_metadata(path, node, false) {
             summary.warnings.push((path.clone(), error_chain(&e)));
         }
     }
-    summary.files = done.into_inner() + small_outcome.files;
+    summary.files = done.into_inner() + small_outcome.files + linked.files;
     summary.bytes = written.into_inner() + small_outcome.bytes;
     summary.verified = verified.into_inner();
     // Failures found while walking (damaged subtrees, symlinks) come first; keep them.
@@ -171,6 +182,7 @@ pub fn restore(
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
     summary.failed.extend(small_outcome.failed);
+    summary.failed.extend(linked.failed);
     summary.failed.sort();
     Ok(summary)
 }
@@ -185,6 +197,23 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     s
+}
+
+/// "cannot create PATH", with what to do when the path is longer than the system allows (the
+/// target's path comes on top of the snapshot's).
+fn cannot_create(what: &str, path: &Path, e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ENAMETOOLONG) {
+        let msg = format!(
+            "cannot create {what} {} ({} bytes): the path or a name in it is longer than the \
+             system allows ({} bytes for a path, {} for a name); restore into a shorter --target",
+            path.display(),
+            path.as_os_str().len(),
+            libc::PATH_MAX - 1,
+            255
+        );
+        return Error::io(msg, e);
+    }
+    Error::io(format!("cannot create {what} {}", path.display()), e)
 }
 
 /// Include paths as lists of name components (a leading `/` is ignored).
@@ -260,8 +289,7 @@ fn walk_tree(
         match (&node.kind, sel) {
             (_, Selected::No) => {}
             (NodeKind::Dir { subtree }, _) => {
-                fs::create_dir_all(&path)
-                    .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+                fs::create_dir_all(&path).map_err(|e| cannot_create("directory", &path, e))?;
                 summary.dirs += 1;
                 let subtree = *subtree;
                 // A damaged subtree fails what is below it, not the whole restore; storage
@@ -325,8 +353,7 @@ fn restore_file(repo: &Repository, job: &FileJob, progress: &dyn Progress) -> Re
         return Ok(0);
     };
     let path = &job.path;
-    let file = fs::File::create(path)
-        .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+    let file = fs::File::create(path).map_err(|e| cannot_create("file", path, e))?;
     let written = write_content(repo, job, content, &file, progress);
     if written.is_err() {
         // Never leave a partly written file that looks restored.
@@ -366,10 +393,8 @@ fn write_content(
         windows(&locs).par_iter().try_for_each(|w| {
             let blobs = load_window(repo, &locs[w.clone()])?;
             for (k, blob) in blobs.iter().enumerate() {
-                if blob.iter().any(|&b| b != 0) {
-                    file.write_all_at(blob, offsets[w.start + k])
-                        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
-                }
+                sparse::write_sparse(file, blob, offsets[w.start + k])
+                    .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
                 progress.bytes_done(blob.len() as u64);
             }
             Ok(())

@@ -16,7 +16,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -24,7 +23,8 @@ use rayon::prelude::*;
 use repo_format::{Content, NodeKind};
 
 use super::read::plan_reads;
-use super::{FileJob, apply_metadata, error_chain};
+use super::sparse::write_sparse;
+use super::{FileJob, apply_metadata, cannot_create, error_chain};
 use crate::error::{Error, Result};
 use crate::index::cache::BlobLocation;
 use crate::progress::Progress;
@@ -186,7 +186,7 @@ fn restore_slice(
                     true
                 }
                 Err(e) => {
-                    fail(i, format!("cannot create {}: {e}", job.path.display()));
+                    fail(i, error_chain(&cannot_create("file", &job.path, e)));
                     false
                 }
             }
@@ -227,7 +227,7 @@ fn restore_slice(
                 fs::OpenOptions::new()
                     .write(true)
                     .open(path)
-                    .and_then(|f| f.write_all_at(&blob, offset))
+                    .and_then(|f| write_sparse(&f, &blob, offset))
                     .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
             });
             if let Err(e) = written {
