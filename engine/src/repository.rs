@@ -8,12 +8,12 @@
 //! The engine's surface is synchronous; the handle owns a tokio runtime and drives backend
 //! futures on it, so CPU work can run on plain threads and rayon while I/O overlaps.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use repo_format::{
     BlobId, Config, Id, IndexFile, IndexId, KdfParams, KeyFile, MasterKey, RepoKeys, Snapshot,
     SnapshotId, object_id,
@@ -21,7 +21,7 @@ use repo_format::{
 
 use crate::backend::{Backend, BackendErrorKind, FileType, open_backend};
 use crate::error::{Error, ErrorKind, Result};
-use crate::index::cache::{BlobLocation, CacheError, IndexCache};
+use crate::index::cache::{BlobLocation, CacheError, IndexCache, IndexFileRecord};
 use crate::rollback::RollbackWarning;
 
 /// How many objects are fetched at once when loading many small ones (snapshots, index files).
@@ -135,8 +135,13 @@ pub fn match_prefix(ids: &[Id], spec: &str, what: &str, other: &str, location: &
 pub struct SyncReport {
     /// Index files loaded into the cache.
     pub loaded: usize,
-    /// The cache was cleared and rebuilt: an index file it had loaded is gone.
+    /// The cache was cleared and rebuilt: an index file it had loaded is gone, or another
+    /// listed index file supersedes it (a prune's sweep rewrote the index meanwhile).
     pub rebuilt: bool,
+    /// Listed index files that another listed index file supersedes (SPEC §8): left by a sweep
+    /// that has not deleted them yet, or put back by the storage. Their entries serve only blobs
+    /// that no current index file names.
+    pub superseded: usize,
 }
 
 /// The cache directory: `$CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn`, else `~/.cache/cairn`.
@@ -604,8 +609,9 @@ impl Repository {
     }
 
     /// Brings the local cache up to date with the repository's index files: loads the ones it
-    /// has not seen, and rebuilds from scratch if one it had loaded is gone. Returns how many
-    /// index files were loaded.
+    /// has not seen, and rebuilds from scratch if one it had loaded is gone. A listed file that
+    /// another listed file supersedes never overrides a current file's entries (SPEC §8).
+    /// Returns how many index files were loaded (downloaded).
     pub fn sync_index(&self) -> Result<usize> {
         Ok(self.sync_index_report()?.loaded)
     }
@@ -621,6 +627,7 @@ impl Repository {
             let (r, vanished) = self.sync_index_once()?;
             total.loaded += r.loaded;
             total.rebuilt |= r.rebuilt;
+            total.superseded = r.superseded;
             if !vanished {
                 return Ok(total);
             }
@@ -634,70 +641,163 @@ impl Repository {
         ))
     }
 
+    /// One pass of [`sync_index_report`](Self::sync_index_report); the `bool` says whether a
+    /// listed file vanished before it could be read (then the caller lists again).
+    ///
+    /// Superseded files (SPEC §8, §13): for a blob that a current file names (one no other
+    /// listed file supersedes), the cache answers with a current file's location; a superseded
+    /// file's entries only fill in blobs no other file names (the cache sees to that, in any
+    /// order, see [`IndexCache::add_superseded_index_file`]). Usually nothing is superseded and
+    /// this costs what loading the new files costs. Otherwise:
+    ///
+    /// ```text
+    /// records := the files the cache holds (each with its role and supersedes list)
+    /// if a recorded file is not listed, or an add was interrupted: clear, records := {}
+    /// S := ∪ supersedes over the records
+    /// for each listed file without a record, in the order the downloads finish:
+    ///     S ∪= its supersedes; add it as superseded if it is in S, else as current
+    /// if a file added as current is in S (its superseder came later): clear the cache and
+    ///     add every recorded file again in its right role
+    /// ```
+    ///
+    /// The last step is rare (a reader that syncs between a sweep's S1 and S2, or storage that
+    /// puts an old index file back before the file that supersedes it was seen) and downloads
+    /// the index files again, which keeps memory to the records (ids) rather than holding every
+    /// index file.
     fn sync_index_once(&self) -> Result<(SyncReport, bool)> {
         let listed: HashSet<IndexId> = self
             .list_ids(FileType::Index)?
             .into_iter()
             .map(IndexId)
             .collect();
-        let mut known = self
-            .cache()
-            .known_index_files()
+        let cache = self.cache();
+        let update_err = |e| Error::cache("cannot update the index cache", e);
+        let (mut records, corrupt) = match cache.index_files() {
+            Ok(records) => (records, false),
+            // Only a copy: a record this version cannot read is rebuilt from the index files.
+            Err(CacheError::Corrupt { .. }) => (HashMap::new(), true),
+            Err(e) => return Err(Error::cache("cannot read the index cache", e)),
+        };
+        let interrupted = cache
+            .interrupted()
             .map_err(|e| Error::cache("cannot read the index cache", e))?;
-        let rebuilt = !known.is_subset(&listed);
+        // A file whose entries are in the cache is gone (a sweep's S2, after S1 wrote the files
+        // that replace it): those entries may name packs that S3 deletes. Start over.
+        let mut rebuilt = corrupt || interrupted || records.keys().any(|id| !listed.contains(id));
         if rebuilt {
-            self.cache()
+            cache
                 .clear()
                 .map_err(|e| Error::cache("cannot reset the index cache", e))?;
-            known.clear();
+            records.clear();
         }
-        let missing: Vec<IndexId> = listed.difference(&known).copied().collect();
+        let mut superseded: HashSet<IndexId> = records
+            .values()
+            .flat_map(|r| r.supersedes.iter().copied())
+            .collect();
+
+        let missing: Vec<IndexId> = listed
+            .iter()
+            .filter(|id| !records.contains_key(*id))
+            .copied()
+            .collect();
+        let mut loaded = missing.len();
+        let (mut damaged, mut vanished) = self.fetch_index_files(missing, &mut |id, file| {
+            superseded.extend(file.supersedes.iter().copied());
+            let current = !superseded.contains(&id);
+            if current {
+                cache.add_index_file(id, &file)
+            } else {
+                cache.add_superseded_index_file(id, &file)
+            }
+            .map_err(update_err)?;
+            let record = IndexFileRecord {
+                entries: file.blob_count() as u64,
+                current,
+                supersedes: file.supersedes,
+            };
+            records.insert(id, record);
+            Ok(())
+        })?;
+
+        if records
+            .iter()
+            .any(|(id, r)| r.current && superseded.contains(id))
+        {
+            cache
+                .clear()
+                .map_err(|e| Error::cache("cannot reset the index cache", e))?;
+            rebuilt = true;
+            let again: Vec<IndexId> = records.keys().copied().collect();
+            loaded += again.len();
+            let (more_damaged, more_vanished) =
+                self.fetch_index_files(again, &mut |id, file| {
+                    if superseded.contains(&id) {
+                        cache.add_superseded_index_file(id, &file)
+                    } else {
+                        cache.add_index_file(id, &file)
+                    }
+                    .map_err(update_err)
+                })?;
+            damaged.extend(more_damaged);
+            vanished |= more_vanished;
+            for (id, r) in &mut records {
+                r.current = !superseded.contains(id);
+            }
+        }
+        damaged.sort();
+        damaged.dedup_by_key(|d| d.0);
+        *self
+            .damaged_index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = damaged;
+        let report = SyncReport {
+            loaded,
+            rebuilt,
+            superseded: records.values().filter(|r| !r.current).count(),
+        };
+        Ok((report, vanished))
+    }
+
+    /// Fetches, checks and decodes index files `ids`, a few at a time, and hands each to `add`
+    /// as it arrives, one at a time (inside [`block_on`](Self::block_on): `add` must not call
+    /// it again).
+    ///
+    /// A damaged index file must not lock the user out (`repair index` needs to open the
+    /// repository): it is returned with the reason instead, and tried again on the next sync.
+    /// A file that is gone is not an error either (the `bool`: a prune deleted it meanwhile).
+    /// Storage failures and errors from `add` are.
+    fn fetch_index_files(
+        &self,
+        ids: Vec<IndexId>,
+        add: &mut dyn FnMut(IndexId, IndexFile) -> Result<()>,
+    ) -> Result<(Vec<(IndexId, String)>, bool)> {
         let backend = &self.backend;
         let keys = &self.keys;
-        let cache = self.cache();
-        let n = missing.len();
-        let vanished = std::sync::atomic::AtomicBool::new(false);
-        let vanished = &vanished;
-        // A damaged index file must not lock the user out (`repair index` needs to open the
-        // repository): it is skipped, remembered, and retried on the next open. Backend and
-        // cache failures still fail the open.
-        let damaged: Vec<(IndexId, String)> = self.block_on(
-            futures::stream::iter(missing.into_iter().map(|id| async move {
+        self.block_on(async {
+            let mut files = futures::stream::iter(ids.into_iter().map(|id| async move {
                 let loaded = match get_verified(&**backend, FileType::Index, &id.0).await {
                     Ok(bytes) => IndexFile::decode(keys, &bytes).map_err(|e| {
                         Error::format(format!("index file {} is damaged", id.0.short()), e)
                     }),
                     Err(e) => Err(e),
                 };
-                match loaded {
-                    Ok(file) => Ok::<_, Error>((id, Some(file), None)),
-                    Err(e) if e.kind() == ErrorKind::Corrupt => {
-                        Ok((id, None, Some(crate::restorer::error_chain(&e))))
-                    }
-                    Err(e) if e.kind() == ErrorKind::NotFound => {
-                        vanished.store(true, std::sync::atomic::Ordering::Relaxed);
-                        Ok((id, None, None))
-                    }
-                    Err(e) => Err(e),
-                }
+                (id, loaded)
             }))
-            .buffer_unordered(FETCH_CONCURRENCY)
-            .try_filter_map(|(id, file, damage)| async move {
-                if let Some(file) = file {
-                    cache
-                        .add_index_file(id, &file)
-                        .map_err(|e| Error::cache("cannot update the index cache", e))?;
+            .buffer_unordered(FETCH_CONCURRENCY);
+            let mut damaged = Vec::new();
+            let mut vanished = false;
+            while let Some((id, loaded)) = files.next().await {
+                match loaded {
+                    Ok(file) => add(id, file)?,
+                    Err(e) if e.kind() == ErrorKind::Corrupt => {
+                        damaged.push((id, crate::restorer::error_chain(&e)));
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => vanished = true,
+                    Err(e) => return Err(e),
                 }
-                Ok(damage.map(|d| (id, d)))
-            })
-            .try_collect(),
-        )?;
-        *self
-            .damaged_index
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = damaged;
-        let vanished = vanished.load(std::sync::atomic::Ordering::Relaxed);
-        Ok((SyncReport { loaded: n, rebuilt }, vanished))
+            }
+            Ok((damaged, vanished))
+        })
     }
 
     /// Index files the last [`sync_index`](Self::sync_index) could not use, with the reason.

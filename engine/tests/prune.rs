@@ -1,15 +1,18 @@
 //! `prune` on real repositories: what it deletes and when, repacking, dry runs, and the scripted
 //! races of SPEC §18 (one test each): a backup that deduplicated against a pack prune then
 //! marks; a backup that pauses between its check and its snapshot (briefly, and for longer than
-//! the grace period); two prunes at once; clock skew; storage that is not create-only.
+//! the grace period); two prunes at once; clock skew; storage that is not create-only; a reader
+//! that syncs its index cache between a sweep's S1 and S2 (SPEC §8: superseded files are
+//! ignored, whatever order they load in).
 //!
 //! The grace period is set to a few seconds (the repository setting); tests sleep past it.
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{Cursor, Read};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::grace::{GraceEnv as Env, dump, env_with_grace, stream};
@@ -23,7 +26,10 @@ use engine::progress::NoProgress;
 use engine::prune::lease::{LeaseOptions, acquire};
 use engine::prune::{MaxUnused, PruneOptions, PruneReport, prune};
 use engine::repository::{OpenOptions, Repository};
-use repo_format::SnapshotId;
+use repo_format::{
+    BlobId, BlobType, Compression, Id, IndexEntry, IndexFile, IndexId, IndexPack, PackId,
+    SnapshotId,
+};
 
 impl Env {
     /// Every object on storage, as its path in the repository (`data/ab/ab…`, `index/…`).
@@ -475,4 +481,316 @@ fn a_shorter_grace_period_than_the_repository_s_is_refused() {
     )
     .expect_err("refused");
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
+}
+
+// --- A reader in the sweep's S1–S2 window -----------------------------------------------------
+
+/// A backend whose reads of some index files answer only after a delay, which fixes the order
+/// in which a sync's concurrent downloads finish.
+#[derive(Debug)]
+struct SlowIndex {
+    inner: Arc<dyn Backend>,
+    /// Index file name → delay.
+    delays: Mutex<HashMap<String, Duration>>,
+    /// While set, `index/` lists as empty (so a test can open first and sync later).
+    hide_index: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Backend for SlowIndex {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    async fn put(&self, t: FileType, name: &str, data: bytes::Bytes) -> Result<(), BackendError> {
+        self.inner.put(t, name, data).await
+    }
+    async fn get(&self, t: FileType, name: &str) -> Result<bytes::Bytes, BackendError> {
+        let delay = match t {
+            FileType::Index => self.delays.lock().expect("lock").get(name).copied(),
+            _ => None,
+        };
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        self.inner.get(t, name).await
+    }
+    async fn get_range(
+        &self,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<bytes::Bytes, BackendError> {
+        self.inner.get_range(t, name, offset, len).await
+    }
+    async fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>, BackendError> {
+        if t == FileType::Index && self.hide_index.load(Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
+        self.inner.list(t).await
+    }
+    async fn delete(&self, t: FileType, name: &str) -> Result<(), BackendError> {
+        self.inner.delete(t, name).await
+    }
+    async fn stat(&self, t: FileType, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
+        self.inner.stat(t, name).await
+    }
+}
+
+/// A [`SlowIndex`] over the environment's repository that delays the reads of index files
+/// `delays` (milliseconds).
+fn slow_backend(env: &Env, delays: &[(IndexId, u64)], hide_index: bool) -> Arc<SlowIndex> {
+    Arc::new(SlowIndex {
+        inner: open_backend(&env.path).expect("backend"),
+        delays: Mutex::new(
+            delays
+                .iter()
+                .map(|(id, ms)| (id.0.to_hex(), Duration::from_millis(*ms)))
+                .collect(),
+        ),
+        hide_index: AtomicBool::new(hide_index),
+    })
+}
+
+/// Opens the repository through `backend` with the cache in `cache` (under the environment's
+/// directory).
+fn open_on(env: &Env, cache: &str, backend: Arc<SlowIndex>) -> Repository {
+    Repository::open_with_backend(
+        backend,
+        &env.path,
+        PASSWORD,
+        &OpenOptions {
+            cache_dir: Some(env.root.join(cache)),
+        },
+    )
+    .expect("open")
+}
+
+/// Opens the repository with the cache in `cache`, without delays.
+fn open_slow(env: &Env, cache: &str) -> Repository {
+    open_on(env, cache, slow_backend(env, &[], false))
+}
+
+/// An index file naming `packs`, each `(pack tag, blob tags)`, 100-byte blobs one after the
+/// other; ids are the tags repeated (no pack exists: these tests only look blobs up).
+fn index_file(supersedes: &[IndexId], packs: &[(u8, &[u8])]) -> IndexFile {
+    let mut file = IndexFile {
+        supersedes: supersedes.to_vec(),
+        packs: packs
+            .iter()
+            .map(|(pack, blobs)| IndexPack {
+                id: PackId(Id([*pack; 32])),
+                entries: (0u32..)
+                    .zip(blobs.iter())
+                    .map(|(i, blob)| IndexEntry {
+                        blob_type: BlobType::Data,
+                        compression: Compression::Raw,
+                        offset: i * 100,
+                        stored_len: 100,
+                        raw_len: 68,
+                        id: BlobId(Id([*blob; 32])),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    file.canonicalize();
+    file
+}
+
+/// Stores an index file without recording it in any cache (as another machine would).
+fn put_index(repo: &Repository, file: &IndexFile) -> IndexId {
+    let bytes = file.encode(repo.keys(), 0, [7; 16]).expect("encode");
+    IndexId(repo.put_object(FileType::Index, bytes).expect("put index"))
+}
+
+/// The pack each of blobs 1..=4 is found in (`None`: not indexed).
+fn packs_of_blobs(repo: &Repository) -> Vec<Option<u8>> {
+    (1..=4u8)
+        .map(|b| {
+            repo.lookup_blob(&BlobId(Id([b; 32])))
+                .expect("lookup")
+                .map(|l| l.pack.0.0[0])
+        })
+        .collect()
+}
+
+/// What a reader must see between S1 and S2: blob 1 in its repacked copy (pack 0xc1), never
+/// in the doomed pack 0xa1 that S3 deletes; blob 2, which only the superseded file names (the
+/// sweep found it unused), still in 0xa1 (it exists until S3, and nothing reachable needs it);
+/// blobs 3 and 4 where they were.
+const IN_WINDOW: [Option<u8>; 4] = [Some(0xc1), Some(0xa1), Some(0xb1), Some(0xd1)];
+/// After S2: blob 2 is gone from the index.
+const AFTER_SWEEP: [Option<u8>; 4] = [Some(0xc1), None, Some(0xb1), Some(0xd1)];
+
+/// The objects of a sweep stopped between S1 and S2: `old` names doomed pack 0xa1 (blobs 1, 2)
+/// and kept pack 0xb1 (blob 3); `copy` (written by the repack, R1) names blob 1 in pack 0xc1;
+/// `other` names blob 4 in pack 0xd1; S1's `new` supersedes `old` and names pack 0xb1 only.
+struct Window {
+    old: IndexId,
+    copy: IndexId,
+    other: IndexId,
+    new: IndexId,
+}
+
+/// Stores the window's index files (`new` only if `with_new`); storing them again is a no-op
+/// (same bytes, same names), or puts back what was deleted.
+fn write_window(repo: &Repository, with_new: bool) -> Window {
+    let old = put_index(repo, &index_file(&[], &[(0xa1, &[1, 2]), (0xb1, &[3])]));
+    let copy = put_index(repo, &index_file(&[], &[(0xc1, &[1])]));
+    let other = put_index(repo, &index_file(&[], &[(0xd1, &[4])]));
+    let new_file = index_file(&[old], &[(0xb1, &[3])]);
+    let new = if with_new {
+        put_index(repo, &new_file)
+    } else {
+        IndexId(repo_format::object_id(
+            &new_file.encode(repo.keys(), 0, [7; 16]).expect("encode"),
+        ))
+    };
+    Window {
+        old,
+        copy,
+        other,
+        new,
+    }
+}
+
+/// S2 deletes the superseded file: the cache, which held its entries, is rebuilt from the
+/// current files, and the next open downloads nothing.
+fn finish_sweep(env: &Env, repo: Repository, cache: &str, w: &Window) {
+    repo.block_on(repo.backend().delete(FileType::Index, &w.old.0.to_hex()))
+        .expect("S2");
+    let sync = repo.sync_index_report().expect("sync after S2");
+    assert_eq!(
+        (sync.loaded, sync.rebuilt, sync.superseded),
+        (3, true, 0),
+        "after S2"
+    );
+    assert_eq!(packs_of_blobs(&repo), AFTER_SWEEP, "after S2");
+    drop(repo);
+    let repo = open_slow(env, cache);
+    let sync = repo.sync_index_report().expect("sync");
+    assert_eq!((sync.loaded, sync.rebuilt), (0, false), "reopened");
+    assert_eq!(packs_of_blobs(&repo), AFTER_SWEEP, "reopened");
+}
+
+/// SPEC §8: between a sweep's S1 and S2 both the old and the new index file are listed, and a
+/// fresh cache downloads them in whatever order the storage answers. Whichever finishes first,
+/// the superseded file's entries never override a current file's: no lookup of a blob that a
+/// current file names answers with the doomed pack (which S3 deletes next).
+#[test]
+fn a_reader_in_the_sweep_window_ignores_the_superseded_index_file_in_any_load_order() {
+    let env = env_with_grace(60);
+    let repo = env.open();
+    let w = write_window(&repo, true);
+    // Each case ends with S2; the objects are content-addressed, so writing them again puts
+    // the old file back.
+    let window_again = || assert_eq!(write_window(&repo, true).old, w.old);
+    // The new file first, the old one last: the old one is added as superseded as it arrives.
+    // The old one after the copy (whose location for blob 1 it overrides, not knowing yet),
+    // the new one last: the cache is cleared and all four files added again.
+    for (cache, delays, loaded, rebuilt) in [
+        (
+            "new-first",
+            [(w.copy, 150), (w.other, 150), (w.old, 300)],
+            4,
+            false,
+        ),
+        (
+            "old-first",
+            [(w.copy, 0), (w.old, 150), (w.new, 300)],
+            4 + 4,
+            true,
+        ),
+    ] {
+        window_again();
+        // Opened with `index/` hidden, so that the sync that loads the files is the one
+        // whose report the test sees.
+        let backend = slow_backend(&env, &delays, true);
+        let repo = open_on(&env, cache, Arc::clone(&backend));
+        backend.hide_index.store(false, Ordering::SeqCst);
+        let sync = repo.sync_index_report().expect("sync");
+        assert_eq!(
+            (sync.loaded, sync.rebuilt, sync.superseded),
+            (loaded, rebuilt, 1),
+            "{cache}"
+        );
+        assert_eq!(packs_of_blobs(&repo), IN_WINDOW, "{cache}");
+        let records = repo.cache().index_files().expect("records");
+        assert!(
+            !records[&w.old].current,
+            "{cache}: the old file is recorded as superseded"
+        );
+        assert!(records[&w.new].current && records[&w.copy].current && records[&w.other].current);
+        // Opening again downloads nothing.
+        let sync = repo.sync_index_report().expect("sync");
+        assert_eq!(
+            (sync.loaded, sync.rebuilt, sync.superseded),
+            (0, false, 1),
+            "{cache}"
+        );
+        finish_sweep(&env, repo, cache, &w);
+    }
+    // And without delays, a few times: the order is then up to the storage and the runtime.
+    window_again();
+    for i in 0..4 {
+        let cache = format!("unordered-{i}");
+        let reader = open_slow(&env, &cache);
+        assert_eq!(packs_of_blobs(&reader), IN_WINDOW, "{cache}");
+    }
+}
+
+/// A reader whose cache loaded the old index file before S1 syncs between S1 and S2: the new
+/// file supersedes a file its cache added as current, so it clears the cache and adds the
+/// files again (reported as a rebuild, which a backup's B2 check relies on).
+#[test]
+fn a_cache_that_loaded_the_old_index_file_is_rebuilt_when_the_new_one_appears() {
+    let env = env_with_grace(60);
+    let repo = env.open();
+    let w = write_window(&repo, false);
+    drop(repo);
+    let repo = open_slow(&env, "before-s1");
+    assert_eq!(
+        packs_of_blobs(&repo)[1],
+        Some(0xa1),
+        "before S1 blob 2 is there"
+    );
+    let written = put_index(&repo, &index_file(&[w.old], &[(0xb1, &[3])]));
+    assert_eq!(written, w.new);
+    let sync = repo.sync_index_report().expect("sync in the window");
+    assert_eq!(
+        (sync.loaded, sync.rebuilt, sync.superseded),
+        (1 + 4, true, 1)
+    );
+    assert_eq!(packs_of_blobs(&repo), IN_WINDOW);
+    finish_sweep(&env, repo, "before-s1", &w);
+}
+
+/// Supersession along a chain (a file superseded by a file that is itself superseded): each
+/// blob's location comes from the newest file that names it, as long as the files are listed.
+#[test]
+fn superseded_files_fill_in_only_what_no_newer_file_names() {
+    let env = env_with_grace(60);
+    let repo = env.open();
+    let oldest = put_index(&repo, &index_file(&[], &[(0xa1, &[1, 2])]));
+    let middle = put_index(&repo, &index_file(&[oldest], &[(0xb1, &[1, 3])]));
+    put_index(&repo, &index_file(&[middle], &[(0xc1, &[1])]));
+    drop(repo);
+    let repo = open_slow(&env, "chain");
+    assert_eq!(
+        packs_of_blobs(&repo),
+        [Some(0xc1), Some(0xa1), Some(0xb1), None]
+    );
+    assert_eq!(repo.sync_index_report().expect("sync").superseded, 2);
+
+    for (gone, expected) in [
+        (oldest, [Some(0xc1), None, Some(0xb1), None]),
+        (middle, [Some(0xc1), None, None, None]),
+    ] {
+        repo.block_on(repo.backend().delete(FileType::Index, &gone.0.to_hex()))
+            .expect("delete");
+        let sync = repo.sync_index_report().expect("sync");
+        assert!(sync.rebuilt, "{sync:?}");
+        assert_eq!(packs_of_blobs(&repo), expected);
+    }
 }

@@ -9,11 +9,23 @@
 //! |---|---|---|
 //! | `default` | `cairn-index-cache-format` | u32 LE: the cache format version |
 //! | `blobs` | blob id (32) | pack id (32) ‖ blob type u8 ‖ compression u8 ‖ offset u32 ‖ stored_len u32 ‖ raw_len u32 (46 bytes, LE) |
-//! | `files` | index file id (32) | u64 LE: how many blob entries the file had |
+//! | `files` | index file id (32) | u64 LE: how many blob entries the file has ‖ u8: 1 if they were added as a current file's, 0 as a superseded file's ‖ u32 LE `supersedes` count ‖ the ids it supersedes (32 each) |
 //!
 //! A database written with another format version (or with column families this version does
 //! not know) is destroyed and recreated empty on [`IndexCache::open`]; the caller then reloads
-//! every index file, as for a fresh cache.
+//! every index file, as for a fresh cache. Version 1 had only the entry count in `files`.
+//!
+//! # Superseded index files
+//!
+//! SPEC §8: for a blob that a current index file names (one that no other listed index file
+//! `supersedes`), the location comes from a current file; a superseded file's entries only fill
+//! in blobs that no other file names. [`IndexCache::add_index_file`] adds a current file's
+//! entries over whatever is there; [`IndexCache::add_superseded_index_file`] adds a superseded
+//! file's entries only where the blob has none, so the result does not depend on the order in
+//! which the files are added. The cache keeps each file's `supersedes` list and role
+//! ([`IndexFileRecord`]) so that the caller ([`crate::repository::Repository::sync_index`])
+//! can tell from the records alone which files are superseded, and notice a file added as
+//! current that a file added later supersedes (then it clears the cache and adds them again).
 //!
 //! # Consistency
 //!
@@ -21,7 +33,11 @@
 //! ([`IndexCache::add_index_file`]). RocksDB applies a batch atomically and recovers batches in
 //! order, so after a crash either the marker and all entries are there, or the marker is missing
 //! and the file is simply loaded again (re-writing identical entries). Entries without a marker
-//! are harmless: they point at blobs that an index file names.
+//! point at blobs that an index file names, but they may have overridden a current file's
+//! location with a superseded file's (a file added as current, then found superseded after
+//! the crash): so a file added in several batches is flagged in the default column family
+//! (`cairn-index-cache-adding/` ‖ its id) from its first batch to its last, and a flag left
+//! behind ([`IndexCache::interrupted`]) makes the caller clear the cache.
 //!
 //! A blob that several index files name (SPEC §7 allows duplicates) keeps the location from
 //! whichever file was added last; every such location is valid.
@@ -33,7 +49,7 @@
 //! files. `blobs` has a bloom filter so the common backup question "is this new blob already
 //! stored?" usually answers "no" without reading a data block.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use repo_format::{BlobId, BlobType, Compression, Id, IndexEntry, IndexFile, IndexId, PackId};
@@ -43,14 +59,20 @@ use rocksdb::{
 
 /// Version of the cache's own layout (not the repository format). Bump it when the keys or
 /// values below change: caches written by other versions are then wiped and rebuilt.
-pub const CACHE_FORMAT_VERSION: u32 = 1;
+/// Version 2 added the role and the `supersedes` ids to the `files` values.
+pub const CACHE_FORMAT_VERSION: u32 = 2;
 
 /// Key of the format version, in the default column family.
 const FORMAT_VERSION_KEY: &[u8] = b"cairn-index-cache-format";
+/// Prefix of the keys, in the default column family, of index files being added in several
+/// batches (see "Consistency" in the module docs).
+const ADDING_PREFIX: &[u8] = b"cairn-index-cache-adding/";
+/// The first key after every key with [`ADDING_PREFIX`] (`'/' + 1` is `'0'`).
+const ADDING_END: &[u8] = b"cairn-index-cache-adding0";
 
 /// Column family: blob id → location.
 const CF_BLOBS: &str = "blobs";
-/// Column family: index file id → blob count.
+/// Column family: index file id → [`IndexFileRecord`].
 const CF_FILES: &str = "files";
 /// Every column family this version uses.
 const COLUMN_FAMILIES: [&str; 3] = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, CF_BLOBS, CF_FILES];
@@ -66,6 +88,75 @@ const WRITE_BUFFER_BYTES: usize = 16 << 20;
 const MAX_OPEN_FILES: i32 = 256;
 /// Blob entries per write batch while adding one index file (bounds the batch's memory).
 const ENTRIES_PER_BATCH: usize = 65_536;
+/// Length of a `files` value before the superseded ids: entry count, role, id count.
+const RECORD_HEADER_LEN: usize = 8 + 1 + 4;
+
+/// What the cache records about one index file it has seen (a `files` value).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexFileRecord {
+    /// How many blob entries the file has.
+    pub entries: u64,
+    /// Whether the file was added as a current one ([`IndexCache::add_index_file`]: its
+    /// entries override others) or, `false`, as a superseded one
+    /// ([`IndexCache::add_superseded_index_file`]: its entries only fill in blobs that no other
+    /// file names).
+    pub current: bool,
+    /// The index files this one supersedes (SPEC §8), as the file lists them.
+    pub supersedes: Vec<IndexId>,
+}
+
+/// Encodes an index file record as the `files` value (see the module docs).
+fn encode_record(record: &IndexFileRecord) -> Result<Vec<u8>, String> {
+    let count = u32::try_from(record.supersedes.len())
+        .map_err(|_| format!("{} superseded ids do not fit", record.supersedes.len()))?;
+    let mut out = Vec::with_capacity(RECORD_HEADER_LEN + 32 * record.supersedes.len());
+    out.extend_from_slice(&record.entries.to_le_bytes());
+    out.push(u8::from(record.current));
+    out.extend_from_slice(&count.to_le_bytes());
+    for id in &record.supersedes {
+        out.extend_from_slice(&id.0.0);
+    }
+    Ok(out)
+}
+
+/// Decodes a `files` value; `Err` says what is wrong with it.
+fn decode_record(value: &[u8]) -> Result<IndexFileRecord, String> {
+    let Some((header, ids)) = value.split_first_chunk::<RECORD_HEADER_LEN>() else {
+        return Err(format!(
+            "value is {} bytes, expected at least {RECORD_HEADER_LEN}",
+            value.len()
+        ));
+    };
+    let (entries, rest) = header.split_at(8);
+    let mut entries_le = [0u8; 8];
+    entries_le.copy_from_slice(entries);
+    let current = match rest[0] {
+        0 => false,
+        1 => true,
+        r => return Err(format!("unknown role {r}")),
+    };
+    let count = u32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+    if ids.len() != count.saturating_mul(32) {
+        return Err(format!(
+            "{count} superseded ids need {} bytes after the header, found {}",
+            count.saturating_mul(32),
+            ids.len()
+        ));
+    }
+    let supersedes = ids
+        .chunks_exact(32)
+        .map(|c| {
+            let mut id = [0u8; 32];
+            id.copy_from_slice(c);
+            IndexId(Id(id))
+        })
+        .collect();
+    Ok(IndexFileRecord {
+        entries: u64::from_le_bytes(entries_le),
+        current,
+        supersedes,
+    })
+}
 
 /// Where a blob is stored: its pack and its entry in that pack (offset, lengths, type).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,40 +380,108 @@ impl IndexCache {
 
     /// The ids of the index files whose entries are all in the cache.
     pub fn known_index_files(&self) -> Result<HashSet<IndexId>, CacheError> {
+        Ok(self.index_files()?.into_keys().collect())
+    }
+
+    /// Every index file whose entries are in the cache, with its role and what it supersedes.
+    pub fn index_files(&self) -> Result<HashMap<IndexId, IndexFileRecord>, CacheError> {
         let cf = self.cf(CF_FILES)?;
-        let mut out = HashSet::new();
+        let mut out = HashMap::new();
         for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
-            let (key, _) = item.map_err(|source| self.db_err("list the index files of", source))?;
-            out.insert(IndexId(self.id_key(CF_FILES, &key)?));
+            let (key, value) =
+                item.map_err(|source| self.db_err("list the index files of", source))?;
+            let id = self.id_key(CF_FILES, &key)?;
+            let record = decode_record(&value).map_err(|detail| CacheError::Corrupt {
+                path: self.path.clone(),
+                cf: CF_FILES,
+                key: id.to_hex(),
+                detail,
+            })?;
+            out.insert(IndexId(id), record);
         }
         Ok(out)
     }
 
-    /// Adds every entry of index file `id` and marks the file as loaded, the marker in the same
-    /// write batch as the last entries (see "Consistency" in the module docs).
+    /// Adds every entry of index file `id` over whatever the cache says about those blobs, and
+    /// records the file (with its `supersedes` list) in the same write batch as its last
+    /// entries (see "Consistency" in the module docs).
     pub fn add_index_file(&self, id: IndexId, file: &IndexFile) -> Result<(), CacheError> {
+        self.add_file(id, file, true)
+    }
+
+    /// Like [`IndexCache::add_index_file`] for a file that another listed index file
+    /// supersedes: its entries are added only for blobs the cache has no location for, so a
+    /// current file's location always wins, whichever is added first. (The check and the write
+    /// are two steps: a current file added at the same moment from another thread could lose a
+    /// blob to it. The sync adds files one at a time.)
+    pub fn add_superseded_index_file(
+        &self,
+        id: IndexId,
+        file: &IndexFile,
+    ) -> Result<(), CacheError> {
+        self.add_file(id, file, false)
+    }
+
+    /// [`IndexCache::add_index_file`] (`current`) or
+    /// [`IndexCache::add_superseded_index_file`], in batches of [`ENTRIES_PER_BATCH`].
+    fn add_file(&self, id: IndexId, file: &IndexFile, current: bool) -> Result<(), CacheError> {
         let blobs = self.cf(CF_BLOBS)?;
         let files = self.cf(CF_FILES)?;
-        let mut batch = WriteBatch::default();
-        let mut in_batch = 0usize;
+        let mut entries = file
+            .packs
+            .iter()
+            .flat_map(|p| p.entries.iter().map(move |e| (p.id, e)))
+            .peekable();
+        let mut chunk: Vec<(PackId, &IndexEntry)> = Vec::new();
         let mut total = 0u64;
-        for pack in &file.packs {
-            for entry in &pack.entries {
-                batch.put_cf(blobs, entry.id.0.0, encode_location(&pack.id, entry));
-                in_batch += 1;
-                total += 1;
-                if in_batch == ENTRIES_PER_BATCH {
-                    self.db
-                        .write(std::mem::take(&mut batch))
-                        .map_err(|source| self.db_err("write index entries to", source))?;
-                    in_batch = 0;
+        let adding = [ADDING_PREFIX, &id.0.0[..]].concat();
+        let mut first = true;
+        loop {
+            chunk.clear();
+            chunk.extend(entries.by_ref().take(ENTRIES_PER_BATCH));
+            total += chunk.len() as u64;
+            let mut batch = WriteBatch::default();
+            let present: Vec<bool> = if current {
+                Vec::new()
+            } else {
+                // Only where no location is known: a superseded file never overrides.
+                self.db
+                    .batched_multi_get_cf(blobs, chunk.iter().map(|(_, e)| e.id.0.0), false)
+                    .into_iter()
+                    .map(|v| {
+                        v.map(|v| v.is_some())
+                            .map_err(|source| self.db_err("read blob locations from", source))
+                    })
+                    .collect::<Result<_, _>>()?
+            };
+            for (i, (pack, entry)) in chunk.iter().enumerate() {
+                if !present.get(i).copied().unwrap_or(false) {
+                    batch.put_cf(blobs, entry.id.0.0, encode_location(pack, entry));
                 }
             }
+            let last = entries.peek().is_none();
+            if first && !last {
+                batch.put(&adding, []);
+            }
+            if last && !first {
+                batch.delete(&adding);
+            }
+            first = false;
+            if last {
+                let record = IndexFileRecord {
+                    entries: total,
+                    current,
+                    supersedes: file.supersedes.clone(),
+                };
+                batch.put_cf(files, id.0.0, self.encode_record(id.0, &record)?);
+            }
+            self.db
+                .write(batch)
+                .map_err(|source| self.db_err("write index entries to", source))?;
+            if last {
+                return Ok(());
+            }
         }
-        batch.put_cf(files, id.0.0, total.to_le_bytes());
-        self.db
-            .write(batch)
-            .map_err(|source| self.db_err("write index entries to", source))
     }
 
     /// Where blob `id` is stored, if any loaded index file names it.
@@ -374,6 +533,7 @@ impl IndexCache {
         for name in [CF_BLOBS, CF_FILES] {
             batch.delete_range_cf(self.cf(name)?, &[][..], &end[..]);
         }
+        batch.delete_range(ADDING_PREFIX, ADDING_END);
         self.db
             .write(batch)
             .map_err(|source| self.db_err("clear", source))?;
@@ -382,6 +542,21 @@ impl IndexCache {
                 .compact_range_cf(self.cf(name)?, None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())
+    }
+
+    /// Whether adding an index file in several batches was interrupted (a crash): some of its
+    /// entries may be in the cache without its record, and may have overridden a current
+    /// file's locations. [`IndexCache::clear`] the cache then.
+    pub fn interrupted(&self) -> Result<bool, CacheError> {
+        let mut it = self.db.iterator(rocksdb::IteratorMode::From(
+            ADDING_PREFIX,
+            rocksdb::Direction::Forward,
+        ));
+        match it.next() {
+            None => Ok(false),
+            Some(Ok((key, _))) => Ok(key.starts_with(ADDING_PREFIX)),
+            Some(Err(source)) => Err(self.db_err("read", source)),
+        }
     }
 
     /// RocksDB's estimate of the number of blob entries: approximate (overwritten and deleted
@@ -416,6 +591,16 @@ impl IndexCache {
             path: self.path.clone(),
             cf: CF_BLOBS,
             key: id.0.to_hex(),
+            detail,
+        })
+    }
+
+    /// [`encode_record`], its only failure (more than 2^32 ids) reported for file `id`.
+    fn encode_record(&self, id: Id, record: &IndexFileRecord) -> Result<Vec<u8>, CacheError> {
+        encode_record(record).map_err(|detail| CacheError::Corrupt {
+            path: self.path.clone(),
+            cf: CF_FILES,
+            key: id.to_hex(),
             detail,
         })
     }
@@ -797,6 +982,164 @@ mod tests {
     }
 
     #[test]
+    fn a_superseded_file_only_fills_in_whatever_the_order() {
+        // `old` names blobs 0..5 in pack a0:0, blob 4 only it names; `new` supersedes it and
+        // names blobs 0..4 in another pack.
+        let (old_id, new_id) = (IndexId(id(0x21, 1)), IndexId(id(0x21, 2)));
+        let old = index_file(0, 1, 5);
+        let mut new = index_file(0, 1, 4);
+        new.packs[0].id = PackId(id(0xcc, 0));
+        new.supersedes = vec![old_id];
+        for old_first in [true, false] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let cache = open(&dir);
+            if old_first {
+                cache.add_superseded_index_file(old_id, &old).expect("add");
+                cache.add_index_file(new_id, &new).expect("add");
+            } else {
+                cache.add_index_file(new_id, &new).expect("add");
+                cache.add_superseded_index_file(old_id, &old).expect("add");
+            }
+            for loc in all_locations(&new) {
+                assert_eq!(cache.lookup(&loc.entry.id).expect("lookup"), Some(loc));
+            }
+            let only_old = all_locations(&old)[4];
+            assert_eq!(
+                cache.lookup(&only_old.entry.id).expect("lookup"),
+                Some(only_old)
+            );
+            let records = cache.index_files().expect("records");
+            assert_eq!(
+                records,
+                HashMap::from([
+                    (
+                        new_id,
+                        IndexFileRecord {
+                            entries: 4,
+                            current: true,
+                            supersedes: vec![old_id],
+                        }
+                    ),
+                    (
+                        old_id,
+                        IndexFileRecord {
+                            entries: 5,
+                            current: false,
+                            supersedes: Vec::new(),
+                        }
+                    ),
+                ])
+            );
+            assert_eq!(
+                cache.known_index_files().expect("known"),
+                HashSet::from([old_id, new_id])
+            );
+            // Records survive a reopen, and clear() drops them with the entries.
+            drop(cache);
+            let cache = open(&dir);
+            assert_eq!(cache.index_files().expect("records"), records);
+            cache.clear().expect("clear");
+            assert!(cache.index_files().expect("records").is_empty());
+        }
+    }
+
+    #[test]
+    fn an_interrupted_add_is_noticed_until_a_clear() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = open(&dir);
+        assert!(!cache.interrupted().expect("interrupted"));
+        // Several batches, completed: no flag left.
+        let file = index_file(0, 2, (ENTRIES_PER_BATCH as u32) / 2 + 3);
+        cache
+            .add_index_file(IndexId(id(0x22, 1)), &file)
+            .expect("add");
+        cache
+            .add_superseded_index_file(IndexId(id(0x22, 2)), &file)
+            .expect("add");
+        assert!(!cache.interrupted().expect("interrupted"));
+        // What a crash after the first batch leaves.
+        let flag = [ADDING_PREFIX, &[0x33; 32][..]].concat();
+        cache.db.put(&flag, []).expect("put");
+        drop(cache);
+        let cache = open(&dir);
+        assert!(cache.interrupted().expect("interrupted"));
+        cache.clear().expect("clear");
+        assert!(!cache.interrupted().expect("interrupted"));
+        assert!(
+            cache.db.get(FORMAT_VERSION_KEY).expect("get").is_some(),
+            "the version stays"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_index_file_record_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = open(&dir);
+        let files = cache.cf(CF_FILES).expect("cf");
+        let key = [7u8; 32];
+        for (value, needle) in [
+            (vec![0u8; 8], "8 bytes"),
+            ([vec![0u8; 8], vec![2], vec![0; 4]].concat(), "role 2"),
+            (
+                [
+                    vec![0u8; 8],
+                    vec![1],
+                    2u32.to_le_bytes().to_vec(),
+                    vec![0; 32],
+                ]
+                .concat(),
+                "2 superseded ids",
+            ),
+        ] {
+            cache.db.put_cf(files, key, value).expect("put");
+            let e = cache.index_files().expect_err("corrupt");
+            assert!(
+                matches!(e, CacheError::Corrupt { cf: CF_FILES, .. }),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains(needle), "{e}");
+            assert!(e.to_string().contains(&hex::encode(key)), "{e}");
+        }
+    }
+
+    /// Writes a cache in the layout of format version 1 (`files` value: the entry count only).
+    fn write_version_1(path: &Path, files: &[([u8; 32], u64)], blobs: &[[u8; 32]]) {
+        let opts = db_options().expect("opts");
+        let names: Vec<String> = COLUMN_FAMILIES.iter().map(|s| (*s).to_owned()).collect();
+        let db = open_db(&opts, path, &names).expect("open");
+        db.put(FORMAT_VERSION_KEY, 1u32.to_le_bytes())
+            .expect("put version");
+        let (cf_files, cf_blobs) = (
+            db.cf_handle(CF_FILES).expect("cf"),
+            db.cf_handle(CF_BLOBS).expect("cf"),
+        );
+        for (file, count) in files {
+            db.put_cf(cf_files, file, count.to_le_bytes()).expect("put");
+        }
+        let entry = entry(1, 0);
+        for blob in blobs {
+            db.put_cf(
+                cf_blobs,
+                blob,
+                encode_location(&PackId(Id([1; 32])), &entry),
+            )
+            .expect("put");
+        }
+    }
+
+    #[test]
+    fn a_version_1_cache_is_rebuilt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cache");
+        write_version_1(&path, &[([4; 32], 3)], &[[5; 32]]);
+        let cache = IndexCache::open(&path).expect("open");
+        assert!(cache.index_files().expect("records").is_empty());
+        assert_eq!(cache.lookup(&BlobId(Id([5; 32]))).expect("lookup"), None);
+        let version = cache.db.get(FORMAT_VERSION_KEY).expect("get");
+        assert_eq!(version.as_deref(), Some(&2u32.to_le_bytes()[..]));
+    }
+
+    #[test]
     fn cache_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<IndexCache>();
@@ -848,6 +1191,54 @@ mod tests {
                 }
                 Err(detail) => prop_assert!(!detail.is_empty()),
             }
+        }
+
+        #[test]
+        fn index_file_records_round_trip(
+            entries in any::<u64>(),
+            current in any::<bool>(),
+            supersedes in proptest::collection::vec(any::<[u8; 32]>(), 0..20),
+        ) {
+            let record = IndexFileRecord {
+                entries,
+                current,
+                supersedes: supersedes.into_iter().map(|s| IndexId(Id(s))).collect(),
+            };
+            let bytes = encode_record(&record).expect("encode");
+            prop_assert_eq!(decode_record(&bytes), Ok(record));
+        }
+
+        #[test]
+        fn any_record_value_decodes_or_errs(bytes in proptest::collection::vec(any::<u8>(), 0..120)) {
+            match decode_record(&bytes) {
+                Ok(record) => prop_assert_eq!(encode_record(&record).expect("encode"), bytes),
+                Err(detail) => prop_assert!(!detail.is_empty()),
+            }
+        }
+    }
+
+    proptest! {
+        // Each case creates, wipes and recreates a database: a few dozen are plenty.
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Whatever a version 1 cache holds, opening it gives an empty cache of this version:
+        /// the caller then loads every index file again.
+        #[test]
+        fn any_version_1_cache_is_rebuilt(
+            files in proptest::collection::vec((any::<[u8; 32]>(), any::<u64>()), 0..8),
+            blobs in proptest::collection::vec(any::<[u8; 32]>(), 0..8),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("cache");
+            write_version_1(&path, &files, &blobs);
+            let cache = IndexCache::open(&path).expect("open");
+            prop_assert!(cache.index_files().expect("records").is_empty());
+            for blob in &blobs {
+                prop_assert!(!cache.contains(&BlobId(Id(*blob))).expect("contains"));
+            }
+            let (file, other) = (index_file(0, 1, 2), IndexId(Id([9; 32])));
+            cache.add_index_file(other, &file).expect("usable");
+            prop_assert_eq!(cache.known_index_files().expect("known"), HashSet::from([other]));
         }
     }
 }
