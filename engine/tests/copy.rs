@@ -7,8 +7,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::Cursor;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -556,32 +554,6 @@ fn s3_endpoint() -> Option<String> {
     Some(endpoint)
 }
 
-/// A fresh bucket on the S3 server (plain HTTP PUT; moto accepts unsigned requests).
-fn s3_bucket(endpoint: &str, test: &str) -> String {
-    let hostport = endpoint
-        .strip_prefix("http://")
-        .expect("CAIRN_S3_ENDPOINT must be http://host:port")
-        .trim_end_matches('/');
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    let bucket = format!("cairn-{test}-{}-{nanos}", std::process::id());
-    let mut s = TcpStream::connect(hostport).expect("connect to the S3 server");
-    write!(
-        s,
-        "PUT /{bucket} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send PUT");
-    let mut response = String::new();
-    s.read_to_string(&mut response).expect("read response");
-    assert!(
-        response.lines().next().unwrap_or_default().contains(" 200"),
-        "creating bucket {bucket}: {response}"
-    );
-    bucket
-}
-
 #[test]
 fn copy_from_local_to_s3_and_back_is_exact() {
     let Some(endpoint) = s3_endpoint() else {
@@ -589,7 +561,10 @@ fn copy_from_local_to_s3_and_back_is_exact() {
     };
     let env = env();
     let src = env.open();
-    let loc = format!("s3://{}/copies/box1", s3_bucket(&endpoint, "copy"));
+    let loc = format!(
+        "s3://{}/copies/box1",
+        common::s3::test_bucket(&endpoint, "copy")
+    );
     let dst = destination(&loc, &env.cache);
     let mut rng = Rng(0xC0B1_0004);
     let data = env.root.join("data");

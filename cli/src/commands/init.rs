@@ -32,7 +32,8 @@ pub fn run(g: &GlobalArgs, a: &InitArgs) -> Result<Outcome> {
     if !r.create_only {
         eprintln!(
             "warning: {loc} does not honour create-only writes (it overwrote an existing object): \
-             several writers at once, and deleting data, are not safe on this storage"
+             backups from any number of hosts are still safe (every object but the prune lease is \
+             named by the hash of its bytes), but `cairn prune` will refuse to delete data here"
         );
     }
     if g.json {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod grace;
+pub mod s3;
 pub mod storage;
 
 use std::path::PathBuf;
