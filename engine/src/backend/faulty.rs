@@ -18,15 +18,27 @@
 //! | fail one write | [`FaultPlan::fail_write_at`] | write `n` fails with an I/O error without being performed; the others go through. |
 //! | fail one operation | [`FaultPlan::fail_operation_at`] | operation `n` (of any kind) fails with an I/O error without being performed. |
 //! | transient | [`FaultPlan::transient_errors`] | each operation (or each write only) fails with probability `p`, without being performed, decided by a seeded generator: the same seed gives the same sequence of decisions. |
+//! | torn write | [`FaultPlan::tear_write_at`], [`FaultPlan::torn_writes`] | a put stores only a *prefix* of its bytes under the final name, then fails: what a local disk can show after a power loss, or a buggy server. The object exists but is damaged; whoever reads it must notice (every object is content-addressed or authenticated). A torn delete is not performed. |
+//! | timeout | [`FaultPlan::timeout_at`], [`FaultPlan::timeouts`] | the call hangs for a delay (`tokio::time::sleep`), then fails as a deadline would. A timed-out write may or may not have been performed, as over a network: the caller cannot tell. |
 //! | lost response | [`FaultPlan::lose_response_at`], [`FaultPlan::lose_responses_from`] | the write *is* performed on the inner backend (and succeeds), but the caller gets an I/O error anyway, as when a connection drops after the server stored the object. |
+//! | shuffled listings | [`FaultPlan::shuffle_listings`] | [`Backend::list`] returns its entries in a seeded random order (the contract promises no order). Not an error. |
 //!
 //! Modes combine; the checks run in the order of the table, and the first that fires decides.
 //! Injected errors are always of kind [`BackendErrorKind::Io`] (never `AlreadyExists`, which
 //! callers treat as success for content-addressed objects) and their message contains
 //! `injected fault`, so a test can tell them from real ones.
+//!
+//! # Passing time
+//!
+//! [`FaultPlan::pass_time`] is not a fault: it makes every object stored so far look older by a
+//! duration (the modification times [`Backend::list`] and [`Backend::stat`] report are moved
+//! back; objects written later start from the real clock). Prune measures its grace period and
+//! lease expiry on those times (SPEC §18), so a test can let hours "pass" without sleeping.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -87,16 +99,64 @@ pub struct FaultCounts {
     /// [`Backend::exists`] calls.
     pub exists: u64,
     /// Writes (puts and deletes) that reached the inner backend and succeeded there, including
-    /// those whose response was then "lost".
+    /// those whose response was then "lost" or timed out. Torn writes are not counted.
     pub writes_persisted: u64,
     /// Errors injected, of every mode.
     pub injected: u64,
+    /// Puts that stored a prefix only (see [`FaultPlan::torn_objects`]).
+    pub torn: u64,
+    /// Calls that hung and then failed (timeouts).
+    pub timed_out: u64,
 }
 
 impl FaultCounts {
     /// Puts and deletes.
     pub fn writes(&self) -> u64 {
         self.puts + self.deletes
+    }
+}
+
+/// A seeded, counter-based coin: each throw fires with a set probability.
+#[derive(Debug)]
+struct Dice {
+    /// Probability as a threshold on a uniform u64; 0 is off.
+    threshold: AtomicU64,
+    seed: AtomicU64,
+    draws: AtomicU64,
+}
+
+impl Dice {
+    fn new() -> Dice {
+        Dice {
+            threshold: AtomicU64::new(0),
+            seed: AtomicU64::new(0),
+            draws: AtomicU64::new(0),
+        }
+    }
+
+    fn arm(&self, p: f64, seed: u64) {
+        let p = if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) };
+        // u64::MAX as f64 rounds to 2^64; the cast saturates, so p = 1 fires every time.
+        let threshold = (p * u64::MAX as f64) as u64;
+        self.seed.store(seed, Ordering::SeqCst);
+        self.draws.store(0, Ordering::SeqCst);
+        self.threshold.store(threshold, Ordering::SeqCst);
+    }
+
+    fn disarm(&self) {
+        self.threshold.store(0, Ordering::SeqCst);
+    }
+
+    /// Throws once (if armed): `Some(seed, another well-mixed value)` when it fires.
+    fn throw(&self) -> Option<(u64, u64)> {
+        let threshold = self.threshold.load(Ordering::SeqCst);
+        if threshold == 0 {
+            return None;
+        }
+        let draw = self.draws.fetch_add(1, Ordering::SeqCst);
+        let seed = self.seed.load(Ordering::SeqCst);
+        let x = seed.wrapping_add(draw.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        (splitmix64(x) < threshold).then(|| (seed, splitmix64(x ^ 0x5555_5555_5555_5555)))
     }
 }
 
@@ -107,15 +167,23 @@ struct PlanState {
     fail_op: AtomicU64,
     lose_at: AtomicU64,
     lose_from: AtomicU64,
-    /// Probability as a threshold on a uniform u64; 0 is off.
-    transient_threshold: AtomicU64,
+    transient: Dice,
     transient_writes_only: AtomicBool,
-    rng_seed: AtomicU64,
-    rng_draws: AtomicU64,
+    tear_at: AtomicU64,
+    tear: Dice,
+    timeout_at: AtomicU64,
+    timeout_at_performs: AtomicBool,
+    timeout: Dice,
+    timeout_writes_only: AtomicBool,
+    /// Nanoseconds a timed-out call hangs.
+    timeout_delay_ns: AtomicU64,
+    shuffle: AtomicBool,
+    shuffle_seed: AtomicU64,
     crashed: AtomicBool,
     // Counters.
     next_op: AtomicU64,
     next_write: AtomicU64,
+    next_list: AtomicU64,
     puts: AtomicU64,
     gets: AtomicU64,
     get_ranges: AtomicU64,
@@ -124,6 +192,13 @@ struct PlanState {
     exists: AtomicU64,
     persisted: AtomicU64,
     injected: AtomicU64,
+    torn: AtomicU64,
+    timed_out: AtomicU64,
+    torn_objects: Mutex<Vec<(FileType, String)>>,
+    /// Time passed by [`FaultPlan::pass_time`], ns.
+    passed_ns: AtomicU64,
+    /// For each object written through the backend, `passed_ns` when it was written.
+    written_at: Mutex<HashMap<(FileType, String), u64>>,
 }
 
 /// The shared control of one or more [`FaultyBackend`]s; clones share the same state.
@@ -150,13 +225,21 @@ impl FaultPlan {
                 fail_op: AtomicU64::new(OFF),
                 lose_at: AtomicU64::new(OFF),
                 lose_from: AtomicU64::new(OFF),
-                transient_threshold: AtomicU64::new(0),
+                transient: Dice::new(),
                 transient_writes_only: AtomicBool::new(false),
-                rng_seed: AtomicU64::new(0),
-                rng_draws: AtomicU64::new(0),
+                tear_at: AtomicU64::new(OFF),
+                tear: Dice::new(),
+                timeout_at: AtomicU64::new(OFF),
+                timeout_at_performs: AtomicBool::new(false),
+                timeout: Dice::new(),
+                timeout_writes_only: AtomicBool::new(false),
+                timeout_delay_ns: AtomicU64::new(0),
+                shuffle: AtomicBool::new(false),
+                shuffle_seed: AtomicU64::new(0),
                 crashed: AtomicBool::new(false),
                 next_op: AtomicU64::new(0),
                 next_write: AtomicU64::new(0),
+                next_list: AtomicU64::new(0),
                 puts: AtomicU64::new(0),
                 gets: AtomicU64::new(0),
                 get_ranges: AtomicU64::new(0),
@@ -165,6 +248,11 @@ impl FaultPlan {
                 exists: AtomicU64::new(0),
                 persisted: AtomicU64::new(0),
                 injected: AtomicU64::new(0),
+                torn: AtomicU64::new(0),
+                timed_out: AtomicU64::new(0),
+                torn_objects: Mutex::new(Vec::new()),
+                passed_ns: AtomicU64::new(0),
+                written_at: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -205,21 +293,82 @@ impl FaultPlan {
     /// `p` (clamped to 0..=1), without being performed. Decisions come from a generator seeded
     /// with `seed`, so a seed replays the same decisions for the same sequence of calls.
     pub fn transient_errors(&self, p: f64, seed: u64, writes_only: bool) -> &FaultPlan {
-        let p = if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) };
-        // u64::MAX as f64 rounds to 2^64; the cast saturates, so p = 1 fails every call.
-        let threshold = (p * u64::MAX as f64) as u64;
-        self.state.rng_seed.store(seed, Ordering::SeqCst);
-        self.state.rng_draws.store(0, Ordering::SeqCst);
         self.state
             .transient_writes_only
             .store(writes_only, Ordering::SeqCst);
-        self.state
-            .transient_threshold
-            .store(threshold, Ordering::SeqCst);
+        self.state.transient.arm(p, seed);
         self
     }
 
-    /// Disarms every mode (counters and the crashed flag are kept).
+    /// Torn write `n` (0-based write number): if it is a put, the first half of its bytes
+    /// (rounded down) is stored under the final name and the call fails; a delete fails without
+    /// being performed.
+    pub fn tear_write_at(&self, n: u64) -> &FaultPlan {
+        self.state.tear_at.store(n, Ordering::SeqCst);
+        self
+    }
+
+    /// Torn writes at random: each put, with probability `p`, stores a prefix of a random
+    /// length (shorter than the data, possibly empty) under the final name and fails. Seeded
+    /// like [`transient_errors`](Self::transient_errors).
+    pub fn torn_writes(&self, p: f64, seed: u64) -> &FaultPlan {
+        self.state.tear.arm(p, seed);
+        self
+    }
+
+    /// Operation `n` (0-based, calls of every kind) hangs for `delay`, then fails. If it is a
+    /// write and `performed`, the write is carried out (after the delay) before the error is
+    /// returned.
+    pub fn timeout_at(&self, n: u64, delay: Duration, performed: bool) -> &FaultPlan {
+        self.set_delay(delay);
+        self.state
+            .timeout_at_performs
+            .store(performed, Ordering::SeqCst);
+        self.state.timeout_at.store(n, Ordering::SeqCst);
+        self
+    }
+
+    /// Timeouts at random: each operation (only writes if `writes_only`), with probability `p`,
+    /// hangs for `delay` and then fails; a timed-out write is performed or not, half the time
+    /// each. Seeded like [`transient_errors`](Self::transient_errors).
+    pub fn timeouts(&self, p: f64, seed: u64, delay: Duration, writes_only: bool) -> &FaultPlan {
+        self.set_delay(delay);
+        self.state
+            .timeout_writes_only
+            .store(writes_only, Ordering::SeqCst);
+        self.state.timeout.arm(p, seed);
+        self
+    }
+
+    fn set_delay(&self, delay: Duration) {
+        let ns = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        self.state.timeout_delay_ns.store(ns, Ordering::SeqCst);
+    }
+
+    /// Every later listing comes back in a random order, a different one for each call; the
+    /// same `seed` and sequence of calls give the same orders.
+    pub fn shuffle_listings(&self, seed: u64) -> &FaultPlan {
+        self.state.shuffle_seed.store(seed, Ordering::SeqCst);
+        self.state.next_list.store(0, Ordering::SeqCst);
+        self.state.shuffle.store(true, Ordering::SeqCst);
+        self
+    }
+
+    /// Lets `d` pass for every object stored so far: listings and stats report their
+    /// modification times `d` earlier (see the module docs). Cumulative; [`disarm`](Self::disarm)
+    /// keeps it.
+    pub fn pass_time(&self, d: Duration) -> &FaultPlan {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let _ = self
+            .state
+            .passed_ns
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |p| {
+                Some(p.saturating_add(ns))
+            });
+        self
+    }
+
+    /// Disarms every fault mode (counters, the crashed flag and passed time are kept).
     pub fn disarm(&self) -> &FaultPlan {
         let s = &self.state;
         for a in [
@@ -228,19 +377,26 @@ impl FaultPlan {
             &s.fail_op,
             &s.lose_at,
             &s.lose_from,
+            &s.tear_at,
+            &s.timeout_at,
         ] {
             a.store(OFF, Ordering::SeqCst);
         }
-        s.transient_threshold.store(0, Ordering::SeqCst);
+        s.transient.disarm();
+        s.tear.disarm();
+        s.timeout.disarm();
+        s.shuffle.store(false, Ordering::SeqCst);
         self
     }
 
-    /// Zeroes the counters, the operation and write numbers and the crashed flag.
+    /// Zeroes the counters, the operation and write numbers, the list of torn objects and the
+    /// crashed flag.
     pub fn reset_counters(&self) -> &FaultPlan {
         let s = &self.state;
         for a in [
             &s.next_op,
             &s.next_write,
+            &s.next_list,
             &s.puts,
             &s.gets,
             &s.get_ranges,
@@ -249,9 +405,12 @@ impl FaultPlan {
             &s.exists,
             &s.persisted,
             &s.injected,
+            &s.torn,
+            &s.timed_out,
         ] {
             a.store(0, Ordering::SeqCst);
         }
+        lock(&s.torn_objects).clear();
         s.crashed.store(false, Ordering::SeqCst);
         self
     }
@@ -259,6 +418,11 @@ impl FaultPlan {
     /// Whether crash mode has refused a write (the simulated process is "dead").
     pub fn crashed(&self) -> bool {
         self.state.crashed.load(Ordering::SeqCst)
+    }
+
+    /// The objects torn writes left behind (a prefix stored under the name), in write order.
+    pub fn torn_objects(&self) -> Vec<(FileType, String)> {
+        lock(&self.state.torn_objects).clone()
     }
 
     /// The counters now.
@@ -275,6 +439,8 @@ impl FaultPlan {
             exists: l(&s.exists),
             writes_persisted: l(&s.persisted),
             injected: l(&s.injected),
+            torn: l(&s.torn),
+            timed_out: l(&s.timed_out),
         }
     }
 
@@ -312,15 +478,45 @@ impl FaultPlan {
         if op_no == s.fail_op.load(Ordering::SeqCst) {
             return self.inject(format!("injected fault: operation {op_no} fails"));
         }
-        let threshold = s.transient_threshold.load(Ordering::SeqCst);
-        if threshold > 0 && (op.is_write() || !s.transient_writes_only.load(Ordering::SeqCst)) {
-            let draw = s.rng_draws.fetch_add(1, Ordering::SeqCst);
-            let seed = s.rng_seed.load(Ordering::SeqCst);
-            if splitmix64(seed.wrapping_add(draw.wrapping_mul(0x9E37_79B9_7F4A_7C15))) < threshold {
-                return self.inject(format!(
-                    "injected fault: transient error (operation {op_no}, seed {seed})"
-                ));
+        if (op.is_write() || !s.transient_writes_only.load(Ordering::SeqCst))
+            && let Some((seed, _)) = s.transient.throw()
+        {
+            return self.inject(format!(
+                "injected fault: transient error (operation {op_no}, seed {seed})"
+            ));
+        }
+        if let Some(w) = write_no {
+            let at = w == s.tear_at.load(Ordering::SeqCst);
+            // The dice are thrown for puts only, so deletes do not shift their decisions.
+            let thrown = if op == Operation::Put && !at {
+                s.tear.throw()
+            } else {
+                None
+            };
+            if at || thrown.is_some() {
+                if op != Operation::Put {
+                    return self.inject(format!("injected fault: torn delete {w} not performed"));
+                }
+                s.injected.fetch_add(1, Ordering::SeqCst);
+                return Admission::Tear {
+                    why: format!("injected fault: torn write {w} (only a prefix was stored)"),
+                    cut: thrown.map(|(_, x)| x),
+                };
             }
+        }
+        let delay = Duration::from_nanos(s.timeout_delay_ns.load(Ordering::SeqCst));
+        if op_no == s.timeout_at.load(Ordering::SeqCst) {
+            return self.time_out(
+                op,
+                op_no,
+                delay,
+                s.timeout_at_performs.load(Ordering::SeqCst),
+            );
+        }
+        if (op.is_write() || !s.timeout_writes_only.load(Ordering::SeqCst))
+            && let Some((_, x)) = s.timeout.throw()
+        {
+            return self.time_out(op, op_no, delay, x & 1 == 1);
         }
         match write_no {
             Some(w)
@@ -339,6 +535,65 @@ impl FaultPlan {
         self.state.injected.fetch_add(1, Ordering::SeqCst);
         Admission::Fail(why)
     }
+
+    fn time_out(&self, op: Operation, op_no: u64, delay: Duration, performed: bool) -> Admission {
+        self.state.injected.fetch_add(1, Ordering::SeqCst);
+        self.state.timed_out.fetch_add(1, Ordering::SeqCst);
+        Admission::Timeout {
+            why: format!("injected fault: operation {op_no} timed out after {delay:?}"),
+            delay,
+            performed: performed && op.is_write(),
+        }
+    }
+
+    /// Records that (`t`, `name`) was stored now (for [`pass_time`](Self::pass_time)); an
+    /// object stored before keeps its time (a create-only put does not change it).
+    fn note_written(&self, t: FileType, name: &str) {
+        let now = self.state.passed_ns.load(Ordering::SeqCst);
+        lock(&self.state.written_at)
+            .entry((t, name.to_owned()))
+            .or_insert(now);
+    }
+
+    /// Moves `info`'s modification time back by the time passed since it was written.
+    fn age(&self, t: FileType, info: &mut ObjectInfo) {
+        let passed = self.state.passed_ns.load(Ordering::SeqCst);
+        if passed == 0 {
+            return;
+        }
+        let since = lock(&self.state.written_at)
+            .get(&(t, info.name.clone()))
+            .copied()
+            .unwrap_or(0);
+        let back = i64::try_from(passed.saturating_sub(since)).unwrap_or(i64::MAX);
+        if let Some(m) = info.modified.as_mut() {
+            *m = m.saturating_sub(back);
+        }
+    }
+
+    /// Shuffles a listing, if armed.
+    fn shuffle<T>(&self, items: &mut [T]) {
+        let s = &self.state;
+        if !s.shuffle.load(Ordering::SeqCst) {
+            return;
+        }
+        let call = s.next_list.fetch_add(1, Ordering::SeqCst);
+        let base = s
+            .shuffle_seed
+            .load(Ordering::SeqCst)
+            .wrapping_add(call.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        // Fisher-Yates.
+        for i in (1..items.len()).rev() {
+            let r = splitmix64(base.wrapping_add(i as u64));
+            let j = (r % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+/// Locks a mutex, also after a panic elsewhere (the data are plain collections).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What [`FaultPlan::admit`] decided for one call.
@@ -349,6 +604,14 @@ enum Admission {
     Fail(String),
     /// Forward the call; if it succeeds, return an error with this detail anyway.
     LoseResponse(String),
+    /// Store a prefix only (puts), then fail. `cut` picks its length (`None`: half).
+    Tear { why: String, cut: Option<u64> },
+    /// Wait `delay`, perform the write if `performed`, then fail.
+    Timeout {
+        why: String,
+        delay: Duration,
+        performed: bool,
+    },
 }
 
 /// SplitMix64's output function: a well-mixed u64 from a counter-based input.
@@ -394,29 +657,81 @@ impl FaultyBackend {
             .with_detail(detail)
     }
 
-    /// Runs one call under the plan.
-    async fn run<T, F>(
+    /// Runs one call on (`t`, `name`) (`name` is `None` for a listing) under the plan. `call`
+    /// performs it on the inner backend (called at most once); a torn put stores a prefix of
+    /// `data` instead.
+    async fn run<T, F, Fut>(
         &self,
         op: Operation,
-        path: impl FnOnce() -> String,
+        t: FileType,
+        name: Option<&str>,
+        data: Option<&Bytes>,
         call: F,
     ) -> Result<T, BackendError>
     where
-        F: std::future::Future<Output = Result<T, BackendError>>,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, BackendError>>,
     {
+        let path = || name.map_or_else(|| format!("{}/", t.dir()), |n| t.path(n));
+        let done = |r: &Result<T, BackendError>| {
+            if r.is_ok()
+                && let Some(name) = name
+            {
+                match op {
+                    Operation::Put => {
+                        self.plan.state.persisted.fetch_add(1, Ordering::SeqCst);
+                        self.plan.note_written(t, name);
+                    }
+                    Operation::Delete => {
+                        self.plan.state.persisted.fetch_add(1, Ordering::SeqCst);
+                        lock(&self.plan.state.written_at).remove(&(t, name.to_owned()));
+                    }
+                    _ => {}
+                }
+            }
+        };
         match self.plan.admit(op) {
             Admission::Go => {
-                let r = call.await;
-                if op.is_write() && r.is_ok() {
-                    self.plan.state.persisted.fetch_add(1, Ordering::SeqCst);
-                }
+                let r = call().await;
+                done(&r);
                 r
             }
             Admission::Fail(why) => Err(self.error(op, path(), why)),
             Admission::LoseResponse(why) => {
-                call.await?;
-                self.plan.state.persisted.fetch_add(1, Ordering::SeqCst);
+                let r = call().await;
+                done(&r);
+                r?;
                 self.plan.state.injected.fetch_add(1, Ordering::SeqCst);
+                Err(self.error(op, path(), why))
+            }
+            Admission::Tear { why, cut } => {
+                let (Some(name), Some(data)) = (name, data) else {
+                    return Err(self.error(op, path(), why));
+                };
+                let len = data.len() as u64;
+                let keep = match cut {
+                    Some(x) if len > 0 => x % len,
+                    _ => len / 2,
+                };
+                let prefix = data.slice(..usize::try_from(keep).unwrap_or(0));
+                // Create-only: an existing object stays as it was, and the caller learns that
+                // it exists, as from a real storage.
+                self.inner.put(t, name, prefix).await?;
+                self.plan.note_written(t, name);
+                self.plan.state.torn.fetch_add(1, Ordering::SeqCst);
+                lock(&self.plan.state.torn_objects).push((t, name.to_owned()));
+                Err(self.error(op, path(), why))
+            }
+            Admission::Timeout {
+                why,
+                delay,
+                performed,
+            } => {
+                tokio::time::sleep(delay).await;
+                if performed {
+                    let r = call().await;
+                    done(&r);
+                }
                 Err(self.error(op, path(), why))
             }
         }
@@ -430,17 +745,17 @@ impl Backend for FaultyBackend {
     }
 
     async fn put(&self, t: FileType, name: &str, data: Bytes) -> Result<(), BackendError> {
-        self.run(
-            Operation::Put,
-            || t.path(name),
-            self.inner.put(t, name, data),
-        )
+        self.run(Operation::Put, t, Some(name), Some(&data), || {
+            self.inner.put(t, name, data.clone())
+        })
         .await
     }
 
     async fn get(&self, t: FileType, name: &str) -> Result<Bytes, BackendError> {
-        self.run(Operation::Get, || t.path(name), self.inner.get(t, name))
-            .await
+        self.run(Operation::Get, t, Some(name), None, || {
+            self.inner.get(t, name)
+        })
+        .await
     }
 
     async fn get_range(
@@ -450,35 +765,40 @@ impl Backend for FaultyBackend {
         offset: u64,
         len: u64,
     ) -> Result<Bytes, BackendError> {
-        self.run(
-            Operation::GetRange,
-            || t.path(name),
-            self.inner.get_range(t, name, offset, len),
-        )
+        self.run(Operation::GetRange, t, Some(name), None, || {
+            self.inner.get_range(t, name, offset, len)
+        })
         .await
     }
 
     async fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>, BackendError> {
-        self.run(
-            Operation::List,
-            || format!("{}/", t.dir()),
-            self.inner.list(t),
-        )
-        .await
+        let mut listed = self
+            .run(Operation::List, t, None, None, || self.inner.list(t))
+            .await?;
+        for info in &mut listed {
+            self.plan.age(t, info);
+        }
+        self.plan.shuffle(&mut listed);
+        Ok(listed)
     }
 
     async fn delete(&self, t: FileType, name: &str) -> Result<(), BackendError> {
-        self.run(
-            Operation::Delete,
-            || t.path(name),
-            self.inner.delete(t, name),
-        )
+        self.run(Operation::Delete, t, Some(name), None, || {
+            self.inner.delete(t, name)
+        })
         .await
     }
 
     async fn stat(&self, t: FileType, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
-        self.run(Operation::Exists, || t.path(name), self.inner.stat(t, name))
-            .await
+        let mut info = self
+            .run(Operation::Exists, t, Some(name), None, || {
+                self.inner.stat(t, name)
+            })
+            .await?;
+        if let Some(i) = info.as_mut() {
+            self.plan.age(t, i);
+        }
+        Ok(info)
     }
 }
 
@@ -495,6 +815,7 @@ mod tests {
 
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .expect("runtime")
     }
@@ -531,6 +852,8 @@ mod tests {
                 exists: 1,
                 writes_persisted: 2,
                 injected: 0,
+                torn: 0,
+                timed_out: 0,
             }
         );
         assert_eq!(c.writes(), 2);
@@ -662,6 +985,187 @@ mod tests {
                     .await
                     .is_ok()
             );
+        });
+    }
+
+    #[test]
+    fn torn_write_leaves_a_prefix_under_the_final_name() {
+        let (inner, b, plan) = memory();
+        plan.tear_write_at(1);
+        let data = Bytes::from_static(b"0123456789");
+        rt().block_on(async {
+            b.put(FileType::Pack, &name(1), data.clone())
+                .await
+                .expect("write 0");
+            let e = b
+                .put(FileType::Pack, &name(2), data.clone())
+                .await
+                .expect_err("write 1 is torn");
+            assert_eq!(e.kind(), BackendErrorKind::Io);
+            assert!(e.to_string().contains("torn write"), "{e}");
+            assert_eq!(
+                &inner.get(FileType::Pack, &name(2)).await.expect("stored")[..],
+                b"01234"
+            );
+            // A retry of the same put is refused: the damaged object stays.
+            assert!(
+                b.put(FileType::Pack, &name(2), data.clone())
+                    .await
+                    .expect_err("exists")
+                    .is_already_exists()
+            );
+        });
+        assert_eq!(plan.torn_objects(), vec![(FileType::Pack, name(2))]);
+        let c = plan.counts();
+        assert_eq!((c.torn, c.injected, c.writes_persisted), (1, 1, 1));
+
+        // At random, with a seed: prefixes are shorter than the data, deletes are spared.
+        let (inner, b, plan) = memory();
+        plan.torn_writes(0.5, 9);
+        rt().block_on(async {
+            for i in 0..100 {
+                let r = b.put(FileType::Index, &name(i), data.clone()).await;
+                let stored = inner.get(FileType::Index, &name(i)).await.expect("stored");
+                assert_eq!(r.is_ok(), stored.len() == data.len(), "{i}: {r:?}");
+                assert!(data.starts_with(&stored));
+                b.delete(FileType::Index, &name(i)).await.expect("delete");
+            }
+        });
+        let torn = plan.counts().torn;
+        assert!((30..70).contains(&torn), "{torn} of 100 torn at p = 0.5");
+        assert_eq!(plan.torn_objects().len() as u64, torn);
+        plan.reset_counters();
+        assert!(plan.torn_objects().is_empty());
+    }
+
+    #[test]
+    fn timeouts_hang_then_fail_performed_or_not() {
+        let (inner, b, plan) = memory();
+        let delay = Duration::from_millis(30);
+        rt().block_on(async {
+            plan.timeout_at(0, delay, true);
+            let start = std::time::Instant::now();
+            let e = b
+                .put(FileType::Snapshot, &name(1), Bytes::from_static(b"s"))
+                .await
+                .expect_err("timed out");
+            assert!(start.elapsed() >= delay);
+            assert!(e.to_string().contains("timed out"), "{e}");
+            assert!(
+                inner
+                    .exists(FileType::Snapshot, &name(1))
+                    .await
+                    .expect("exists")
+                    .is_some()
+            );
+            plan.timeout_at(1, delay, false);
+            b.put(FileType::Snapshot, &name(2), Bytes::from_static(b"s"))
+                .await
+                .expect_err("timed out");
+            assert!(
+                inner
+                    .exists(FileType::Snapshot, &name(2))
+                    .await
+                    .expect("exists")
+                    .is_none()
+            );
+            plan.timeout_at(2, delay, true);
+            assert!(
+                b.list(FileType::Snapshot).await.is_err(),
+                "reads time out too"
+            );
+            plan.disarm();
+            plan.timeouts(1.0, 3, Duration::ZERO, true);
+            assert!(b.list(FileType::Snapshot).await.is_ok(), "reads are spared");
+            assert!(b.delete(FileType::Snapshot, &name(1)).await.is_err());
+        });
+        assert_eq!(plan.counts().timed_out, 4);
+    }
+
+    #[test]
+    fn shuffled_listings_keep_the_entries() {
+        let (_inner, b, plan) = memory();
+        let orders = rt().block_on(async {
+            for i in 0..20 {
+                b.put(FileType::Index, &name(i), Bytes::from_static(b"i"))
+                    .await
+                    .expect("put");
+            }
+            let plain = b.list(FileType::Index).await.expect("list");
+            plan.shuffle_listings(5);
+            let mut orders = Vec::new();
+            for _ in 0..3 {
+                let l = b.list(FileType::Index).await.expect("list");
+                let mut sorted = l.clone();
+                sorted.sort();
+                let mut want = plain.clone();
+                want.sort();
+                assert_eq!(sorted, want);
+                orders.push(l.into_iter().map(|i| i.name).collect::<Vec<_>>());
+            }
+            orders
+        });
+        assert_ne!(orders[0], orders[1], "each listing has its own order");
+        // The same seed gives the same orders.
+        let (_inner, b, plan) = memory();
+        let again = rt().block_on(async {
+            for i in 0..20 {
+                b.put(FileType::Index, &name(i), Bytes::from_static(b"i"))
+                    .await
+                    .expect("put");
+            }
+            plan.shuffle_listings(5);
+            b.list(FileType::Index).await.expect("list")
+        });
+        let mut a: Vec<_> = again.into_iter().map(|i| i.name).collect();
+        assert_eq!(a, orders[0]);
+        a.sort();
+        assert_ne!(a, orders[0]);
+    }
+
+    #[test]
+    fn passing_time_ages_the_objects_stored_before() {
+        let (_inner, b, plan) = memory();
+        let hour = Duration::from_secs(3600);
+        let ns = |d: Duration| i64::try_from(d.as_nanos()).expect("fits");
+        rt().block_on(async {
+            let stat = |n: u64| {
+                let b = Arc::clone(&b);
+                async move {
+                    b.stat(FileType::Plan, &name(n))
+                        .await
+                        .expect("stat")
+                        .expect("exists")
+                        .modified
+                        .expect("memory reports times")
+                }
+            };
+            b.put(FileType::Plan, &name(1), Bytes::from_static(b"p"))
+                .await
+                .expect("put");
+            let t1 = stat(1).await;
+            plan.pass_time(hour);
+            b.put(FileType::Plan, &name(2), Bytes::from_static(b"p"))
+                .await
+                .expect("put");
+            let t2 = stat(2).await;
+            assert!(
+                t2 - stat(1).await >= ns(hour),
+                "the old object is an hour older"
+            );
+            assert!(stat(1).await <= t1 - ns(hour));
+            plan.disarm().pass_time(hour);
+            assert!(stat(1).await <= t1 - 2 * ns(hour));
+            assert!(stat(2).await <= t2 - ns(hour));
+            let listed = b.list(FileType::Plan).await.expect("list");
+            let old = listed.iter().find(|i| i.name == name(1)).expect("listed");
+            assert_eq!(old.modified, Some(stat(1).await));
+            // A deleted and rewritten object is new again.
+            b.delete(FileType::Plan, &name(1)).await.expect("delete");
+            b.put(FileType::Plan, &name(1), Bytes::from_static(b"p"))
+                .await
+                .expect("put");
+            assert!(stat(1).await > t2);
         });
     }
 }

@@ -48,7 +48,22 @@ pub fn for_each_index(
         let keys = &keys;
         let backend = &backend;
         let mut stream = futures::stream::iter(ids.into_iter().map(|id| async move {
-            let bytes = get_verified(&**backend, FileType::Index, &id.0).await?;
+            let bytes = get_verified(&**backend, FileType::Index, &id.0)
+                .await
+                .map_err(|e| {
+                    if e.kind() == crate::ErrorKind::Corrupt {
+                        Error::with_source(
+                            e.kind(),
+                            format!(
+                                "index file {} is damaged; prune needs a sound index (run `cairn repair index`)",
+                                id.0.short()
+                            ),
+                            e,
+                        )
+                    } else {
+                        e
+                    }
+                })?;
             let file = IndexFile::decode(keys, &bytes).map_err(|e| {
                 Error::format(
                     format!(
