@@ -40,13 +40,15 @@ async fn conformance_local_via_open_backend_without_init_layout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_memory() {
     conformance(open_backend("memory://").expect("open")).await;
+    conformance::large_pack(&*open_backend("memory://").expect("open")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_object_store_local_file_system() {
     let dir = tempfile::tempdir().expect("tempdir");
     let b = open_backend(&format!("object+file://{}", dir.path().display())).expect("open");
-    conformance(b).await;
+    conformance(b.clone()).await;
+    conformance::large_pack(&*b).await;
 }
 
 // ---------------------------------------------------------------------------------------------

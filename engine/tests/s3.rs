@@ -84,6 +84,7 @@ async fn s3_conformance() {
     let b = open_backend(&format!("s3://{bucket}/some/prefix")).expect("open s3 with prefix");
     assert_eq!(b.location(), format!("s3://{bucket}/some/prefix"));
     let root = open_backend(&format!("s3://{bucket}")).expect("open s3");
+    conformance::large_pack(&*root).await;
     if server_is_create_only() {
         conformance::conformance(b).await;
         conformance::conformance(root).await;

@@ -8,13 +8,18 @@
 //!   store that reports the conflict as `AlreadyExists` or `Precondition` gives
 //!   [`BackendErrorKind::AlreadyExists`]. Stores without conditional writes cannot keep the
 //!   create-only contract; that is a property of the store, checked by the conformance suite.
+//! - Packs of at least [`MULTIPART_THRESHOLD`] bytes (only with a `data_pack_size` configured
+//!   above it; the default is 16 MiB) are uploaded in parts of [`PART_SIZE`], a few at once, and
+//!   completed as one object; an upload that fails is aborted. A completed multipart upload
+//!   overwrites (object_store completes it unconditionally), which is harmless for packs only:
+//!   a pack's name is the hash of its bytes, so any two writers of one name write the same bytes.
 //! - `list` lists the type's prefix recursively and keeps only names at the right depth (packs:
 //!   `data/<shard>/<name>` with a matching shard), skipping names that start with a dot.
 
 use std::sync::Arc;
 
 use ::object_store::path::Path as StorePath;
-use ::object_store::{ObjectStore, PutMode, PutPayload};
+use ::object_store::{ObjectStore, PutMode, PutPayload, WriteMultipart};
 use bytes::Bytes;
 use futures::TryStreamExt;
 
@@ -22,6 +27,16 @@ use super::{
     Backend, BackendError, BackendErrorKind, CONFIG_NAME, FileType, ObjectInfo, check_name,
     range_end, range_past_end, shard_of,
 };
+
+/// Packs at least this large are uploaded in parts.
+pub const MULTIPART_THRESHOLD: usize = 64 << 20;
+
+/// The size of each part of a multipart upload (S3's minimum is 5 MiB; the last part may be
+/// smaller).
+pub const PART_SIZE: usize = 16 << 20;
+
+/// Parts of one upload in flight at once.
+const PARTS_IN_FLIGHT: usize = 4;
 
 /// A repository in an [`ObjectStore`], under a prefix.
 #[derive(Debug, Clone)]
@@ -67,6 +82,43 @@ impl ObjectStoreBackend {
     fn err(&self, e: ::object_store::Error, op: &'static str, rel: &str) -> BackendError {
         map_error(e, op, rel, &self.location)
     }
+
+    /// Uploads `data` to `path` in parts of [`PART_SIZE`], [`PARTS_IN_FLIGHT`] at once; aborts
+    /// the upload (so no parts linger in the bucket) when a part or the completion fails.
+    async fn put_in_parts(
+        &self,
+        path: &StorePath,
+        rel: &str,
+        data: Bytes,
+    ) -> Result<(), BackendError> {
+        let upload = self
+            .store
+            .put_multipart(path)
+            .await
+            .map_err(|e| self.err(e, "write", rel))?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut at = 0;
+        while at < data.len() {
+            if let Err(e) = w.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                // The abort's own failure only leaves parts the bucket's lifecycle rules expire.
+                let _ = w.abort().await;
+                return Err(self.err(e, "write", rel));
+            }
+            let end = (at + PART_SIZE).min(data.len());
+            w.put(data.slice(at..end));
+            at = end;
+        }
+        // finish() aborts when the completion fails, not when a part does: wait for the parts
+        // here first.
+        if let Err(e) = w.wait_for_capacity(0).await {
+            let _ = w.abort().await;
+            return Err(self.err(e, "write", rel));
+        }
+        w.finish()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e, "write", rel))
+    }
 }
 
 /// Maps an `object_store` error to a [`BackendError`] of the matching kind.
@@ -105,6 +157,11 @@ impl Backend for ObjectStoreBackend {
     async fn put(&self, t: FileType, name: &str, data: Bytes) -> Result<(), BackendError> {
         check_name(t, name, "write", &self.location)?;
         let rel = t.path(name);
+        if t == FileType::Pack && data.len() >= MULTIPART_THRESHOLD {
+            return self
+                .put_in_parts(&self.object_path(t, name), &rel, data)
+                .await;
+        }
         self.store
             .put_opts(
                 &self.object_path(t, name),

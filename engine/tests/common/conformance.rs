@@ -467,3 +467,42 @@ async fn concurrent_same_name_puts(b: Arc<dyn Backend>) {
     assert_eq!(sorted_list(&*b, FileType::Snapshot).await.len(), 1);
     b.delete(FileType::Snapshot, &name).await.expect("delete");
 }
+
+/// A pack larger than [`engine::backend::object_store::MULTIPART_THRESHOLD`], which object stores
+/// upload in parts: it reads back whole and in ranges that cross part boundaries, lists and
+/// stats with its size, and a second writer of the same (content-named) pack does no harm.
+pub async fn large_pack(b: &dyn Backend) {
+    use engine::backend::object_store::{MULTIPART_THRESHOLD, PART_SIZE};
+    let len = MULTIPART_THRESHOLD + PART_SIZE / 2 + 17;
+    let name = id_name(0x7e, 9);
+    let data = payload(77, len);
+    b.put(FileType::Pack, &name, data.clone())
+        .await
+        .expect("put a large pack");
+    let back = b.get(FileType::Pack, &name).await.expect("get");
+    assert!(back == data, "the large pack reads back different bytes");
+    for offset in [0, PART_SIZE - 5, 2 * PART_SIZE - 1, len - 10] {
+        let got = b
+            .get_range(FileType::Pack, &name, offset as u64, 10)
+            .await
+            .expect("range");
+        assert_eq!(&got[..], &data[offset..offset + 10], "range at {offset}");
+    }
+    assert_eq!(
+        b.exists(FileType::Pack, &name).await.expect("exists"),
+        Some(len as u64)
+    );
+    let listed = b.list(FileType::Pack).await.expect("list");
+    assert!(
+        listed
+            .iter()
+            .any(|o| o.name == name && o.size == len as u64),
+        "{listed:?}"
+    );
+    match b.put(FileType::Pack, &name, data.clone()).await {
+        Ok(()) => {}
+        Err(e) => assert_eq!(e.kind(), BackendErrorKind::AlreadyExists, "{e}"),
+    }
+    assert!(b.get(FileType::Pack, &name).await.expect("get") == data);
+    b.delete(FileType::Pack, &name).await.expect("delete");
+}
