@@ -50,7 +50,9 @@ fn main() -> ExitCode {
             default_hook(info);
         }
     }));
-    match std::panic::catch_unwind(run_cli) {
+    let cli = Cli::parse();
+    let output_only = output_only(&cli.command);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_cli(&cli))) {
         Ok(code) => code,
         Err(panic) => {
             let msg = panic
@@ -61,7 +63,7 @@ fn main() -> ExitCode {
             let Some(cause) = msg.strip_prefix(STDOUT_PANIC) else {
                 std::panic::resume_unwind(panic);
             };
-            if cause.starts_with("Broken pipe") {
+            if cause.starts_with("Broken pipe") && output_only {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: cannot write the output\n  caused by: {cause}");
@@ -70,8 +72,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_cli() -> ExitCode {
-    let cli = Cli::parse();
+/// Commands whose only effect is their output: they may stop quietly when the reader goes away
+/// (`cairn ls | head`). Any other command stopped by a closed pipe did not finish its work (e.g.
+/// `run` writes its metrics file after printing its table), so for them that is an error.
+fn output_only(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Snapshots(_)
+            | Command::Ls(_)
+            | Command::Diff(_)
+            | Command::Find(_)
+            | Command::Stats(_)
+            | Command::Dump(_)
+            | Command::Cat(_)
+    )
+}
+
+fn run_cli(cli: &Cli) -> ExitCode {
     let result = match &cli.command {
         Command::Init(a) => commands::init::run(&cli.global, a),
         Command::Backup(a) => commands::backup::run(&cli.global, a),
@@ -101,7 +118,7 @@ fn run_cli() -> ExitCode {
         Ok(Outcome::Partial) => ExitCode::from(1),
         Err(e) => {
             // A closed pipe (`cairn dump … | head`) is how the reader says "enough", not an error.
-            if e.chain().any(is_broken_pipe) {
+            if output_only(&cli.command) && e.chain().any(is_broken_pipe) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e}");

@@ -54,6 +54,12 @@ pub fn read_password_as(
         return from_command(cmd);
     }
     if let Some(p) = std::env::var_os(names.env) {
+        if p.is_empty() {
+            bail!(
+                "{} is set but empty: an empty password is not allowed (unset it, or give a password)",
+                names.env
+            );
+        }
         return Ok(p.into_encoded_bytes());
     }
     if std::io::stderr().is_terminal() {

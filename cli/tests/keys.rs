@@ -191,6 +191,28 @@ fn the_new_password_never_comes_from_the_repository_password() {
     assert_success("cairn key add with CAIRN_NEW_PASSWORD", &out);
     assert_eq!(keys(&repo, "from the environment").len(), 2);
 
+    // A variable that is set but empty is refused, like an empty file or prompt.
+    let out = repo
+        .command(&[
+            "key",
+            "passwd",
+            "--kdf-memory-kib",
+            "8",
+            "--kdf-iterations",
+            "1",
+        ])
+        .env("CAIRN_NEW_PASSWORD", "")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cairn key passwd");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("CAIRN_NEW_PASSWORD is set but empty"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(keys(&repo, PASSWORD).len(), 2, "nothing was replaced");
+
     // There is no flag that takes a password in clear.
     let out = run_as(&repo, PASSWORD, &["key", "add", "--new-password", "x"]);
     assert_eq!(out.status.code(), Some(2));

@@ -258,8 +258,45 @@ pub fn remove_key(repo: &Repository, id: &Id) -> Result<()> {
             ),
         ));
     }
+    // Two removals opened with different keys can each remove the other's key between their
+    // checks and their deletes, leaving none. Keep this session's key file in hand, and put it
+    // back if it vanished meanwhile: the repository then always keeps at least this key.
+    let current_hex = current.to_hex();
+    let current_bytes = repo
+        .block_on(repo.backend().get(FileType::Key, &current_hex))
+        .map_err(|e| Error::backend(format!("cannot read keys/{current_hex} in {loc}"), e))?;
     repo.block_on(repo.backend().delete(FileType::Key, &hex))
-        .map_err(|e| Error::backend(format!("cannot delete keys/{hex} in {loc}"), e))
+        .map_err(|e| Error::backend(format!("cannot delete keys/{hex} in {loc}"), e))?;
+    if repo
+        .block_on(repo.backend().exists(FileType::Key, &current_hex))
+        .map_err(|e| Error::backend(format!("cannot check keys/{current_hex} in {loc}"), e))?
+        .is_none()
+    {
+        repo.block_on(
+            repo.backend()
+                .put(FileType::Key, &current_hex, current_bytes),
+        )
+        .map_err(|e| {
+            Error::backend(
+                format!(
+                    "key {} was removed by another process while key {} was being removed, and                      cannot be written back to {loc}/keys: add a key with `cairn key add` now",
+                    current.short(),
+                    id.short()
+                ),
+                e,
+            )
+        })?;
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "another process removed key {} (this session's) while key {} was being removed;                  key {} was written back so a key remains: run `cairn key list`",
+                current.short(),
+                id.short(),
+                current.short()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Replaces the key that opened the repository with a new one for `new_password`: writes the

@@ -342,3 +342,98 @@ fn bad_options_write_nothing() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert_eq!(key_ids(&repo), vec![*repo.key_id()]);
 }
+
+/// Simulates another process that removes this session's key between this removal's checks and
+/// its delete: the first delete of a key file removes `also` first.
+#[derive(Debug)]
+struct RacingRemover {
+    inner: Arc<dyn Backend>,
+    also: std::sync::Mutex<Option<String>>,
+}
+
+#[async_trait::async_trait]
+impl Backend for RacingRemover {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    async fn put(
+        &self,
+        t: FileType,
+        name: &str,
+        data: Bytes,
+    ) -> Result<(), engine::backend::BackendError> {
+        self.inner.put(t, name, data).await
+    }
+    async fn get(&self, t: FileType, name: &str) -> Result<Bytes, engine::backend::BackendError> {
+        self.inner.get(t, name).await
+    }
+    async fn get_range(
+        &self,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, engine::backend::BackendError> {
+        self.inner.get_range(t, name, offset, len).await
+    }
+    async fn list(
+        &self,
+        t: FileType,
+    ) -> Result<Vec<engine::backend::ObjectInfo>, engine::backend::BackendError> {
+        self.inner.list(t).await
+    }
+    async fn delete(&self, t: FileType, name: &str) -> Result<(), engine::backend::BackendError> {
+        let also = self.also.lock().expect("lock").take();
+        if let (FileType::Key, Some(other)) = (t, also) {
+            self.inner.delete(t, &other).await?;
+        }
+        self.inner.delete(t, name).await
+    }
+    async fn stat(
+        &self,
+        t: FileType,
+        name: &str,
+    ) -> Result<Option<engine::backend::ObjectInfo>, engine::backend::BackendError> {
+        self.inner.stat(t, name).await
+    }
+}
+
+/// Two removals opened with different keys, each removing the other's key at the same time,
+/// must not leave the repository without a key: the session's key is written back.
+#[test]
+fn racing_removals_never_leave_no_key() {
+    let env = env();
+    let first = {
+        let repo = env.open();
+        add_key(&repo, b"second password", &opts()).expect("add");
+        *repo.key_id()
+    };
+    let local: Arc<dyn Backend> = Arc::new(LocalBackend::new(std::path::Path::new(&env.repo_path)));
+    let racing = Arc::new(RacingRemover {
+        inner: local,
+        also: std::sync::Mutex::new(None),
+    });
+    // This session opened with the second key and removes the first; "another process"
+    // (opened with the first) removes the second at the same moment.
+    let repo = Repository::open_with_backend(
+        racing.clone(),
+        &env.repo_path,
+        b"second password",
+        &OpenOptions {
+            cache_dir: Some(env.cache.clone()),
+        },
+    )
+    .expect("open with the second key");
+    let second = *repo.key_id();
+    assert_ne!(first, second);
+    *racing.also.lock().expect("lock") = Some(second.to_hex());
+    let e = remove_key(&repo, &first).expect_err("the race is reported");
+    assert!(e.to_string().contains("written back"), "{e}");
+    assert_eq!(
+        key_ids(&repo),
+        vec![second],
+        "this session's key was put back"
+    );
+    drop(repo);
+    open_with(&env, b"second password").expect("the remaining key opens");
+}
