@@ -500,6 +500,15 @@ impl Repository {
             &self.location,
             &listed,
             all.iter().map(|(id, s)| (*id, s.time_ns)),
+            // The recorded snapshot, missing from the listing: gone, or written by another
+            // process on this machine after the listing began? A storage error is no answer
+            // (no warning; the next listing asks again).
+            |id| {
+                !matches!(
+                    self.block_on(self.backend.exists(FileType::Snapshot, &id.0.to_hex())),
+                    Ok(None)
+                )
+            },
         );
         self.note_rollback(warning);
         Ok((all, vanished))

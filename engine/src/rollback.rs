@@ -13,22 +13,35 @@
 //! | this machine writes a snapshot ([`Repository::save_snapshot`]) | [`observe_written`]: advances to it if it is newer |
 //! | this machine deletes snapshots (`forget`, the old version `protect` replaces, a backup undone by prune's guard) | [`forgetting`]: if the recorded one is among them, it is marked *forgotten here* |
 //!
-//! When a listing no longer holds the recorded snapshot, no snapshot is at least as new (a
-//! `protect` rewrite keeps the time, so it is not a rollback), and this machine did not forget
-//! it, the listing yields a [`RollbackWarning`]. It is a warning, not an error: another machine
-//! may have forgotten the snapshot legitimately. Either way the state then moves to the newest
-//! snapshot listed now, so one removal warns once.
+//! When a listing no longer holds the recorded snapshot, a lookup of that one snapshot does not
+//! find it either, no snapshot is at least as new (a `protect` rewrite keeps the time, so it is
+//! not a rollback), and this machine did not forget it, the listing yields a
+//! [`RollbackWarning`]. It is a warning, not an error: another machine may have forgotten the
+//! snapshot legitimately. Either way the state then moves to the newest snapshot listed now, so
+//! one removal warns once.
 //!
-//! Limits: a machine that never saw the newer snapshot cannot tell it is gone; and the state is
-//! one snapshot, so rolling back to an older state that still holds the recorded snapshot (only
-//! newer ones that this machine never listed are gone) is not noticed.
+//! Limits: a machine that never saw the newer snapshot cannot tell it is gone; the state is one
+//! snapshot, so rolling back to an older state that still holds the recorded snapshot (only
+//! newer ones that this machine never listed are gone) is not noticed; and a storage that keeps
+//! the recorded snapshot but leaves it out of listings is not noticed either (that is what a
+//! listing overlapping a backup on this machine looks like).
 //!
 //! The state is a cache like the index cache: a missing, unreadable or malformed file is no
 //! error, only no warning (and the next listing writes a fresh one); a file that cannot be
 //! written only weakens detection, so write failures are ignored too. Writes go to a temporary
 //! file renamed over the state, so a reader never sees half a file. Two cairn processes may
 //! race on it; a write is skipped when the file changed since it was read, so a concurrent
-//! `forget` is not overwritten by a listing taken before it.
+//! `forget` is not overwritten by a listing taken before it. That re-read, the comparison and
+//! the rename happen under a lock file (`newest-snapshot.lock`, created exclusively; a lock
+//! older than 30 s is taken as left by a crash); a write that cannot get the lock within about
+//! 200 ms is skipped.
+//!
+//! A listing may also overlap another process's backup on this machine, which records its new
+//! snapshot while the listing (taken before) lacks it. So a recorded snapshot missing from a
+//! listing, with nothing newer listed, is looked up once more on its own (one `stat`) before
+//! it counts as gone; while it exists, the state neither warns nor goes back. A *forgotten
+//! here* mark likewise stays while the snapshot is still there (a `forget` may be between
+//! marking and deleting) and is dropped only when the state advances.
 //!
 //! [`Repository::list_snapshots`]: crate::repository::Repository::list_snapshots
 //! [`Repository::save_snapshot`]: crate::repository::Repository::save_snapshot
@@ -161,13 +174,17 @@ struct Assessment {
     next: Option<Option<SeenSnapshot>>,
 }
 
-/// The pure rule. `listed` is every name under `snapshots/` (damaged ones too: a damaged
-/// snapshot is reported as damage, not as rolled back); `loaded` are the id and time of each
-/// snapshot that loaded.
+/// The rule. `listed` is every name under `snapshots/` (damaged ones too: a damaged snapshot is
+/// reported as damage, not as rolled back); `loaded` are the id and time of each snapshot that
+/// loaded. `still_there` is asked (at most once) whether the recorded snapshot exists after
+/// all, when the listing lacks it and the state would otherwise go back: a listing that
+/// overlaps a backup of another process on this machine lacks the snapshot that process wrote
+/// and recorded meanwhile.
 fn assess(
     seen: Option<&SeenSnapshot>,
     listed: &HashSet<Id>,
     loaded: &[(SnapshotId, i64)],
+    still_there: impl FnOnce(SnapshotId) -> bool,
 ) -> Assessment {
     let newest = loaded
         .iter()
@@ -179,19 +196,17 @@ fn assess(
             next: newest.map(Some),
         };
     };
-    if listed.contains(&seen.id.0) {
-        // Still there: advance, never go back (the newest that loads may be older, when the
-        // recorded one is damaged). A stale "forgotten here" mark (the deletion failed) is
-        // dropped.
-        let next = match newest {
-            Some(n) if n.key() > seen.key() => Some(Some(n)),
-            _ if seen.forgotten_here => Some(Some(SeenSnapshot {
-                forgotten_here: false,
-                ..*seen
-            })),
-            _ => None,
+    let newer = newest.filter(|n| n.key() > seen.key());
+    if newer.is_some() || listed.contains(&seen.id.0) || still_there(seen.id) {
+        // Still there (or superseded by a newer one): advance, never go back (the newest that
+        // loads may be older, when the recorded one is damaged or was written after the
+        // listing began). A "forgotten here" mark stays until the state advances: a `forget`
+        // in progress may not have deleted the snapshot yet, and a stale mark (the deletion
+        // failed) only spares one warning for a snapshot this machine meant to delete.
+        return Assessment {
+            gone: None,
+            next: newer.map(Some),
         };
-        return Assessment { gone: None, next };
     }
     let replaced = loaded.iter().any(|&(_, t)| t >= seen.time_ns);
     Assessment {
@@ -207,9 +222,68 @@ pub fn load(dir: &Path) -> Option<SeenSnapshot> {
     SeenSnapshot::decode(&text)
 }
 
+/// The lock file that makes [`store`]'s read-compare-replace one step among cairn processes.
+const LOCK_FILE: &str = "newest-snapshot.lock";
+
+/// How often, and how long apart, [`store`] tries to take the lock before it gives up.
+const LOCK_TRIES: u32 = 40;
+const LOCK_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// A lock older than this was left by a process that died holding it.
+const LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Holds [`LOCK_FILE`]; removes it when dropped.
+struct StateLock(std::path::PathBuf);
+
+impl StateLock {
+    /// Takes the lock, waiting up to `LOCK_TRIES * LOCK_PAUSE`; `None` when it cannot (held
+    /// too long, or the directory is not writable).
+    fn take(dir: &Path) -> Option<StateLock> {
+        let path = dir.join(LOCK_FILE);
+        for _ in 0..LOCK_TRIES {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(_) => return Some(StateLock(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let stale = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > LOCK_STALE);
+                    if stale {
+                        let _ = std::fs::remove_file(&path);
+                    } else {
+                        std::thread::sleep(LOCK_PAUSE);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Replaces the state file with `next` (`None` removes it), unless it no longer holds
-/// `expected` (another process changed it meanwhile: its newer view wins). Best effort.
+/// `expected` (another process changed it meanwhile: its newer view wins). Best effort: the
+/// read, the comparison and the replacement happen under [`LOCK_FILE`]; when the lock cannot
+/// be taken (another process holds it for long, the directory is not writable), the write is
+/// skipped.
 fn store(dir: &Path, expected: Option<&SeenSnapshot>, next: Option<&SeenSnapshot>) {
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let Some(_lock) = StateLock::take(dir) else {
+        return;
+    };
     if load(dir).as_ref() != expected {
         return;
     }
@@ -226,12 +300,12 @@ fn store(dir: &Path, expected: Option<&SeenSnapshot>, next: Option<&SeenSnapshot
         std::process::id(),
         hex::encode(salt)
     ));
-    let written = std::fs::create_dir_all(dir).and_then(|()| {
+    let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(next.encode().as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)
-    });
+    })();
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -240,16 +314,20 @@ fn store(dir: &Path, expected: Option<&SeenSnapshot>, next: Option<&SeenSnapshot
 /// Compares a listing of every snapshot with the state in the cache directory `dir`, updates
 /// the state, and returns a warning when the newest snapshot seen before is gone (see the
 /// module docs). `listed` holds every name the listing found, `loaded` the id and time of
-/// each snapshot that loaded.
+/// each snapshot that loaded. `still_there` checks the repository for one snapshot (one
+/// `stat`); it is called only when the recorded snapshot is not listed and nothing newer is,
+/// and should answer `true` when it cannot tell (a storage error): no warning, and the next
+/// listing asks again.
 pub fn observe_listing(
     dir: &Path,
     location: &str,
     listed: &HashSet<Id>,
     loaded: impl IntoIterator<Item = (SnapshotId, i64)>,
+    still_there: impl FnOnce(SnapshotId) -> bool,
 ) -> Option<RollbackWarning> {
     let loaded: Vec<(SnapshotId, i64)> = loaded.into_iter().collect();
     let seen = load(dir);
-    let a = assess(seen.as_ref(), listed, &loaded);
+    let a = assess(seen.as_ref(), listed, &loaded, still_there);
     if let Some(next) = &a.next {
         store(dir, seen.as_ref(), next.as_ref());
     }
@@ -274,8 +352,8 @@ pub fn observe_written(dir: &Path, id: SnapshotId, time_ns: i64) {
 
 /// This machine is about to delete the snapshots `ids` on purpose: if the recorded one is
 /// among them, marks it so that its absence gives no warning. Call before deleting (a crash
-/// in between then costs no false warning; a mark left on a snapshot that is still there is
-/// dropped by the next listing).
+/// in between then costs no false warning; a mark left on a snapshot that is still there
+/// stays until the state advances to a newer snapshot).
 pub fn forgetting(dir: &Path, ids: &[SnapshotId]) {
     let Some(seen) = load(dir) else {
         return;
@@ -295,6 +373,11 @@ mod tests {
 
     fn id(b: u8) -> SnapshotId {
         SnapshotId(Id([b; 32]))
+    }
+
+    /// The `still_there` of a repository that does not have the snapshot.
+    fn gone(_: SnapshotId) -> bool {
+        false
     }
 
     fn listing(items: &[(u8, i64)]) -> (HashSet<Id>, Vec<(SnapshotId, i64)>) {
@@ -326,18 +409,18 @@ mod tests {
         let seen = SeenSnapshot::new(id(2), 20);
         // Nothing recorded: record the newest, no warning.
         let (l, s) = listing(&[(1, 10), (2, 20)]);
-        let a = assess(None, &l, &s);
+        let a = assess(None, &l, &s, gone);
         assert_eq!((a.gone, a.next), (None, Some(Some(seen))));
         // Still there, nothing newer: nothing to do.
-        assert_eq!(assess(Some(&seen), &l, &s).next, None);
+        assert_eq!(assess(Some(&seen), &l, &s, gone).next, None);
         // A newer one: advance.
         let (l, s) = listing(&[(1, 10), (2, 20), (3, 30)]);
-        let a = assess(Some(&seen), &l, &s);
+        let a = assess(Some(&seen), &l, &s, gone);
         assert_eq!(a.next, Some(Some(SeenSnapshot::new(id(3), 30))));
         assert_eq!(a.gone, None);
         // Gone, only older ones left: a warning, then the state moves to the newest.
         let (l, s) = listing(&[(1, 10)]);
-        let a = assess(Some(&seen), &l, &s);
+        let a = assess(Some(&seen), &l, &s, gone);
         assert_eq!(a.gone, Some(seen));
         assert_eq!(a.next, Some(Some(SeenSnapshot::new(id(1), 10))));
         // Gone, but forgotten here: no warning.
@@ -345,18 +428,34 @@ mod tests {
             forgotten_here: true,
             ..seen
         };
-        assert_eq!(assess(Some(&forgotten), &l, &s).gone, None);
+        assert_eq!(assess(Some(&forgotten), &l, &s, gone).gone, None);
         // Gone, but one as new replaced it (a protect rewrite): no warning.
         let (l, s) = listing(&[(1, 10), (4, 20)]);
-        assert_eq!(assess(Some(&seen), &l, &s).gone, None);
+        assert_eq!(assess(Some(&seen), &l, &s, gone).gone, None);
         // Gone and nothing left: a warning, and the state is removed.
-        let a = assess(Some(&seen), &HashSet::new(), &[]);
+        let a = assess(Some(&seen), &HashSet::new(), &[], gone);
         assert_eq!((a.gone, a.next), (Some(seen), Some(None)));
         // Listed but damaged (not loaded): not gone, and the state does not go back.
         let (mut l, s) = listing(&[(1, 10)]);
         l.insert(id(2).0);
-        let a = assess(Some(&seen), &l, &s);
+        let a = assess(Some(&seen), &l, &s, gone);
         assert_eq!((a.gone, a.next), (None, None));
+        // Not listed but still there (written after the listing began): no warning, and the
+        // state does not go back.
+        let (l, s) = listing(&[(1, 10)]);
+        let a = assess(Some(&seen), &l, &s, |i| i == id(2));
+        assert_eq!((a.gone, a.next), (None, None));
+        // Not listed, a newer one is: advance without asking.
+        let (l, s) = listing(&[(3, 30)]);
+        let a = assess(Some(&seen), &l, &s, |_| unreachable!("not asked"));
+        assert_eq!(a.next, Some(Some(SeenSnapshot::new(id(3), 30))));
+        // A "forgotten here" mark stays while the snapshot is listed (a forget in progress) ...
+        let (l, s) = listing(&[(1, 10), (2, 20)]);
+        assert_eq!(assess(Some(&forgotten), &l, &s, gone).next, None);
+        // ... and goes when the state advances.
+        let (l, s) = listing(&[(2, 20), (3, 30)]);
+        let a = assess(Some(&forgotten), &l, &s, gone);
+        assert_eq!(a.next, Some(Some(SeenSnapshot::new(id(3), 30))));
     }
 
     #[test]
@@ -364,26 +463,30 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let (l, s) = listing(&[(1, 10), (2, 20)]);
-        assert_eq!(observe_listing(d, "repo", &l, s.clone()), None);
+        assert_eq!(observe_listing(d, "repo", &l, s.clone(), gone), None);
         assert_eq!(load(d), Some(SeenSnapshot::new(id(2), 20)));
         let (l, s) = listing(&[(1, 10)]);
-        let w = observe_listing(d, "repo", &l, s.clone()).expect("a warning");
+        let w = observe_listing(d, "repo", &l, s.clone(), gone).expect("a warning");
         assert_eq!(w.missing, id(2));
         assert_eq!(w.newest_now, Some((id(1), 10)));
         assert!(w.to_string().contains("is gone from the repository"), "{w}");
-        assert_eq!(observe_listing(d, "repo", &l, s.clone()), None, "only once");
+        assert_eq!(
+            observe_listing(d, "repo", &l, s.clone(), gone),
+            None,
+            "only once"
+        );
 
         observe_written(d, id(3), 30);
         observe_written(d, id(0), 5);
         assert_eq!(load(d), Some(SeenSnapshot::new(id(3), 30)));
         forgetting(d, &[id(9), id(3)]);
         assert!(load(d).is_some_and(|s| s.forgotten_here));
-        assert_eq!(observe_listing(d, "repo", &l, s.clone()), None);
+        assert_eq!(observe_listing(d, "repo", &l, s.clone(), gone), None);
         assert_eq!(load(d), Some(SeenSnapshot::new(id(1), 10)));
 
         // A damaged state file is no error and is replaced.
         std::fs::write(d.join(STATE_FILE), b"garbage").expect("write");
-        assert_eq!(observe_listing(d, "repo", &l, s.clone()), None);
+        assert_eq!(observe_listing(d, "repo", &l, s.clone(), gone), None);
         assert_eq!(load(d), Some(SeenSnapshot::new(id(1), 10)));
     }
 }

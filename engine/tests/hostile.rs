@@ -15,7 +15,8 @@
 //!   file put in place;
 //! - a removed key file replayed: it opens again (SPEC §14: a removed key cannot be revoked);
 //! - the newest snapshot deleted to roll `latest` back: a warning from the machine that saw it
-//!   (`engine::rollback`), none after this machine's own `forget`, once after another's.
+//!   (`engine::rollback`), none after this machine's own `forget`, once after another's; none
+//!   from a listing that overlaps this machine's `forget` or backup in another process.
 //!
 //! The repositories are local directories: the attacker's moves are file operations.
 
@@ -775,6 +776,99 @@ fn forgets_here_and_rewrites_do_not_warn_but_another_machine_s_forget_does_once(
         Some(third),
         "another machine's forget warns here"
     );
+    repo.list_snapshots().expect("list");
+    assert_eq!(repo.rollback_warning(), None, "once");
+}
+
+/// A listing on this machine that runs while `forget` is between marking the recorded
+/// snapshot "forgotten here" and deleting it (a scheduled backup listing parents, `cairn
+/// snapshots`) keeps the mark: the deletion that follows gives no warning.
+#[test]
+fn a_listing_during_forget_keeps_the_forgotten_here_mark() {
+    let env = common::env();
+    let repo = env.open();
+    let _s1 = stream(&repo, b"one".to_vec());
+    let s2 = stream(&repo, b"two".to_vec());
+    repo.list_snapshots().expect("list");
+    assert!(repo.rollback_warning().is_none());
+    // forget (this machine) marks s2, then ...
+    engine::rollback::forgetting(repo.cache_dir(), &[s2]);
+    // ... another cairn process on this machine lists the snapshots, ...
+    let other = env.open();
+    other.list_snapshots().expect("list");
+    assert_eq!(other.rollback_warning(), None);
+    assert!(
+        engine::rollback::load(repo.cache_dir()).is_some_and(|s| s.id == s2 && s.forgotten_here),
+        "the mark stays while s2 is listed"
+    );
+    // ... and forget deletes s2.
+    repo.block_on(repo.backend().delete(FileType::Snapshot, &s2.0.to_hex()))
+        .expect("delete");
+    repo.list_snapshots().expect("list");
+    assert_eq!(
+        repo.rollback_warning().map(|w| w.to_string()),
+        None,
+        "this machine forgot it itself"
+    );
+    // A newer snapshot moves the state on and drops the mark.
+    let s3 = stream(&repo, b"three".to_vec());
+    repo.list_snapshots().expect("list");
+    assert_eq!(
+        engine::rollback::load(repo.cache_dir()).map(|s| (s.id, s.forgotten_here)),
+        Some((s3, false))
+    );
+}
+
+/// A listing that started before a concurrent backup on this machine wrote its snapshot (the
+/// backup's `observe_written` records it at once) and ends after that lacks the recorded
+/// snapshot; a lookup of that one snapshot finds it, so the listing neither warns nor moves
+/// the state back. E.g. `cairn status`/`cairn snapshots`/a monitoring job running while `cairn
+/// run` backs up.
+#[test]
+fn a_listing_that_overlaps_a_backup_does_not_warn() {
+    let env = common::env();
+    let repo = env.open();
+    let s1 = stream(&repo, b"one".to_vec());
+    // Process P1 lists: the names under snapshots/, then reads each (here: the one).
+    let listed: std::collections::HashSet<Id> = repo
+        .list_ids(FileType::Snapshot)
+        .expect("list")
+        .into_iter()
+        .collect();
+    let t1 = repo.load_snapshot(&s1).expect("load").time_ns;
+    // Meanwhile process P2 (same machine) finishes a backup.
+    let s2 = stream(&repo, b"two".to_vec());
+    // P1's listing completes and is compared with the state; the recorded snapshot is looked
+    // up on its own, as `Repository::list_snapshots` does.
+    let still_there = |id: SnapshotId| {
+        !matches!(
+            repo.block_on(repo.backend().exists(FileType::Snapshot, &id.0.to_hex())),
+            Ok(None)
+        )
+    };
+    let w = engine::rollback::observe_listing(
+        repo.cache_dir(),
+        "repo",
+        &listed,
+        [(s1, t1)],
+        still_there,
+    );
+    assert_eq!(
+        w.map(|w| w.missing),
+        None,
+        "s2 ({}) was written during the listing; nothing was rolled back",
+        s2.0.short()
+    );
+    assert_eq!(
+        engine::rollback::load(repo.cache_dir()).map(|s| s.id),
+        Some(s2),
+        "the state did not go back"
+    );
+    // A real deletion of s2 still warns, once.
+    repo.block_on(repo.backend().delete(FileType::Snapshot, &s2.0.to_hex()))
+        .expect("delete");
+    repo.list_snapshots().expect("list");
+    assert_eq!(repo.rollback_warning().map(|w| w.missing), Some(s2));
     repo.list_snapshots().expect("list");
     assert_eq!(repo.rollback_warning(), None, "once");
 }
