@@ -331,8 +331,8 @@ fn output_to_a_full_device_fails_with_a_clear_error() {
     }
 }
 
-/// A tmpfs of a few MiB, unmounted on drop; `None` (with the reason printed) when mounting is
-/// not permitted.
+/// A tmpfs of a few MiB, unmounted on drop; `None` when mounting is not permitted, after
+/// [`skip_or_fail`] (which fails the test under CI, where it runs as root and may mount).
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
@@ -345,14 +345,12 @@ impl Tmpfs {
         match out {
             Ok(o) if o.status.success() => Some(Tmpfs(dir.to_path_buf())),
             Ok(o) => {
-                eprintln!(
-                    "SKIPPED: {test}: cannot mount a tmpfs: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
+                let why = String::from_utf8_lossy(&o.stderr);
+                skip_or_fail(test, &format!("cannot mount a tmpfs: {}", why.trim()));
                 None
             }
             Err(e) => {
-                eprintln!("SKIPPED: {test}: cannot run mount: {e}");
+                skip_or_fail(test, &format!("cannot run mount: {e}"));
                 None
             }
         }

@@ -12,7 +12,8 @@
 //! - faults: a read-only restore target, an unreadable source file, a full repository (a tmpfs
 //!   when this process may mount one, and always an injected `ENOSPC`), a full restore target.
 //!
-//! Mounting needs root (CI runs as root); elsewhere those tests print why they did nothing.
+//! Mounting needs root (CI runs as root); elsewhere those tests print why they did nothing, and
+//! with `CI=true` they fail.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -145,36 +146,48 @@ fn is_root() -> bool {
     engine::host::uid() == 0
 }
 
+/// Prints why a test does nothing (it then returns), or panics under CI (`CI=true`): CI runs as
+/// root and may mount, so a test that cannot run there must make the run red, not pass.
+fn skip_or_fail(test: &str, reason: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    if ci {
+        panic!("{test}: {reason} (CI=true: a test that cannot run fails)");
+    }
+    eprintln!("SKIPPED: {test}: {reason}");
+}
+
 /// A tmpfs mounted at a directory for the life of the guard (unmounted on drop, also when the
-/// test panics). `None`, with the reason printed, when this process may not mount.
+/// test panics).
 struct Tmpfs {
     dir: PathBuf,
 }
 
 impl Tmpfs {
-    fn mount(dir: &Path, options: &str, test: &str) -> Option<Tmpfs> {
+    /// The mount, or why there is none (this process may not mount).
+    fn try_mount(dir: &Path, options: &str) -> Result<Tmpfs, String> {
         fs::create_dir_all(dir).expect("mount point");
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir)
             .output();
         match out {
-            Ok(o) if o.status.success() => Some(Tmpfs {
+            Ok(o) if o.status.success() => Ok(Tmpfs {
                 dir: dir.to_path_buf(),
             }),
-            Ok(o) => {
-                eprintln!(
-                    "SKIPPED: {test}: cannot mount a tmpfs ({}): {}",
-                    o.status,
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIPPED: {test}: cannot run mount: {e}");
-                None
-            }
+            Ok(o) => Err(format!(
+                "cannot mount a tmpfs ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => Err(format!("cannot run mount: {e}")),
         }
+    }
+
+    /// The mount for a test that needs one: `None` when there is none, after [`skip_or_fail`].
+    fn mount(dir: &Path, options: &str, test: &str) -> Option<Tmpfs> {
+        Self::try_mount(dir, options)
+            .inspect_err(|why| skip_or_fail(test, why))
+            .ok()
     }
 }
 
@@ -518,7 +531,10 @@ fn many_empty_files(n: u32, tmpfs: bool) {
     let place = env.root.join("fs");
     let mount = if tmpfs {
         let options = format!("size=256m,nr_inodes={}", 2 * n + 1000);
-        Tmpfs::mount(&place, &options, "many_empty_files")
+        // Only faster: without a mount the test runs on the disk.
+        Tmpfs::try_mount(&place, &options)
+            .inspect_err(|why| eprintln!("many_empty_files: on the disk: {why}"))
+            .ok()
     } else {
         None
     };
@@ -664,6 +680,87 @@ fn hard_links_are_restored_as_hard_links_and_stored_once() {
     assert_eq!(
         fs::metadata(only.join("src/sub/b")).expect("stat").nlink(),
         1
+    );
+}
+
+/// Restoring over an earlier restore in which two names were one file (hard links), or over a
+/// live tree whose names are links or symlinks to files elsewhere: each file job replaces the
+/// name, never writes through it. Writing through would give two separate files of the newer
+/// snapshot one content (and report success; `--verify` reads each file right after writing
+/// it, so it would not see the second write), or change a file outside the target.
+#[test]
+fn restoring_over_an_earlier_restore_with_hard_links_mixes_up_files() {
+    let env = env();
+    let src = env.root.join("src");
+    fs::create_dir_all(src.join("sub")).expect("mkdir");
+    // Small files (pack by pack) and large ones (the parallel path), each pair one file.
+    fs::write(src.join("a"), b"shared content of a and b\n").expect("write");
+    fs::hard_link(src.join("a"), src.join("b")).expect("link");
+    fs::write(src.join("big1"), Rng(21).bytes(6 << 20)).expect("write");
+    fs::hard_link(src.join("big1"), src.join("big2")).expect("link");
+    fs::write(src.join("sub/f"), b"in a directory").expect("write");
+    let repo = env.open();
+    let s1 = backup_paths(&repo, &[&src]);
+    // The second snapshot: every name its own file.
+    fs::remove_file(src.join("b")).expect("rm");
+    fs::write(src.join("b"), b"b is its own file now, with other bytes\n").expect("write");
+    fs::remove_file(src.join("big2")).expect("rm");
+    fs::write(src.join("big2"), Rng(22).bytes(5 << 20)).expect("write");
+    let s2 = backup_paths(&repo, &[&src]);
+
+    let target = env.root.join("target");
+    let restored = target.join("src");
+    let s = restore_into(&repo, &s1, &target).expect("restore 1");
+    assert!(s.failed.is_empty(), "{:?}", s.failed);
+    let ino = |p: &str| fs::metadata(restored.join(p)).expect("stat").ino();
+    assert_eq!(ino("a"), ino("b"), "the first restore links them");
+    assert_eq!(ino("big1"), ino("big2"));
+    let s = restore_into(&repo, &s2, &target).expect("restore 2");
+    assert!(s.failed.is_empty(), "{:?}", s.failed);
+    assert_eq!(
+        tree_of(&src),
+        tree_of(&restored),
+        "second snapshot over the first"
+    );
+    assert_ne!(ino("a"), ino("b"));
+    assert_ne!(ino("big1"), ino("big2"));
+
+    // Names in the target that lead outside it: symlinks to files and to a directory, and a
+    // hard link. The restore replaces each name; what is outside is not touched.
+    let outside = env.root.join("outside");
+    fs::create_dir_all(outside.join("dir")).expect("mkdir");
+    let files = ["small", "large", "linked", "dir/f"].map(|n| outside.join(n));
+    for f in &files {
+        fs::write(f, b"outside the target, must not change").expect("write");
+    }
+    for (name, to) in [("a", &files[0]), ("big1", &files[1])] {
+        fs::remove_file(restored.join(name)).expect("rm");
+        std::os::unix::fs::symlink(to, restored.join(name)).expect("symlink");
+    }
+    fs::remove_file(restored.join("b")).expect("rm");
+    fs::hard_link(&files[2], restored.join("b")).expect("link");
+    fs::remove_dir_all(restored.join("sub")).expect("rm");
+    std::os::unix::fs::symlink(outside.join("dir"), restored.join("sub")).expect("symlink");
+    let s = restore_into(&repo, &s2, &target).expect("restore 3");
+    assert!(s.failed.is_empty(), "{:?}", s.failed);
+    assert_eq!(
+        tree_of(&src),
+        tree_of(&restored),
+        "symlinks and links replaced"
+    );
+    for f in &files {
+        assert_eq!(
+            fs::read(f).expect("read"),
+            b"outside the target, must not change",
+            "{}",
+            f.display()
+        );
+    }
+    assert_eq!(fs::metadata(&files[2]).expect("stat").nlink(), 1);
+    assert_eq!(
+        fs::read_dir(outside.join("dir")).expect("read_dir").count(),
+        1,
+        "nothing restored into the directory outside"
     );
 }
 

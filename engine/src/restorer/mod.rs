@@ -289,7 +289,7 @@ fn walk_tree(
         match (&node.kind, sel) {
             (_, Selected::No) => {}
             (NodeKind::Dir { subtree }, _) => {
-                fs::create_dir_all(&path).map_err(|e| cannot_create("directory", &path, e))?;
+                create_dir(&path).map_err(|e| cannot_create("directory", &path, e))?;
                 summary.dirs += 1;
                 let subtree = *subtree;
                 // A damaged subtree fails what is below it, not the whole restore; storage
@@ -353,13 +353,42 @@ fn restore_file(repo: &Repository, job: &FileJob, progress: &dyn Progress) -> Re
         return Ok(0);
     };
     let path = &job.path;
-    let file = fs::File::create(path).map_err(|e| cannot_create("file", path, e))?;
+    let file = create_file(path).map_err(|e| cannot_create("file", path, e))?;
     let written = write_content(repo, job, content, &file, progress);
     if written.is_err() {
         // Never leave a partly written file that looks restored.
         let _ = fs::remove_file(path);
     }
     written
+}
+
+/// Creates a new, empty file at `path` for a file job, replacing what is there (what an earlier
+/// restore left, or a live tree's file). What is there is removed, never written through: it
+/// may be a hard link of another name in the target (or of a file outside it), or a symlink.
+/// `create_new` (`O_EXCL`) then fails, rather than follow or truncate anything, if a name
+/// appeared at `path` in between. A directory at `path` is left alone, and the job fails.
+fn create_file(path: &Path) -> std::io::Result<fs::File> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
+/// Makes the directory `path` of the snapshot, replacing a non-directory there (a file, or a
+/// symlink, even one to a directory: restoring through it would write outside the target).
+fn create_dir(path: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => fs::remove_file(path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    fs::create_dir(path)
 }
 
 /// Writes a created file's content and metadata.

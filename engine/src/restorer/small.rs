@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -24,7 +25,7 @@ use repo_format::{Content, NodeKind};
 
 use super::read::plan_reads;
 use super::sparse::write_sparse;
-use super::{FileJob, apply_metadata, cannot_create, error_chain};
+use super::{FileJob, apply_metadata, cannot_create, create_file, error_chain};
 use crate::error::{Error, Result};
 use crate::index::cache::BlobLocation;
 use crate::progress::Progress;
@@ -178,7 +179,7 @@ fn restore_slice(
             if failed_has(&failed, i) {
                 return false;
             }
-            match fs::File::create(&job.path) {
+            match create_file(&job.path) {
                 Ok(f) => {
                     if let Err(e) = f.set_len(job.node.size) {
                         fail(i, format!("cannot size {}: {e}", job.path.display()));
@@ -224,8 +225,10 @@ fn restore_slice(
                     return Ok(());
                 }
                 let path = &slice[file].path;
+                // The file this restore created: never a symlink put there since.
                 fs::OpenOptions::new()
                     .write(true)
+                    .custom_flags(libc::O_NOFOLLOW)
                     .open(path)
                     .and_then(|f| write_sparse(&f, &blob, offset))
                     .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
