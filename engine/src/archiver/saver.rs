@@ -205,7 +205,7 @@ impl<'s> BlobSaver<'s> {
             .shared
             .repo
             .cache()
-            .lookup_many(ids)
+            .lookup_many_for_dedup(ids)
             .map_err(|e| Error::cache("cannot read the index cache", e))?;
         let mut pending = lock(&self.shared.pending);
         let mut distrusted = lock(&self.shared.distrusted);
@@ -448,7 +448,7 @@ impl Shared<'_> {
     fn lookup(&self, id: &BlobId) -> Result<Option<crate::index::cache::BlobLocation>> {
         self.repo
             .cache()
-            .lookup(id)
+            .lookup_for_dedup(id)
             .map_err(|e| Error::cache("cannot read the index cache", e))
     }
 

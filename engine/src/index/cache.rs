@@ -8,12 +8,13 @@
 //! | column family | key | value |
 //! |---|---|---|
 //! | `default` | `cairn-index-cache-format` | u32 LE: the cache format version |
-//! | `blobs` | blob id (32) | pack id (32) ‖ blob type u8 ‖ compression u8 ‖ offset u32 ‖ stored_len u32 ‖ raw_len u32 (46 bytes, LE) |
+//! | `blobs` | blob id (32) | pack id (32) ‖ blob type u8 ‖ compression u8 ‖ offset u32 ‖ stored_len u32 ‖ raw_len u32 (46 bytes, LE), then one byte [`FILL_IN`] when a superseded file's entry filled it in |
 //! | `files` | index file id (32) | u64 LE: how many blob entries the file has ‖ u8: 1 if they were added as a current file's, 0 as a superseded file's ‖ u32 LE `supersedes` count ‖ the ids it supersedes (32 each) |
 //!
 //! A database written with another format version (or with column families this version does
 //! not know) is destroyed and recreated empty on [`IndexCache::open`]; the caller then reloads
-//! every index file, as for a fresh cache. Version 1 had only the entry count in `files`.
+//! every index file, as for a fresh cache. Version 1 had only the entry count in `files`;
+//! version 2 did not mark filled-in entries.
 //!
 //! # Superseded index files
 //!
@@ -22,7 +23,11 @@
 //! in blobs that no other file names. [`IndexCache::add_index_file`] adds a current file's
 //! entries over whatever is there; [`IndexCache::add_superseded_index_file`] adds a superseded
 //! file's entries only where the blob has none, so the result does not depend on the order in
-//! which the files are added. The cache keeps each file's `supersedes` list and role
+//! which the files are added. A filled-in entry is marked ([`FILL_IN`]): reads use it (the
+//! blob may be only there, e.g. after an interrupted `repair index`), but backups never
+//! deduplicate against it ([`IndexCache::lookup_for_dedup`]), because it is exactly what a
+//! prune's sweep dropped, in packs it deleted, when the storage replays an old index file.
+//! The cache keeps each file's `supersedes` list and role
 //! ([`IndexFileRecord`]) so that the caller ([`crate::repository::Repository::sync_index`])
 //! can tell from the records alone which files are superseded, and notice a file added as
 //! current that a file added later supersedes (then it clears the cache and adds them again).
@@ -60,7 +65,10 @@ use rocksdb::{
 /// Version of the cache's own layout (not the repository format). Bump it when the keys or
 /// values below change: caches written by other versions are then wiped and rebuilt.
 /// Version 2 added the role and the `supersedes` ids to the `files` values.
-pub const CACHE_FORMAT_VERSION: u32 = 2;
+pub const CACHE_FORMAT_VERSION: u32 = 3;
+
+/// The byte after a blob location that a superseded index file filled in (see the module docs).
+pub const FILL_IN: u8 = 1;
 
 /// Key of the format version, in the default column family.
 const FORMAT_VERSION_KEY: &[u8] = b"cairn-index-cache-format";
@@ -268,6 +276,11 @@ pub fn encode_location(pack: &PackId, entry: &IndexEntry) -> [u8; LOCATION_LEN] 
     out
 }
 
+/// Whether a stored location is one a superseded index file filled in.
+fn is_fill_in(value: &[u8]) -> bool {
+    value.len() == LOCATION_LEN + 1 && value[LOCATION_LEN] == FILL_IN
+}
+
 /// Decodes a `blobs` value for blob `id`; `Err` says what is wrong with it.
 pub fn decode_location(id: BlobId, value: &[u8]) -> Result<BlobLocation, String> {
     let value: &[u8; LOCATION_LEN] = value
@@ -455,8 +468,12 @@ impl IndexCache {
                     .collect::<Result<_, _>>()?
             };
             for (i, (pack, entry)) in chunk.iter().enumerate() {
-                if !present.get(i).copied().unwrap_or(false) {
+                if current {
                     batch.put_cf(blobs, entry.id.0.0, encode_location(pack, entry));
+                } else if !present.get(i).copied().unwrap_or(false) {
+                    let mut value = encode_location(pack, entry).to_vec();
+                    value.push(FILL_IN);
+                    batch.put_cf(blobs, entry.id.0.0, value);
                 }
             }
             let last = entries.peek().is_none();
@@ -496,6 +513,36 @@ impl IndexCache {
 
     /// [`IndexCache::lookup`] for many blobs in one batched read; results in the order of `ids`.
     pub fn lookup_many(&self, ids: &[BlobId]) -> Result<Vec<Option<BlobLocation>>, CacheError> {
+        self.lookup_many_where(ids, true)
+    }
+
+    /// Where a blob is stored, for deduplication: like [`IndexCache::lookup`], but `None` for an
+    /// entry only a superseded index file filled in (a backup stores such a blob again).
+    pub fn lookup_for_dedup(&self, id: &BlobId) -> Result<Option<BlobLocation>, CacheError> {
+        let cf = self.cf(CF_BLOBS)?;
+        let value = self
+            .db
+            .get_pinned_cf(cf, id.0.0)
+            .map_err(|source| self.db_err("read a blob location from", source))?;
+        value
+            .filter(|v| !is_fill_in(v))
+            .map(|v| self.decode(*id, &v))
+            .transpose()
+    }
+
+    /// [`IndexCache::lookup_for_dedup`] for many blobs in one batched read.
+    pub fn lookup_many_for_dedup(
+        &self,
+        ids: &[BlobId],
+    ) -> Result<Vec<Option<BlobLocation>>, CacheError> {
+        self.lookup_many_where(ids, false)
+    }
+
+    fn lookup_many_where(
+        &self,
+        ids: &[BlobId],
+        with_fill_ins: bool,
+    ) -> Result<Vec<Option<BlobLocation>>, CacheError> {
         let cf = self.cf(CF_BLOBS)?;
         let values = self
             .db
@@ -505,7 +552,10 @@ impl IndexCache {
             .map(|(id, value)| {
                 let value =
                     value.map_err(|source| self.db_err("read blob locations from", source))?;
-                value.map(|v| self.decode(*id, &v)).transpose()
+                value
+                    .filter(|v| with_fill_ins || !is_fill_in(v))
+                    .map(|v| self.decode(*id, &v))
+                    .transpose()
             })
             .collect()
     }
@@ -587,6 +637,11 @@ impl IndexCache {
     }
 
     fn decode(&self, id: BlobId, value: &[u8]) -> Result<BlobLocation, CacheError> {
+        let value = if is_fill_in(value) {
+            &value[..LOCATION_LEN]
+        } else {
+            value
+        };
         decode_location(id, value).map_err(|detail| CacheError::Corrupt {
             path: self.path.clone(),
             cf: CF_BLOBS,
@@ -1008,6 +1063,22 @@ mod tests {
                 cache.lookup(&only_old.entry.id).expect("lookup"),
                 Some(only_old)
             );
+            // Reads use a filled-in entry; deduplication never does.
+            assert_eq!(
+                cache.lookup_for_dedup(&only_old.entry.id).expect("lookup"),
+                None
+            );
+            let ids: Vec<BlobId> = all_locations(&old).iter().map(|l| l.entry.id).collect();
+            let for_dedup = cache.lookup_many_for_dedup(&ids).expect("lookup");
+            assert_eq!(for_dedup[4], None);
+            assert!(for_dedup[..4].iter().all(Option::is_some), "{for_dedup:?}");
+            assert_eq!(cache.lookup_many(&ids).expect("lookup")[4], Some(only_old));
+            for loc in all_locations(&new) {
+                assert_eq!(
+                    cache.lookup_for_dedup(&loc.entry.id).expect("lookup"),
+                    Some(loc)
+                );
+            }
             let records = cache.index_files().expect("records");
             assert_eq!(
                 records,
@@ -1104,10 +1175,16 @@ mod tests {
 
     /// Writes a cache in the layout of format version 1 (`files` value: the entry count only).
     fn write_version_1(path: &Path, files: &[([u8; 32], u64)], blobs: &[[u8; 32]]) {
+        write_old_version(path, 1, files, blobs);
+    }
+
+    /// Writes a cache marked with an older format `version` (entries unmarked, as before
+    /// version 3 marked filled-in ones).
+    fn write_old_version(path: &Path, version: u32, files: &[([u8; 32], u64)], blobs: &[[u8; 32]]) {
         let opts = db_options().expect("opts");
         let names: Vec<String> = COLUMN_FAMILIES.iter().map(|s| (*s).to_owned()).collect();
         let db = open_db(&opts, path, &names).expect("open");
-        db.put(FORMAT_VERSION_KEY, 1u32.to_le_bytes())
+        db.put(FORMAT_VERSION_KEY, version.to_le_bytes())
             .expect("put version");
         let (cf_files, cf_blobs) = (
             db.cf_handle(CF_FILES).expect("cf"),
@@ -1128,15 +1205,20 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_cache_is_rebuilt() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("cache");
-        write_version_1(&path, &[([4; 32], 3)], &[[5; 32]]);
-        let cache = IndexCache::open(&path).expect("open");
-        assert!(cache.index_files().expect("records").is_empty());
-        assert_eq!(cache.lookup(&BlobId(Id([5; 32]))).expect("lookup"), None);
-        let version = cache.db.get(FORMAT_VERSION_KEY).expect("get");
-        assert_eq!(version.as_deref(), Some(&2u32.to_le_bytes()[..]));
+    fn caches_of_older_versions_are_rebuilt() {
+        for old in 1..CACHE_FORMAT_VERSION {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("cache");
+            write_old_version(&path, old, &[([4; 32], 3)], &[[5; 32]]);
+            let cache = IndexCache::open(&path).expect("open");
+            assert!(cache.index_files().expect("records").is_empty());
+            assert_eq!(cache.lookup(&BlobId(Id([5; 32]))).expect("lookup"), None);
+            let version = cache.db.get(FORMAT_VERSION_KEY).expect("get");
+            assert_eq!(
+                version.as_deref(),
+                Some(&CACHE_FORMAT_VERSION.to_le_bytes()[..])
+            );
+        }
     }
 
     #[test]
