@@ -111,7 +111,72 @@ pub(super) fn check_keys(ctx: &mut Ctx, keys: &[Id]) -> Result<()> {
 
 /// Checks 3-7: reads every index file into the temporary index and checks the header of every
 /// pack it names. Index files are fetched a few at a time while earlier ones are checked.
+///
+/// Every file goes in as current on this pass, since whether another file supersedes it is
+/// known only once all are read. If some listed file turns out superseded (an interrupted sweep,
+/// or an old file the storage replayed), the temporary index is rebuilt with each file in its
+/// role (SPEC §8): otherwise a superseded file's entries could stand for blobs a current file
+/// places elsewhere, and a pack it names that prune deleted would count against snapshots whose
+/// data is safe.
 pub(super) fn check_index_files(ctx: &mut Ctx, ids: Vec<IndexId>) -> Result<()> {
+    let mut superseded: HashSet<IndexId> = HashSet::new();
+    let mut added: Vec<IndexId> = Vec::with_capacity(ids.len());
+    load_index_files(ctx, ids, &mut superseded, &mut added)?;
+    if added.iter().any(|id| superseded.contains(id)) {
+        rebuild_in_roles(ctx, &added, &superseded)?;
+    }
+    Ok(())
+}
+
+/// Fetches `ids` again and adds each to a cleared temporary index, current files first, then
+/// the superseded ones, whose entries only fill in blobs no current file names.
+fn rebuild_in_roles(ctx: &Ctx, ids: &[IndexId], superseded: &HashSet<IndexId>) -> Result<()> {
+    let cache_err = |e| Error::cache("cannot write the temporary index", e);
+    ctx.index.clear().map_err(cache_err)?;
+    let (old, current): (Vec<IndexId>, Vec<IndexId>) =
+        ids.iter().partition(|id| superseded.contains(id));
+    let repo = ctx.repo;
+    let backend = repo.backend().clone();
+    let keys = repo.keys();
+    for (files, is_current) in [(current, true), (old, false)] {
+        repo.block_on(async {
+            let mut loads = pin!(
+                futures::stream::iter(files)
+                    .map(|id| {
+                        let backend = backend.clone();
+                        async move { (id, get_verified(&*backend, FileType::Index, &id.0).await) }
+                    })
+                    .buffered(INDEX_CONCURRENCY)
+            );
+            while let Some((id, bytes)) = loads.next().await {
+                // It decoded a moment ago; if it no longer does, the first pass reported it.
+                let Ok(file) = bytes.and_then(|b| {
+                    IndexFile::decode(keys, &b).map_err(|e| Error::format("index file", e))
+                }) else {
+                    continue;
+                };
+                if is_current {
+                    ctx.index.add_index_file(id, &file).map_err(cache_err)?;
+                } else {
+                    ctx.index
+                        .add_superseded_index_file(id, &file)
+                        .map_err(cache_err)?;
+                }
+            }
+            Ok::<(), Error>(())
+        })?;
+    }
+    Ok(())
+}
+
+/// The first pass of [`check_index_files`]: reads, checks and adds every file (as current),
+/// and collects what the files supersede and which ones it added.
+fn load_index_files(
+    ctx: &mut Ctx,
+    ids: Vec<IndexId>,
+    superseded: &mut HashSet<IndexId>,
+    added: &mut Vec<IndexId>,
+) -> Result<()> {
     let repo = ctx.repo;
     let backend = repo.backend().clone();
     let keys = repo.keys();
@@ -149,6 +214,8 @@ pub(super) fn check_index_files(ctx: &mut Ctx, ids: Vec<IndexId>) -> Result<()> 
                 }
                 Err(e) => return Err(e),
             };
+            superseded.extend(file.supersedes.iter().copied());
+            added.push(id);
             add_index_file(ctx, id, &file)?;
             let checks = futures::stream::iter(file.packs.iter())
                 .map(|pack| {
