@@ -129,7 +129,9 @@ fn a_slow_backup_whose_unindexed_pack_is_swept_never_leaves_a_broken_snapshot() 
     let repo = env.open();
     // More than one data pack (16 MiB): the first pack is uploaded while the stream still runs,
     // and is named by an index file only when the backup finishes (fewer than 65 536 blobs).
-    let data = Rng(101).bytes(20 << 20);
+    // The backup reads one 4 MiB window ahead of what it has cut and queued, so at EOF at
+    // least 20 of the 28 MiB are queued: a full pack, uploaded while `at_end` waits.
+    let data = Rng(101).bytes(28 << 20);
     let (path, cache, grace) = (env.path.clone(), env.cache.clone(), env.grace);
     let location = env.path.clone();
     let before = env.pack_files();

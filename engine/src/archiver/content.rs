@@ -45,7 +45,11 @@ pub struct SavedContent {
     pub size: u64,
 }
 
-/// Reads `reader` to its end and stores its content; memory stays bounded by the buffer.
+/// Reads `reader` to its end and stores its content; memory stays bounded by two buffers.
+///
+/// A stream that fills the first buffer is pipelined: while the pool cuts, hashes and looks up
+/// one block, this thread reads the next into a second buffer. Each buffer keeps `max` bytes of
+/// room in front, where the previous block's unfinished chunk is copied before its turn.
 pub fn save_content(
     saver: &BlobSaver<'_>,
     keys: &RepoKeys,
@@ -55,80 +59,101 @@ pub fn save_content(
 ) -> std::result::Result<SavedContent, ContentError> {
     let max = chunker.params().max as usize;
     let full = (2 * max).max(MIN_BUFFER);
-    // The buffer grows to `full` while the first fill reads: a small file (most of a directory
-    // tree) costs a small zeroed buffer, not `full` bytes of memset each.
-    let mut buf = vec![0u8; FIRST_BUFFER.min(full)];
-    let (mut start, mut end, mut eof) = (0usize, 0usize, false);
+    // The first buffer grows to `full` while the first fill reads: a small file (most of a
+    // directory tree) costs a small zeroed buffer, not `full` bytes of memset each.
+    let mut cur = Window {
+        buf: vec![0u8; FIRST_BUFFER.min(full)],
+        start: 0,
+        end: 0,
+        eof: false,
+    };
+    (cur.end, cur.eof) = fill(reader, &mut cur.buf, 0, full).map_err(ContentError::Read)?;
+    let head = max;
+    let block = full - head; // ≥ max: every window that is not the last holds a whole chunk
+    let mut spare: Option<Vec<u8>> = None;
+    let mut first = true;
     let mut builder = ContentBuilder::new();
     let mut size = 0u64;
-    let mut cuts: Vec<(usize, usize)> = Vec::new();
     loop {
-        if !eof && end - start < max {
-            buf.copy_within(start..end, 0);
-            end -= start;
-            start = 0;
-            while !eof {
-                if end == buf.len() {
-                    if buf.len() >= full {
-                        break;
-                    }
-                    buf.resize((buf.len() * 2).min(full), 0);
-                }
-                match reader.read(&mut buf[end..]) {
-                    Ok(0) => eof = true,
-                    Ok(n) => end += n,
-                    Err(e) if e.kind() == IoKind::Interrupted => {}
-                    Err(e) => return Err(ContentError::Read(e)),
-                }
-            }
-        }
-        // Cut every chunk the buffer decides, then hash them in parallel and look them up in
-        // one batch: cutting is sequential by nature, the rest is not.
-        cuts.clear();
-        let mut pos = start;
-        while pos < end {
-            match chunker.next_chunk_len(&buf[pos..end], eof) {
-                Some(n) => {
-                    cuts.push((pos, n));
-                    pos += n;
-                }
-                None => break,
-            }
-        }
-        if cuts.is_empty() {
-            if eof {
-                break;
-            }
-            continue;
-        }
-        let ids: Vec<BlobId> = cuts
-            .par_iter()
-            .map(|&(p, n)| keys.blob_id(&buf[p..p + n]))
-            .collect();
-        let needed = saver.need_many(&ids)?;
-        let jobs: Vec<Job> = cuts
+        let data = &cur.buf[cur.start..cur.end];
+        let (found, next) = if cur.eof {
+            (find_new(saver, keys, chunker, data, true), None)
+        } else if first {
+            // The first window is finished before reading on: a file that changes just after
+            // its first read is read again from there (what `limits.rs` tests), and a file
+            // that fits in two windows costs no thread.
+            first = false;
+            (find_new(saver, keys, chunker, data, false), None)
+        } else {
+            let mut nb = match spare.take() {
+                Some(b) => b,
+                None => vec![0u8; head + block],
+            };
+            let (found, read) = std::thread::scope(|s| {
+                let finder = s.spawn(|| find_new(saver, keys, chunker, data, false));
+                let read = fill(reader, &mut nb, head, head + block);
+                let found = finder.join().unwrap_or_else(|_| {
+                    Err(Error::new(
+                        crate::error::ErrorKind::Io,
+                        "the chunking thread panicked",
+                    ))
+                });
+                (found, read)
+            });
+            // A read error is returned only after this window's blobs are queued: the saver
+            // counts them as pending, and a later file with the same chunk relies on that.
+            (found, Some(read.map(|(end, eof)| (nb, end, eof))))
+        };
+        let found = found?;
+        let jobs: Vec<Job> = found
+            .chunks
             .iter()
-            .zip(&ids)
-            .zip(&needed)
-            .filter(|(_, need)| **need)
-            .map(|((&(p, n), id), _)| Job {
+            .filter(|c| c.new)
+            .map(|c| Job {
                 blob_type: BlobType::Data,
-                id: *id,
-                data: buf[p..p + n].to_vec(),
+                id: c.id,
+                data: data[c.start..c.end].to_vec(),
             })
             .collect();
         saver.save_many(jobs)?;
-        for (&(_, n), id) in cuts.iter().zip(&ids) {
+        for c in &found.chunks {
             if let Some((list_id, list)) = builder
-                .push(keys, *id)
+                .push(keys, c.id)
                 .map_err(|e| Error::format("cannot build a content list", e))?
             {
                 save_list(saver, list_id, list)?;
             }
-            size += n as u64;
-            progress.bytes_done(n as u64);
+            let n = (c.end - c.start) as u64;
+            size += n;
+            progress.bytes_done(n);
         }
-        start = pos;
+        let (mut nb, end, eof) = match next {
+            Some(read) => read.map_err(ContentError::Read)?,
+            None if cur.eof => break,
+            None => {
+                let mut nb = vec![0u8; head + block];
+                let (end, eof) =
+                    fill(reader, &mut nb, head, head + block).map_err(ContentError::Read)?;
+                (nb, end, eof)
+            }
+        };
+        // The unfinished chunk goes in front of the next block (shorter than `max`, see
+        // `Chunker::next_chunk_len`).
+        let tail = &data[found.consumed..];
+        let start = head - tail.len();
+        nb[start..head].copy_from_slice(tail);
+        let old = std::mem::replace(
+            &mut cur,
+            Window {
+                buf: nb,
+                start,
+                end,
+                eof,
+            },
+        );
+        if old.buf.len() == head + block {
+            spare = Some(old.buf);
+        }
     }
     let (content, last) = builder
         .finish(keys)
@@ -137,6 +162,92 @@ pub fn save_content(
         save_list(saver, list_id, list)?;
     }
     Ok(SavedContent { content, size })
+}
+
+/// Bytes read and not yet cut: `buf[start..end]`; `eof` when nothing follows them.
+struct Window {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+}
+
+/// Reads into `buf[from..]` until `buf` holds `cap` bytes or the input ends, growing `buf`
+/// (doubling) up to `cap`. Returns the end of the data and whether the input ended.
+fn fill(
+    reader: &mut dyn Read,
+    buf: &mut Vec<u8>,
+    from: usize,
+    cap: usize,
+) -> std::io::Result<(usize, bool)> {
+    let mut end = from;
+    loop {
+        if end == buf.len() {
+            if buf.len() >= cap {
+                return Ok((end, false));
+            }
+            buf.resize((buf.len() * 2).clamp(1, cap), 0);
+        }
+        match reader.read(&mut buf[end..]) {
+            Ok(0) => return Ok((end, true)),
+            Ok(n) => end += n,
+            Err(e) if e.kind() == IoKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One chunk of a window: `data[start..end]`, its id, and whether the saver wants it.
+struct Found {
+    start: usize,
+    end: usize,
+    id: BlobId,
+    new: bool,
+}
+
+/// A window's chunks, and how many of its bytes they cover.
+struct Cut {
+    chunks: Vec<Found>,
+    consumed: usize,
+}
+
+/// Cuts every chunk `data` decides (on all threads, see `cut`), hashes them in parallel and
+/// asks the saver about them in one batch.
+fn find_new(
+    saver: &BlobSaver<'_>,
+    keys: &RepoKeys,
+    chunker: &Chunker,
+    data: &[u8],
+    eof: bool,
+) -> Result<Cut> {
+    let ends = super::cut::chunk_ends(chunker, data, eof);
+    let ranges: Vec<(usize, usize)> = ends
+        .iter()
+        .scan(0usize, |start, &end| {
+            let r = (*start, end);
+            *start = end;
+            Some(r)
+        })
+        .collect();
+    let ids: Vec<BlobId> = ranges
+        .par_iter()
+        .map(|&(a, b)| keys.blob_id(&data[a..b]))
+        .collect();
+    let needed = saver.need_many(&ids)?;
+    Ok(Cut {
+        consumed: ends.last().copied().unwrap_or(0),
+        chunks: ranges
+            .into_iter()
+            .zip(ids)
+            .zip(needed)
+            .map(|(((start, end), id), new)| Found {
+                start,
+                end,
+                id,
+                new,
+            })
+            .collect(),
+    })
 }
 
 fn save_list(saver: &BlobSaver<'_>, id: BlobId, list: Vec<u8>) -> Result<()> {

@@ -17,6 +17,7 @@
 
 pub mod command;
 pub mod content;
+mod cut;
 pub mod exclude;
 pub mod saver;
 pub mod walk;
