@@ -202,9 +202,20 @@ pub(super) fn read_packs(
 /// blob-level error explains the damage (a replaced pack, a damaged header or trailer).
 fn verify_pack(ctx: &mut Ctx, id: PackId, bytes: &[u8]) {
     let p = id.short();
-    let actual = object_id(bytes);
+    let keys = ctx.repo.keys();
+    // The pack's hash (one thread) runs beside the blobs' verification (the others).
+    let (actual, (header, failures)) = rayon::join(
+        || object_id(bytes),
+        || match repo_format::decode_pack_header(keys, bytes) {
+            Ok(entries) => {
+                let failures = verify_blobs(keys, &entries, bytes);
+                (Ok(entries), failures)
+            }
+            Err(e) => (Err(e), Vec::new()),
+        },
+    );
     let name_ok = actual == id.0;
-    let entries = match repo_format::decode_pack_header(ctx.repo.keys(), bytes) {
+    let entries = match header {
         Ok(e) => e,
         Err(e) => {
             let message = if name_ok {
@@ -225,18 +236,6 @@ fn verify_pack(ctx: &mut Ctx, id: PackId, bytes: &[u8]) {
             return;
         }
     };
-    let keys = ctx.repo.keys();
-    let failures: Vec<(IndexEntry, FormatError)> = entries
-        .par_iter()
-        .filter_map(|e| {
-            let envelope = bytes
-                .get(e.offset as usize..e.end() as usize)
-                .unwrap_or(&[]);
-            repo_format::open_blob(keys, e, envelope)
-                .err()
-                .map(|err| (*e, err))
-        })
-        .collect();
     ctx.stats.blobs_verified += (entries.len() - failures.len()) as u64;
     for (e, err) in &failures {
         let i = ctx.findings.error(
@@ -264,6 +263,26 @@ fn verify_pack(ctx: &mut Ctx, id: PackId, bytes: &[u8]) {
             ),
         );
     }
+}
+
+/// Opens every blob of a pack (authenticated, decompressed, id and length checked) in parallel;
+/// returns the ones that fail.
+fn verify_blobs(
+    keys: &repo_format::RepoKeys,
+    entries: &[IndexEntry],
+    bytes: &[u8],
+) -> Vec<(IndexEntry, FormatError)> {
+    entries
+        .par_iter()
+        .filter_map(|e| {
+            let envelope = bytes
+                .get(e.offset as usize..e.end() as usize)
+                .unwrap_or(&[]);
+            repo_format::open_blob(keys, e, envelope)
+                .err()
+                .map(|err| (*e, err))
+        })
+        .collect()
 }
 
 /// What to do about a damaged pack: nothing depends on one that no index file names.

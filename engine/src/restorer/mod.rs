@@ -542,23 +542,44 @@ pub fn dump_content(
             "only files can be dumped; use `cairn restore` for directories",
         ));
     };
-    // Windows are loaded two at a time, so the next is read while the previous is written.
+    // A loader thread reads and opens one window (all cores) while this thread writes the
+    // previous one: at most two windows of plaintext are held.
     let mut written = 0u64;
-    for_each_batch(repo, content, |ids| {
-        let locs = locate_all(repo, ids)?;
-        for pair in windows(&locs).chunks(2) {
-            let loaded: Vec<Vec<Vec<u8>>> = pair
-                .par_iter()
-                .map(|w| load_window(repo, &locs[w.clone()]))
-                .collect::<Result<_>>()?;
-            for blob in loaded.iter().flatten() {
-                out.write_all(blob)
-                    .map_err(|e| Error::io("cannot write the output", e))?;
-                written += blob.len() as u64;
-                progress.bytes_done(blob.len() as u64);
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<Vec<u8>>>(0);
+        let loader = scope.spawn(move || {
+            for_each_batch(repo, content, |ids| {
+                let locs = locate_all(repo, ids)?;
+                for w in windows(&locs) {
+                    let blobs = load_window(repo, &locs[w])?;
+                    if tx.send(blobs).is_err() {
+                        break; // the writer stopped: its error is the one to report
+                    }
+                }
+                Ok(())
+            })
+        });
+        let mut write_all = || -> Result<()> {
+            for blobs in &rx {
+                for blob in &blobs {
+                    out.write_all(blob)
+                        .map_err(|e| Error::io("cannot write the output", e))?;
+                    written += blob.len() as u64;
+                    progress.bytes_done(blob.len() as u64);
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        };
+        let wrote = write_all();
+        // Hang up first, so a loader blocked on sending sees the end and stops.
+        drop(rx);
+        let loaded = loader.join().unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Io,
+                "the restore reader thread panicked",
+            ))
+        });
+        wrote.and(loaded)
     })?;
     if written != node.size {
         return Err(Error::new(
