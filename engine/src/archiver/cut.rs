@@ -23,11 +23,15 @@ const MIN_PART: usize = 1 << 20;
 /// The chunk ends within `data` (positions after each chunk, ascending), as cutting from
 /// `data[0]` one chunk at a time with `next_chunk_len(&data[pos..], eof)` gives them. The last
 /// end is where the caller continues: bytes after it need more input (or there are none).
-pub fn chunk_ends(chunker: &Chunker, data: &[u8], eof: bool) -> Vec<usize> {
+/// With `parallel`, on all of rayon's threads.
+pub fn chunk_ends(chunker: &Chunker, data: &[u8], eof: bool, parallel: bool) -> Vec<usize> {
     let min_part = MIN_PART.max(4 * chunker.params().max as usize);
-    let parts = rayon::current_num_threads()
-        .min(data.len() / min_part)
-        .max(1);
+    let threads = if parallel {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let parts = threads.min(data.len() / min_part).max(1);
     chunk_ends_in_parts(chunker, data, eof, parts)
 }
 
@@ -157,7 +161,8 @@ mod tests {
         let data = data(9 << 20, 3, false);
         let one = walk(&chunker, &data, false, 0, data.len());
         assert!(one.len() > 400);
-        assert_eq!(chunk_ends(&chunker, &data, false), one);
+        assert_eq!(chunk_ends(&chunker, &data, false, true), one);
+        assert_eq!(chunk_ends(&chunker, &data, false, false), one);
         assert_eq!(
             chunk_ends_in_parts(&chunker, &data, true, 7),
             walk(&chunker, &data, true, 0, data.len())
