@@ -70,11 +70,9 @@ if ((free_mb < 3 * SIZE_MB + 512)); then
   die "$WORK has $free_mb MiB free; SIZE_MB=$SIZE_MB needs about $((3 * SIZE_MB + 512))"
 fi
 
-# Keep every tool's caches and config inside $WORK, so runs start cold and leave nothing behind.
-export RESTIC_PASSWORD="$PASSWORD" RESTIC_CACHE_DIR="$WORK/restic-cache"
-export BORG_PASSPHRASE="$PASSWORD" BORG_BASE_DIR="$WORK/borg-base" BORG_DISPLAY_PASSPHRASE=n
-export CAIRN_PASSWORD="$PASSWORD" CAIRN_CACHE_DIR="$WORK/cairn-cache"
-unset RESTIC_REPOSITORY BORG_REPO CAIRN_REPOSITORY CAIRN_PASSWORD_FILE CAIRN_PASSWORD_COMMAND
+# shellcheck source=benches/lib.sh
+source benches/lib.sh # measure, check_passed, report_table, report_ratios; rows
+private_env "$PASSWORD"
 
 # --- Environment and versions -----------------------------------------------------------------
 echo
@@ -109,52 +107,22 @@ echo "compare: day 1 sha256 $sum1"
 echo "compare: day 2 sha256 $sum2 (differs from day 1 in $differing bytes)"
 
 # --- Measuring --------------------------------------------------------------------------------
-rows=() # "tool op wall user sys rss_kb repo_bytes added_bytes result"
+BENCH=compare
+MEASURE_BYTES=$((SIZE_MB * 1048576))
 failures=0
-
-# measure TOOL OP REPO INPUT OUTPUT CMD...: runs CMD with INPUT on stdin and OUTPUT as stdout
-# under GNU time; records wall, CPU, peak RSS and the repository's growth. A failing command
-# stops the script with its log, so the table never shows figures from a failed run (for the
-# check operation that includes a check that reports damage).
-measure() {
-  local tool="$1" op="$2" repo="$3" in="$4" out="$5" status=0
-  shift 5
-  local tf="$WORK/time.$tool.$op" log="$WORK/log.$tool.$op" before after
-  before="$(du -sb "$repo" | cut -f1)"
-  /usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" <"$in" >"$out" 2>"$log" || status=$?
-  if ((status != 0)) && ! [[ $tool == cairn && $status == 3 ]]; then
-    echo "compare: $tool $op failed (exit $status): $*" >&2
-    tail -n 20 "$log" >&2
-    exit 1
-  fi
-  ((status == 0)) || echo "compare: $tool $op finished with warnings (exit 3)" >&2
-  after="$(du -sb "$repo" | cut -f1)"
-  local wall user sys rss
-  read -r wall user sys rss < <(tail -n 1 "$tf")
-  rows+=("$tool $op $wall $user $sys $rss $after $((after - before)) -")
-  printf '  %-7s %-8s %8.2fs\n' "$tool" "$op" "$wall"
-}
 
 # check_restore TOOL FILE: compares the restored stream with day 2 and marks the last row.
 check_restore() {
   local got
   got="$(sha256sum <"$2" | cut -d' ' -f1)"
   rm -f "$2"
-  local last="${rows[-1]}"
   if [[ "$got" == "$sum2" ]]; then
-    rows[-1]="${last% -} ok"
+    mark_last ok
   else
-    rows[-1]="${last% -} MISMATCH"
+    mark_last MISMATCH
     failures=$((failures + 1))
     echo "compare: $1 restored a stream that differs from day 2 ($got != $sum2)" >&2
   fi
-}
-
-# check_passed: marks the last row (a check) as passed; measure already stopped the script if
-# the check exited non-zero, i.e. found damage or could not run.
-check_passed() {
-  local last="${rows[-1]}"
-  rows[-1]="${last% -} ok"
 }
 
 run_cairn() {
@@ -210,38 +178,7 @@ echo "Stream: $SIZE_MB MiB of dump-like SQL (gen-dump); MiB = 2^20 bytes; CPU = 
 echo "MiB/s and MiB/CPU-s count MiB of stream, except for check: MiB of repository (repo MiB),"
 echo "the bytes it reads and verifies. 'added' is the repository's growth during the operation"
 echo "(added% of the stream size). result: restore matched the day-2 SHA-256; check found no damage."
-printf '%s\n' "${rows[@]}" | awk -v mb="$SIZE_MB" '
-  BEGIN {
-    printf "%-7s %-8s %8s %8s %9s %8s %9s %12s %7s %7s\n", "tool", "op", "seconds", "MiB/s",
-      "MiB/CPU-s", "RSS MiB", "repo MiB", "added bytes", "added%", "result"
-  }
-  {
-    cpu = $4 + $5
-    size = ($2 == "check" ? $7 / 1048576 : mb)
-    printf "%-7s %-8s %8.2f %8.1f %9.1f %8.1f %9.1f %12d %7.2f %7s\n", $1, $2, $3,
-      ($3 > 0 ? size / $3 : 0), (cpu > 0 ? size / cpu : 0), $6 / 1024, $7 / 1048576, $8,
-      100 * $8 / (mb * 1048576), $9
-  }'
-
-# Ratios: cairn's figure divided by the peer's, per operation (below 1 = cairn smaller/faster).
-if [[ " ${tools[*]} " == *" cairn "* ]]; then
-  for peer in restic borg; do
-    [[ " ${tools[*]} " == *" $peer "* ]] || continue
-    echo
-    echo "cairn/$peer (below 1: cairn takes less)"
-    printf '%s\n' "${rows[@]}" | awk -v peer="$peer" '
-      { key = $1 SUBSEP $2; wall[key] = $3; cpu[key] = $4 + $5; rss[key] = $6; repo[key] = $7; add[key] = $8 }
-      function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
-      END {
-        printf "%-8s %9s %9s %9s %9s %9s\n", "op", "seconds", "CPU-s", "RSS", "repo", "added"
-        n = split("backup again day2 restore check", ops, " ")
-        for (i = 1; i <= n; i++) {
-          c = "cairn" SUBSEP ops[i]; p = peer SUBSEP ops[i]
-          printf "%-8s %9s %9s %9s %9s %9s\n", ops[i], ratio(wall[c], wall[p]),
-            ratio(cpu[c], cpu[p]), ratio(rss[c], rss[p]), ratio(repo[c], repo[p]), ratio(add[c], add[p])
-        }
-      }'
-  done
-fi
+report_table streams
+report_ratios "${tools[@]}"
 
 if ((failures > 0)); then die "$failures restore(s) did not match the day-2 stream"; fi
