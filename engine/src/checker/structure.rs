@@ -130,7 +130,7 @@ pub(super) fn check_index_files(ctx: &mut Ctx, ids: Vec<IndexId>) -> Result<()> 
 
 /// Fetches `ids` again and adds each to a cleared temporary index, current files first, then
 /// the superseded ones, whose entries only fill in blobs no current file names.
-fn rebuild_in_roles(ctx: &Ctx, ids: &[IndexId], superseded: &HashSet<IndexId>) -> Result<()> {
+fn rebuild_in_roles(ctx: &mut Ctx, ids: &[IndexId], superseded: &HashSet<IndexId>) -> Result<()> {
     let cache_err = |e| Error::cache("cannot write the temporary index", e);
     ctx.index.clear().map_err(cache_err)?;
     let (old, current): (Vec<IndexId>, Vec<IndexId>) =
@@ -149,11 +149,28 @@ fn rebuild_in_roles(ctx: &Ctx, ids: &[IndexId], superseded: &HashSet<IndexId>) -
                     .buffered(INDEX_CONCURRENCY)
             );
             while let Some((id, bytes)) = loads.next().await {
-                // It decoded a moment ago; if it no longer does, the first pass reported it.
-                let Ok(file) = bytes.and_then(|b| {
-                    IndexFile::decode(keys, &b).map_err(|e| Error::format("index file", e))
-                }) else {
-                    continue;
+                // It decoded a moment ago: if it no longer does (replaced meanwhile, or damaged
+                // in between), that is damage to report as on the first pass; a storage
+                // failure stops the check.
+                let file = match bytes.and_then(|b| {
+                    IndexFile::decode(keys, &b).map_err(|e| {
+                        Error::format(format!("index file {} cannot be decoded", id.short()), e)
+                    })
+                }) {
+                    Ok(f) => f,
+                    Err(e) if is_damage(&e) => {
+                        ctx.findings.error(
+                            FindingKind::DamagedIndex,
+                            id.to_hex(),
+                            format!(
+                                "index file {} could be read once but not a second time: {}: the blobs it lists count as missing below; run `cairn check` again, and `cairn repair index` if it persists",
+                                id.short(),
+                                crate::restorer::error_chain(&e)
+                            ),
+                        );
+                        continue;
+                    }
+                    Err(e) => return Err(e),
                 };
                 if is_current {
                     ctx.index.add_index_file(id, &file).map_err(cache_err)?;

@@ -553,7 +553,8 @@ pub fn dump_content(
                 for w in windows(&locs) {
                     let blobs = load_window(repo, &locs[w])?;
                     if tx.send(blobs).is_err() {
-                        break; // the writer stopped: its error is the one to report
+                        // The writer stopped; its error is the one reported. Stop reading.
+                        return Err(Error::new(ErrorKind::Io, "the output was closed"));
                     }
                 }
                 Ok(())
