@@ -148,7 +148,7 @@ mod tests {
         ) {
             let min = 1u32 << min_exp;
             let params = ChunkerParams { min, avg: min * 4, max: min * 16 };
-            let chunker = Chunker::new(params, chunker_seed).unwrap();
+            let chunker = Chunker::new(params, chunker_seed).expect("valid parameters");
             let data = data(len, seed, runs);
             let one = walk(&chunker, &data, eof, 0, data.len());
             prop_assert_eq!(chunk_ends_in_parts(&chunker, &data, eof, parts), one);
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn large_buffers_use_parts_and_agree() {
-        let chunker = Chunker::new(ChunkerParams::STREAM, 42).unwrap();
+        let chunker = Chunker::new(ChunkerParams::STREAM, 42).expect("valid parameters");
         let data = data(9 << 20, 3, false);
         let one = walk(&chunker, &data, false, 0, data.len());
         assert!(one.len() > 400);

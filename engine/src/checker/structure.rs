@@ -137,7 +137,6 @@ fn rebuild_in_roles(ctx: &mut Ctx, ids: &[IndexId], superseded: &HashSet<IndexId
         ids.iter().partition(|id| superseded.contains(id));
     let repo = ctx.repo;
     let backend = repo.backend().clone();
-    let keys = repo.keys();
     for (files, is_current) in [(current, true), (old, false)] {
         repo.block_on(async {
             let mut loads = pin!(
@@ -152,25 +151,16 @@ fn rebuild_in_roles(ctx: &mut Ctx, ids: &[IndexId], superseded: &HashSet<IndexId
                 // It decoded a moment ago: if it no longer does (replaced meanwhile, or damaged
                 // in between), that is damage to report as on the first pass; a storage
                 // failure stops the check.
-                let file = match bytes.and_then(|b| {
-                    IndexFile::decode(keys, &b).map_err(|e| {
-                        Error::format(format!("index file {} cannot be decoded", id.short()), e)
-                    })
-                }) {
-                    Ok(f) => f,
-                    Err(e) if is_damage(&e) => {
-                        ctx.findings.error(
-                            FindingKind::DamagedIndex,
-                            id.to_hex(),
-                            format!(
-                                "index file {} could be read once but not a second time: {}: the blobs it lists count as missing below; run `cairn check` again, and `cairn repair index` if it persists",
-                                id.short(),
-                                crate::restorer::error_chain(&e)
-                            ),
-                        );
-                        continue;
-                    }
-                    Err(e) => return Err(e),
+                let next = "run `cairn check` again, and `cairn repair index` if it persists";
+                let Some(file) = decode_or_report(
+                    ctx,
+                    id,
+                    bytes,
+                    "could be read once but not a second time",
+                    next,
+                )?
+                else {
+                    continue;
                 };
                 if is_current {
                     ctx.index.add_index_file(id, &file).map_err(cache_err)?;
@@ -184,6 +174,38 @@ fn rebuild_in_roles(ctx: &mut Ctx, ids: &[IndexId], superseded: &HashSet<IndexId
         })?;
     }
     Ok(())
+}
+
+/// Decodes a fetched index file. Damage (a missing or undecodable file) becomes a
+/// `damaged-index` finding and `None`: "index file X {what}: {cause}: the blobs it lists count
+/// as missing below; {next}". A storage failure is returned.
+fn decode_or_report(
+    ctx: &mut Ctx,
+    id: IndexId,
+    bytes: Result<bytes::Bytes>,
+    what: &str,
+    next: &str,
+) -> Result<Option<IndexFile>> {
+    let decoded = bytes.and_then(|b| {
+        IndexFile::decode(ctx.repo.keys(), &b)
+            .map_err(|e| Error::format(format!("index file {} cannot be decoded", id.short()), e))
+    });
+    match decoded {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if is_damage(&e) => {
+            ctx.findings.error(
+                FindingKind::DamagedIndex,
+                id.to_hex(),
+                format!(
+                    "index file {} {what}: {}: the blobs it lists count as missing below; {next}",
+                    id.short(),
+                    crate::restorer::error_chain(&e)
+                ),
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The first pass of [`check_index_files`]: reads, checks and adds every file (as current),
@@ -210,26 +232,9 @@ fn load_index_files(
                 .buffered(INDEX_CONCURRENCY)
         );
         while let Some((id, bytes)) = loads.next().await {
-            let decoded = bytes.and_then(|b| {
-                IndexFile::decode(keys, &b).map_err(|e| {
-                    Error::format(format!("index file {} cannot be decoded", id.short()), e)
-                })
-            });
-            let file = match decoded {
-                Ok(f) => f,
-                Err(e) if is_damage(&e) => {
-                    ctx.findings.error(
-                        FindingKind::DamagedIndex,
-                        id.to_hex(),
-                        format!(
-                            "index file {} is damaged: {}: the blobs it lists count as missing below; `cairn repair index` rebuilds the index from the pack headers",
-                            id.short(),
-                            crate::restorer::error_chain(&e)
-                        ),
-                    );
-                    continue;
-                }
-                Err(e) => return Err(e),
+            let next = "`cairn repair index` rebuilds the index from the pack headers";
+            let Some(file) = decode_or_report(ctx, id, bytes, "is damaged", next)? else {
+                continue;
             };
             superseded.extend(file.supersedes.iter().copied());
             added.push(id);
