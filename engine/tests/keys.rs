@@ -10,6 +10,7 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use common::intercept::{Intercept, Intercepted};
 use common::{Env, PASSWORD, Rng, env};
 use engine::ErrorKind;
 use engine::archiver::{BackupOptions, Source, backup};
@@ -352,35 +353,9 @@ struct RacingRemover {
 }
 
 #[async_trait::async_trait]
-impl Backend for RacingRemover {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    async fn put(
-        &self,
-        t: FileType,
-        name: &str,
-        data: Bytes,
-    ) -> Result<(), engine::backend::BackendError> {
-        self.inner.put(t, name, data).await
-    }
-    async fn get(&self, t: FileType, name: &str) -> Result<Bytes, engine::backend::BackendError> {
-        self.inner.get(t, name).await
-    }
-    async fn get_range(
-        &self,
-        t: FileType,
-        name: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<Bytes, engine::backend::BackendError> {
-        self.inner.get_range(t, name, offset, len).await
-    }
-    async fn list(
-        &self,
-        t: FileType,
-    ) -> Result<Vec<engine::backend::ObjectInfo>, engine::backend::BackendError> {
-        self.inner.list(t).await
+impl Intercept for RacingRemover {
+    fn inner(&self) -> &dyn Backend {
+        &*self.inner
     }
     async fn delete(&self, t: FileType, name: &str) -> Result<(), engine::backend::BackendError> {
         let also = self.also.lock().expect("lock").take();
@@ -388,13 +363,6 @@ impl Backend for RacingRemover {
             self.inner.delete(t, &other).await?;
         }
         self.inner.delete(t, name).await
-    }
-    async fn stat(
-        &self,
-        t: FileType,
-        name: &str,
-    ) -> Result<Option<engine::backend::ObjectInfo>, engine::backend::BackendError> {
-        self.inner.stat(t, name).await
     }
 }
 
@@ -409,10 +377,10 @@ fn racing_removals_never_leave_no_key() {
         *repo.key_id()
     };
     let local: Arc<dyn Backend> = Arc::new(LocalBackend::new(std::path::Path::new(&env.repo_path)));
-    let racing = Arc::new(RacingRemover {
+    let racing = Arc::new(Intercepted(RacingRemover {
         inner: local,
         also: std::sync::Mutex::new(None),
-    });
+    }));
     // This session opened with the second key and removes the first; "another process"
     // (opened with the first) removes the second at the same moment.
     let repo = Repository::open_with_backend(

@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use engine::archiver::{BackupOptions, BackupResult, Source, backup};
 use engine::backend::local::LocalBackend;
-use engine::backend::{Backend, BackendError, FileType, ObjectInfo};
+use engine::backend::{Backend, BackendError, FileType};
 use engine::checker::{CheckOptions, ReadData, check};
 use engine::progress::{NoProgress, Progress};
 use engine::repository::{OpenOptions, Repository};
@@ -37,6 +37,7 @@ use repo_format::NodeKind;
 
 mod common;
 
+use common::intercept::{Intercept, Intercepted};
 use common::{Env, PASSWORD, Rng, env};
 
 // ---------------------------------------------------------------------------------------------
@@ -1010,9 +1011,9 @@ struct FullDisk {
 }
 
 #[async_trait::async_trait]
-impl Backend for FullDisk {
-    fn location(&self) -> String {
-        self.inner.location()
+impl Intercept for FullDisk {
+    fn inner(&self) -> &dyn Backend {
+        &self.inner
     }
     async fn put(&self, t: FileType, name: &str, data: bytes::Bytes) -> Result<(), BackendError> {
         let need = data.len() as u64;
@@ -1027,32 +1028,11 @@ impl Backend for FullDisk {
             return Err(BackendError::from_io(
                 "write",
                 t.path(name),
-                self.location(),
+                self.inner.location(),
                 enospc,
             ));
         }
         self.inner.put(t, name, data).await
-    }
-    async fn get(&self, t: FileType, name: &str) -> Result<bytes::Bytes, BackendError> {
-        self.inner.get(t, name).await
-    }
-    async fn get_range(
-        &self,
-        t: FileType,
-        name: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<bytes::Bytes, BackendError> {
-        self.inner.get_range(t, name, offset, len).await
-    }
-    async fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>, BackendError> {
-        self.inner.list(t).await
-    }
-    async fn delete(&self, t: FileType, name: &str) -> Result<(), BackendError> {
-        self.inner.delete(t, name).await
-    }
-    async fn stat(&self, t: FileType, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
-        self.inner.stat(t, name).await
     }
 }
 
@@ -1061,10 +1041,10 @@ fn backup_failing_with_enospc_fails_and_leaves_no_snapshot() {
     let env = env();
     let src = random_files(&env, &[6, 6, 6, 6, 6]);
     // Room for the first data pack (16 to 24 MiB), not for all 30 MiB.
-    let backend = Arc::new(FullDisk {
+    let backend = Arc::new(Intercepted(FullDisk {
         inner: LocalBackend::new(&env.repo_path),
         left: AtomicU64::new(25 << 20),
-    });
+    }));
     let open = OpenOptions {
         cache_dir: Some(env.cache.clone()),
     };

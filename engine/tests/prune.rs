@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::grace::{GraceEnv as Env, dump, env_with_grace, stream};
+use common::intercept::{Intercept, Intercepted};
 use common::{PASSWORD, Rng};
 use engine::ErrorKind;
 use engine::archiver::{BackupOptions, Hook, Source, backup};
@@ -390,9 +391,9 @@ struct Odd {
 }
 
 #[async_trait::async_trait]
-impl Backend for Odd {
-    fn location(&self) -> String {
-        self.inner.location()
+impl Intercept for Odd {
+    fn inner(&self) -> &dyn Backend {
+        &*self.inner
     }
     async fn put(&self, t: FileType, name: &str, data: bytes::Bytes) -> Result<(), BackendError> {
         if self.overwrite && self.inner.exists(t, name).await?.is_some() {
@@ -400,27 +401,12 @@ impl Backend for Odd {
         }
         self.inner.put(t, name, data).await
     }
-    async fn get(&self, t: FileType, name: &str) -> Result<bytes::Bytes, BackendError> {
-        self.inner.get(t, name).await
-    }
-    async fn get_range(
-        &self,
-        t: FileType,
-        name: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<bytes::Bytes, BackendError> {
-        self.inner.get_range(t, name, offset, len).await
-    }
     async fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>, BackendError> {
         let mut l = self.inner.list(t).await?;
         for i in &mut l {
             i.modified = i.modified.map(|m| m + self.skew_ns);
         }
         Ok(l)
-    }
-    async fn delete(&self, t: FileType, name: &str) -> Result<(), BackendError> {
-        self.inner.delete(t, name).await
     }
     async fn stat(&self, t: FileType, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
         let mut i = self.inner.stat(t, name).await?;
@@ -432,11 +418,11 @@ impl Backend for Odd {
 }
 
 fn open_odd(env: &Env, skew_ns: i64, overwrite: bool) -> Repository {
-    let backend: Arc<dyn Backend> = Arc::new(Odd {
+    let backend: Arc<dyn Backend> = Arc::new(Intercepted(Odd {
         inner: open_backend(&env.path).expect("backend"),
         skew_ns,
         overwrite,
-    });
+    }));
     Repository::open_with_backend(
         backend,
         &env.path,
@@ -497,12 +483,9 @@ struct SlowIndex {
 }
 
 #[async_trait::async_trait]
-impl Backend for SlowIndex {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    async fn put(&self, t: FileType, name: &str, data: bytes::Bytes) -> Result<(), BackendError> {
-        self.inner.put(t, name, data).await
+impl Intercept for SlowIndex {
+    fn inner(&self) -> &dyn Backend {
+        &*self.inner
     }
     async fn get(&self, t: FileType, name: &str) -> Result<bytes::Bytes, BackendError> {
         let delay = match t {
@@ -514,33 +497,22 @@ impl Backend for SlowIndex {
         }
         self.inner.get(t, name).await
     }
-    async fn get_range(
-        &self,
-        t: FileType,
-        name: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<bytes::Bytes, BackendError> {
-        self.inner.get_range(t, name, offset, len).await
-    }
     async fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>, BackendError> {
         if t == FileType::Index && self.hide_index.load(Ordering::SeqCst) {
             return Ok(Vec::new());
         }
         self.inner.list(t).await
     }
-    async fn delete(&self, t: FileType, name: &str) -> Result<(), BackendError> {
-        self.inner.delete(t, name).await
-    }
-    async fn stat(&self, t: FileType, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
-        self.inner.stat(t, name).await
-    }
 }
 
 /// A [`SlowIndex`] over the environment's repository that delays the reads of index files
 /// `delays` (milliseconds).
-fn slow_backend(env: &Env, delays: &[(IndexId, u64)], hide_index: bool) -> Arc<SlowIndex> {
-    Arc::new(SlowIndex {
+fn slow_backend(
+    env: &Env,
+    delays: &[(IndexId, u64)],
+    hide_index: bool,
+) -> Arc<Intercepted<SlowIndex>> {
+    Arc::new(Intercepted(SlowIndex {
         inner: open_backend(&env.path).expect("backend"),
         delays: Mutex::new(
             delays
@@ -549,12 +521,12 @@ fn slow_backend(env: &Env, delays: &[(IndexId, u64)], hide_index: bool) -> Arc<S
                 .collect(),
         ),
         hide_index: AtomicBool::new(hide_index),
-    })
+    }))
 }
 
 /// Opens the repository through `backend` with the cache in `cache` (under the environment's
 /// directory).
-fn open_on(env: &Env, cache: &str, backend: Arc<SlowIndex>) -> Repository {
+fn open_on(env: &Env, cache: &str, backend: Arc<Intercepted<SlowIndex>>) -> Repository {
     Repository::open_with_backend(
         backend,
         &env.path,

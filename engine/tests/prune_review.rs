@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::grace::{GraceEnv as Env, dump_path, env_with_grace, open_at, stream, stream_opts};
+use common::intercept::{Intercept, Intercepted};
 use common::storage::Storage;
 use common::{PASSWORD, Rng};
 use engine::archiver::{BackupOptions, Hook, Source, backup};
@@ -188,24 +189,9 @@ fn run_outside(f: HookFn) {
 }
 
 #[async_trait::async_trait]
-impl Backend for Hooked {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    async fn put(&self, t: FileType, name: &str, data: bytes::Bytes) -> Result<(), BackendError> {
-        self.inner.put(t, name, data).await
-    }
-    async fn get(&self, t: FileType, name: &str) -> Result<bytes::Bytes, BackendError> {
-        self.inner.get(t, name).await
-    }
-    async fn get_range(
-        &self,
-        t: FileType,
-        name: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<bytes::Bytes, BackendError> {
-        self.inner.get_range(t, name, offset, len).await
+impl Intercept for Hooked {
+    fn inner(&self) -> &dyn Backend {
+        &*self.inner
     }
     async fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>, BackendError> {
         if t != FileType::Plan {
@@ -230,12 +216,6 @@ impl Backend for Hooked {
             }
             None => self.inner.list(t).await,
         }
-    }
-    async fn delete(&self, t: FileType, name: &str) -> Result<(), BackendError> {
-        self.inner.delete(t, name).await
-    }
-    async fn stat(&self, t: FileType, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
-        self.inner.stat(t, name).await
     }
 }
 
@@ -285,11 +265,11 @@ fn b2_sees_a_sweep_that_finishes_between_its_plan_listing_and_index_sync() {
             }),
         ),
     );
-    let backend: Arc<dyn Backend> = Arc::new(Hooked {
+    let backend: Arc<dyn Backend> = Arc::new(Intercepted(Hooked {
         inner: open_backend(&env.path).expect("backend"),
         plan_lists: AtomicUsize::new(0),
         hooks: Mutex::new(hooks),
-    });
+    }));
     let repo = Repository::open_with_backend(
         backend,
         &env.path,
@@ -556,36 +536,15 @@ struct SlowSnapshots {
 }
 
 #[async_trait::async_trait]
-impl Backend for SlowSnapshots {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    async fn put(&self, t: FileType, name: &str, data: bytes::Bytes) -> Result<(), BackendError> {
-        self.inner.put(t, name, data).await
-    }
-    async fn get(&self, t: FileType, name: &str) -> Result<bytes::Bytes, BackendError> {
-        self.inner.get(t, name).await
-    }
-    async fn get_range(
-        &self,
-        t: FileType,
-        name: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<bytes::Bytes, BackendError> {
-        self.inner.get_range(t, name, offset, len).await
+impl Intercept for SlowSnapshots {
+    fn inner(&self) -> &dyn Backend {
+        &*self.inner
     }
     async fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>, BackendError> {
         if t == FileType::Snapshot {
             tokio::time::sleep(self.delay).await;
         }
         self.inner.list(t).await
-    }
-    async fn delete(&self, t: FileType, name: &str) -> Result<(), BackendError> {
-        self.inner.delete(t, name).await
-    }
-    async fn stat(&self, t: FileType, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
-        self.inner.stat(t, name).await
     }
 }
 
@@ -602,10 +561,10 @@ fn a_read_phase_longer_than_the_lease_ttl_still_sweeps() {
     let first = other_prune(&env.path, &env.cache);
     assert!(first.plan.is_some(), "{first:?}");
     env.wait_grace();
-    let backend: Arc<dyn Backend> = Arc::new(SlowSnapshots {
+    let backend: Arc<dyn Backend> = Arc::new(Intercepted(SlowSnapshots {
         inner: open_backend(&env.path).expect("backend"),
         delay: Duration::from_millis(1500),
-    });
+    }));
     let repo = Repository::open_with_backend(
         backend,
         &env.path,
@@ -643,24 +602,9 @@ struct ForgetAfterList {
 }
 
 #[async_trait::async_trait]
-impl Backend for ForgetAfterList {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    async fn put(&self, t: FileType, name: &str, data: bytes::Bytes) -> Result<(), BackendError> {
-        self.inner.put(t, name, data).await
-    }
-    async fn get(&self, t: FileType, name: &str) -> Result<bytes::Bytes, BackendError> {
-        self.inner.get(t, name).await
-    }
-    async fn get_range(
-        &self,
-        t: FileType,
-        name: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<bytes::Bytes, BackendError> {
-        self.inner.get_range(t, name, offset, len).await
+impl Intercept for ForgetAfterList {
+    fn inner(&self) -> &dyn Backend {
+        &*self.inner
     }
     async fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>, BackendError> {
         let l = self.inner.list(t).await;
@@ -673,12 +617,6 @@ impl Backend for ForgetAfterList {
         }
         l
     }
-    async fn delete(&self, t: FileType, name: &str) -> Result<(), BackendError> {
-        self.inner.delete(t, name).await
-    }
-    async fn stat(&self, t: FileType, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
-        self.inner.stat(t, name).await
-    }
 }
 
 #[test]
@@ -689,10 +627,10 @@ fn a_concurrent_forget_does_not_make_prune_fail() {
         stream(&repo, Rng(800).bytes(1 << 20));
         stream(&repo, Rng(801).bytes(1 << 20))
     };
-    let backend: Arc<dyn Backend> = Arc::new(ForgetAfterList {
+    let backend: Arc<dyn Backend> = Arc::new(Intercepted(ForgetAfterList {
         inner: open_backend(&env.path).expect("backend"),
         victim: Mutex::new(Some(victim.to_hex())),
-    });
+    }));
     let repo = Repository::open_with_backend(
         backend,
         &env.path,

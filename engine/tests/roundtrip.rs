@@ -673,15 +673,16 @@ fn damaged_parent_tree_means_a_full_read_not_a_failed_backup() {
 /// can be warned, and says nothing on storage that honours them.
 #[test]
 fn init_probes_create_only_writes() {
-    use engine::backend::{Backend, BackendError, FileType, ObjectInfo};
+    use common::intercept::{Intercept, Intercepted};
+    use engine::backend::{Backend, BackendError, FileType};
 
     #[derive(Debug)]
     struct Overwriting(std::sync::Arc<dyn Backend>);
 
     #[async_trait::async_trait]
-    impl Backend for Overwriting {
-        fn location(&self) -> String {
-            self.0.location()
+    impl Intercept for Overwriting {
+        fn inner(&self) -> &dyn Backend {
+            &*self.0
         }
         async fn put(
             &self,
@@ -691,27 +692,6 @@ fn init_probes_create_only_writes() {
         ) -> Result<(), BackendError> {
             self.0.delete(t, name).await?;
             self.0.put(t, name, data).await
-        }
-        async fn get(&self, t: FileType, name: &str) -> Result<bytes::Bytes, BackendError> {
-            self.0.get(t, name).await
-        }
-        async fn get_range(
-            &self,
-            t: FileType,
-            name: &str,
-            o: u64,
-            l: u64,
-        ) -> Result<bytes::Bytes, BackendError> {
-            self.0.get_range(t, name, o, l).await
-        }
-        async fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>, BackendError> {
-            self.0.list(t).await
-        }
-        async fn delete(&self, t: FileType, name: &str) -> Result<(), BackendError> {
-            self.0.delete(t, name).await
-        }
-        async fn stat(&self, t: FileType, name: &str) -> Result<Option<ObjectInfo>, BackendError> {
-            self.0.stat(t, name).await
         }
     }
 
@@ -723,9 +703,9 @@ fn init_probes_create_only_writes() {
     let r =
         engine::repository::init_with_backend(honest, "memory://", PASSWORD, &opts).expect("init");
     assert!(r.create_only);
-    let sloppy = std::sync::Arc::new(Overwriting(
+    let sloppy = std::sync::Arc::new(Intercepted(Overwriting(
         engine::backend::open_backend("memory://").expect("memory"),
-    ));
+    )));
     let r =
         engine::repository::init_with_backend(sloppy, "memory://", PASSWORD, &opts).expect("init");
     assert!(!r.create_only, "the overwrite was noticed");

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod grace;
+pub mod intercept;
 pub mod s3;
 pub mod storage;
 
