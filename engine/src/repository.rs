@@ -890,7 +890,18 @@ impl Repository {
 
     /// Decrypts and verifies a blob whose envelope bytes are already read.
     pub fn open_blob(&self, loc: &BlobLocation, envelope: &[u8]) -> Result<Vec<u8>> {
-        repo_format::open_blob(&self.keys, &loc.entry, envelope).map_err(|e| {
+        self.open_blob_cached(&mut repo_format::GroupCache::new(), loc, envelope)
+    }
+
+    /// [`Repository::open_blob`] for one of several blobs of one pack read in offset order:
+    /// `groups` opens each compression group once. `envelope` is the blob's (or its group's).
+    pub fn open_blob_cached(
+        &self,
+        groups: &mut repo_format::GroupCache,
+        loc: &BlobLocation,
+        envelope: &[u8],
+    ) -> Result<Vec<u8>> {
+        groups.open(&self.keys, &loc.entry, envelope).map_err(|e| {
             Error::format(
                 format!(
                     "blob {} in pack {} is damaged",

@@ -333,12 +333,20 @@ fn naive(repo: &Repository, snaps: &[&Snapshot]) -> Naive {
 }
 
 /// (raw, stored) bytes of blobs, from the index.
+/// Plaintext and stored bytes of `ids`: a compression group's envelope counts once, however
+/// many of its members are among them.
 fn sizes(repo: &Repository, ids: &BTreeSet<BlobId>) -> (u64, u64) {
+    let mut groups = HashSet::new();
     ids.iter().fold((0, 0), |(r, s), id| {
         let loc = repo.locate_blob(id).expect("indexed");
+        let first = !loc.entry.is_grouped() || groups.insert((loc.pack, loc.entry.offset));
         (
             r + u64::from(loc.entry.raw_len),
-            s + u64::from(loc.entry.stored_len),
+            s + if first {
+                u64::from(loc.entry.stored_len)
+            } else {
+                0
+            },
         )
     })
 }

@@ -169,20 +169,32 @@ fn partly_used_packs_are_repacked() {
     second.extend(rng.bytes(1 << 20));
     let a = stream(&repo, first);
     let b = stream(&repo, second.clone());
-    forget_ids(&repo, &[a.to_hex()], false).expect("forget");
-    env.wait_grace();
-    let r = run_prune(&repo);
+    let r = forget_and_prune_twice(&env, &repo, &a, &b, &second);
     assert!(r.marked_repacked >= 1, "{r:?}");
-    assert!(r.repacked_blobs > 0, "{r:?}");
-    assert_restores(&repo, &b, &second);
+}
+
+/// Forgets `a`, prunes (repacking what `b` still needs), checks `b` restores, prunes again once
+/// the grace period is over (deleting the old packs), then checks the repository and `b` again
+/// and that nothing unused is left. Returns the first prune's report.
+fn forget_and_prune_twice(
+    env: &Env,
+    repo: &Repository,
+    a: &SnapshotId,
+    b: &SnapshotId,
+    second: &[u8],
+) -> PruneReport {
+    forget_ids(repo, &[a.to_hex()], false).expect("forget");
     env.wait_grace();
-    let r2 = run_prune(&repo);
+    let r = run_prune(repo);
+    assert!(r.repacked_blobs > 0, "{r:?}");
+    assert_restores(repo, b, second);
+    env.wait_grace();
+    let r2 = run_prune(repo);
     assert!(r2.sweep.packs_deleted >= 1, "{r2:?}");
-    assert_check_clean(&repo);
-    assert_restores(&repo, &b, &second);
-    // Nothing unused is left beyond the limit.
+    assert_check_clean(repo);
+    assert_restores(repo, b, second);
     let r3 = prune(
-        &repo,
+        repo,
         &PruneOptions {
             dry_run: true,
             ..prune_opts()
@@ -191,6 +203,52 @@ fn partly_used_packs_are_repacked() {
     )
     .expect("dry run");
     assert_eq!(r3.unused_bytes, 0, "{r3:?}");
+    r
+}
+
+/// Blobs of the repository's index files: (grouped, not grouped).
+fn grouped_and_single(repo: &Repository) -> (usize, usize) {
+    let mut counts = (0, 0);
+    for id in repo.list_ids(FileType::Index).expect("list") {
+        let file = repo.load_index(&IndexId(id)).expect("index file");
+        for e in file.packs.iter().flat_map(|p| &p.entries) {
+            if e.is_grouped() {
+                counts.0 += 1;
+            } else {
+                counts.1 += 1;
+            }
+        }
+    }
+    counts
+}
+
+#[test]
+fn partly_used_compression_groups_are_repacked() {
+    let env = env_with_grace(1);
+    let repo = env.open();
+    let mut rng = Rng(5);
+    // Text: its 16 KiB chunks go into ~1 MiB compression groups. `b` keeps every other MiB of
+    // `a`, so most of a's groups are partly used once `a` is forgotten.
+    let first = rng.text(6 << 20);
+    let mut second = Vec::new();
+    for (i, mib) in first.chunks(1 << 20).enumerate() {
+        if i % 2 == 0 {
+            second.extend_from_slice(mib);
+        } else {
+            second.extend(rng.text(1 << 19));
+        }
+    }
+    let a = stream(&repo, first);
+    let b = stream(&repo, second.clone());
+    let (grouped, _) = grouped_and_single(&repo);
+    assert!(grouped > 100, "text chunks are grouped: {grouped}");
+    forget_and_prune_twice(&env, &repo, &a, &b, &second);
+    // The copies went into new groups.
+    let (grouped_after, _) = grouped_and_single(&repo);
+    assert!(
+        grouped_after > 0 && grouped_after < grouped,
+        "{grouped_after} of {grouped}"
+    );
 }
 
 /// A reader that runs `at_end` once, when the stream is exhausted (the backup has then
@@ -561,6 +619,7 @@ fn index_file(supersedes: &[IndexId], packs: &[(u8, &[u8])]) -> IndexFile {
                         stored_len: 100,
                         raw_len: 68,
                         id: BlobId(Id([*blob; 32])),
+                        group_offset: 0,
                     })
                     .collect(),
             })

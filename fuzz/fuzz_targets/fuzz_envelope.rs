@@ -63,4 +63,23 @@ fuzz_target!(|data: &[u8]| {
         };
         let _ = open_blob(&keys, &wrong, &blob.bytes);
     }
+
+    // As a compression group of its two halves: each member opens; a claimed range past the
+    // group must fail, never panic.
+    let (a, b) = data.split_at(data.len() / 2);
+    let blobs = [(keys.blob_id(a), a), (keys.blob_id(b), b)];
+    if let Some(group) = seal_group(&keys, BlobType::Data, &blobs, 1, salt) {
+        let mut w = PackWriter::new();
+        w.add_group(group);
+        let pack = w.finish(&keys, salt).expect("own pack");
+        let env = &pack.bytes[..pack.entries[0].stored_len as usize];
+        for (e, (_, plain)) in pack.entries.iter().zip(blobs) {
+            assert_eq!(open_blob(&keys, e, env).expect("member opens"), plain);
+        }
+        let wrong = IndexEntry {
+            group_offset: u32::from(data[0]) * 1000,
+            ..pack.entries[1]
+        };
+        let _ = open_blob(&keys, &wrong, env);
+    }
 });

@@ -1,4 +1,5 @@
-//! Pack header plaintexts and trailers: never a panic; the encoding is exact.
+//! Pack header plaintexts and trailers: never a panic; the encoding is exact, and so is the
+//! mapping to index entries (offsets, compression groups).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,5 +15,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(entries) = decode_header_plain(data) {
         assert!(!entries.is_empty());
         assert_eq!(encode_header_plain(&entries), data);
+        // Offsets and compression groups: a valid header gives back its own entries.
+        if let Ok(indexed) = repo_format::pack::index_entries(&entries) {
+            let back: Vec<_> = indexed.iter().map(|e| e.pack_entry()).collect();
+            assert_eq!(back, entries);
+        }
     }
 });

@@ -119,6 +119,9 @@ pub const MAX_PACK_ENTRIES: usize = (MAX_HEADER_PLAIN_LEN - PACK_HEADER_FIXED_LE
 pub const MIN_HEADER_LEN: usize = PACK_HEADER_FIXED_LEN + PACK_ENTRY_LEN + ENVELOPE_OVERHEAD;
 /// The trailing `header_len` field.
 pub const PACK_TRAILER_LEN: usize = 4;
+/// Largest plaintext of a compression group (SPEC §7): 16 MiB. Readers reject a group whose
+/// frame announces or produces more.
+pub const MAX_GROUP_RAW: usize = 16 << 20;
 
 // ---- §8 index files ----
 
@@ -126,6 +129,8 @@ pub const PACK_TRAILER_LEN: usize = 4;
 pub const INDEX_VERSION: u8 = 1;
 /// One index entry: type 1 + compression 1 + offset 4 + `stored_len` 4 + `raw_len` 4 + id 32.
 pub const INDEX_ENTRY_LEN: usize = 1 + 1 + 4 + 4 + 4 + 32;
+/// What a grouped index entry adds: `group_offset` u32 (SPEC §8).
+pub const INDEX_GROUP_EXTRA: usize = 4;
 /// Smallest pack record in an index body: id 32 + count 4 + one entry.
 pub const INDEX_PACK_MIN_LEN: usize = 32 + 4 + INDEX_ENTRY_LEN;
 /// Largest decompressed index body (SPEC §8): 1 GiB.

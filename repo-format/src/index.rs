@@ -5,16 +5,21 @@
 //! body: version u8 = 1 | supersedes count u32 | ids[32]…
 //!       | pack count u32 | per pack: pack id[32] | entry count u32 (≥ 1) | entries (46 bytes each)
 //! entry: blob type u8 | compression u8 | offset u32 | stored_len u32 | raw_len u32 | blob id[32]
+//!        [| group_offset u32, only when compression = 2 (grouped)]
 //! ```
 //!
 //! The encoding is canonical: supersedes ids and pack ids strictly ascending, entries strictly
-//! ascending by offset and not overlapping. [`IndexFile::encode`] canonicalizes a copy;
+//! ascending by (offset, group offset) and not overlapping; the members of one group share its
+//! offset and `stored_len`. [`IndexFile::encode`] canonicalizes a copy;
 //! [`IndexFile::decode_body`] rejects anything else, so one set of entries has one encoding.
 
 use crate::compress::{decompress_bounded, tagged_body};
 use crate::crypto::{ObjectType, RepoKeys};
 use crate::error::FormatError;
-use crate::format::{INDEX_ENTRY_LEN, INDEX_PACK_MIN_LEN, INDEX_VERSION, MAX_INDEX_BODY};
+use crate::format::{
+    INDEX_ENTRY_LEN, INDEX_GROUP_EXTRA, INDEX_PACK_MIN_LEN, INDEX_VERSION, MAX_GROUP_RAW,
+    MAX_INDEX_BODY,
+};
 use crate::id::{BlobId, IndexId, PackId};
 use crate::pack::{BlobType, Compression, PackEntry, check_blob_lengths};
 use crate::wire::{Put, Reader, len_u32};
@@ -26,20 +31,22 @@ const WHAT: &str = "index file";
 pub struct IndexEntry {
     /// Data or tree.
     pub blob_type: BlobType,
-    /// Raw or zstd.
+    /// Raw, zstd or grouped.
     pub compression: Compression,
-    /// Offset of the blob's envelope in the pack.
+    /// Offset of the blob's envelope (a grouped blob: its group's envelope) in the pack.
     pub offset: u32,
-    /// Length of the blob's envelope.
+    /// Length of the blob's envelope (a grouped blob: its group's envelope).
     pub stored_len: u32,
     /// Length of the plaintext after decompression.
     pub raw_len: u32,
     /// The blob id.
     pub id: BlobId,
+    /// A grouped blob: where its plaintext starts in the group's plaintext. 0 otherwise.
+    pub group_offset: u32,
 }
 
 impl IndexEntry {
-    /// `entry` at `offset`.
+    /// `entry` at `offset` (first in its group if grouped).
     pub fn new(entry: PackEntry, offset: u32) -> IndexEntry {
         IndexEntry {
             blob_type: entry.blob_type,
@@ -48,18 +55,31 @@ impl IndexEntry {
             stored_len: entry.stored_len,
             raw_len: entry.raw_len,
             id: entry.id,
+            group_offset: 0,
         }
     }
 
-    /// The pack header entry (without the offset).
+    /// The pack header entry (without the offset): a grouped blob after its group's first
+    /// carries `stored_len` 0.
     pub fn pack_entry(&self) -> PackEntry {
+        let continues = self.compression == Compression::Group && self.group_offset > 0;
         PackEntry {
             blob_type: self.blob_type,
             compression: self.compression,
-            stored_len: self.stored_len,
+            stored_len: if continues { 0 } else { self.stored_len },
             raw_len: self.raw_len,
             id: self.id,
         }
+    }
+
+    /// Whether the blob is one of a compression group's.
+    pub fn is_grouped(&self) -> bool {
+        self.compression == Compression::Group
+    }
+
+    /// The blob's plaintext range within its group's plaintext.
+    pub fn group_range(&self) -> std::ops::Range<usize> {
+        self.group_offset as usize..self.group_offset as usize + self.raw_len as usize
     }
 
     /// One past the blob's last byte in the pack.
@@ -93,7 +113,7 @@ impl IndexFile {
         self.supersedes.dedup();
         self.packs.sort_by_key(|p| p.id);
         for p in &mut self.packs {
-            p.entries.sort_by_key(|e| e.offset);
+            p.entries.sort_by_key(|e| (e.offset, e.group_offset));
         }
     }
 
@@ -129,12 +149,20 @@ impl IndexFile {
             }
             for e in &p.entries {
                 check_blob_lengths(WHAT, e.compression, e.stored_len, e.raw_len)?;
+                let group_end = u64::from(e.group_offset) + u64::from(e.raw_len);
+                if (e.group_offset > 0 && !e.is_grouped())
+                    || (e.is_grouped() && group_end > MAX_GROUP_RAW as u64)
+                {
+                    return Err(FormatError::corrupted(
+                        WHAT,
+                        format!(
+                            "pack {}: blob {} has group offset {} ({:?})",
+                            p.id, e.id, e.group_offset, e.compression
+                        ),
+                    ));
+                }
             }
-            if let Some(w) = p
-                .entries
-                .windows(2)
-                .find(|w| w[0].end() > u64::from(w[1].offset))
-            {
+            if let Some(w) = p.entries.windows(2).find(|w| !ordered(&w[0], &w[1])) {
                 return Err(FormatError::corrupted(
                     WHAT,
                     format!(
@@ -171,6 +199,7 @@ impl IndexFile {
             Compression::Raw if rest.len() > MAX_INDEX_BODY => {
                 Err(FormatError::bounds(WHAT, "body size", rest.len()))
             }
+            Compression::Group => Err(FormatError::corrupted(WHAT, "unknown compression 2")),
             Compression::Raw => IndexFile::decode_body(rest),
             Compression::Zstd => {
                 IndexFile::decode_body(&decompress_bounded(rest, MAX_INDEX_BODY, WHAT)?)
@@ -183,8 +212,17 @@ impl IndexFile {
         let mut c = self.clone();
         c.canonicalize();
         c.check_canonical()?;
-        let size =
-            1 + 8 + 32 * c.supersedes.len() + c.packs.len() * 36 + c.blob_count() * INDEX_ENTRY_LEN;
+        let grouped: usize = c
+            .packs
+            .iter()
+            .map(|p| p.entries.iter().filter(|e| e.is_grouped()).count())
+            .sum();
+        let size = 1
+            + 8
+            + 32 * c.supersedes.len()
+            + c.packs.len() * 36
+            + c.blob_count() * INDEX_ENTRY_LEN
+            + grouped * INDEX_GROUP_EXTRA;
         if size > MAX_INDEX_BODY {
             return Err(FormatError::bounds(WHAT, "body size", size));
         }
@@ -205,6 +243,9 @@ impl IndexFile {
                 out.put_u32(e.stored_len);
                 out.put_u32(e.raw_len);
                 out.put_bytes(&e.id.0.0);
+                if e.is_grouped() {
+                    out.put_u32(e.group_offset);
+                }
             }
         }
         Ok(out)
@@ -232,14 +273,19 @@ impl IndexFile {
             let m = r.count(INDEX_ENTRY_LEN)?;
             let mut entries = Vec::with_capacity(m);
             for _ in 0..m {
-                entries.push(IndexEntry {
+                let mut e = IndexEntry {
                     blob_type: BlobType::from_u8(r.u8()?, WHAT)?,
-                    compression: Compression::from_u8(r.u8()?, WHAT)?,
+                    compression: Compression::blob_from_u8(r.u8()?, WHAT)?,
                     offset: r.u32()?,
                     stored_len: r.u32()?,
                     raw_len: r.u32()?,
                     id: BlobId(r.id()?),
-                });
+                    group_offset: 0,
+                };
+                if e.is_grouped() {
+                    e.group_offset = r.u32()?;
+                }
+                entries.push(e);
             }
             packs.push(IndexPack { id, entries });
         }
@@ -248,6 +294,44 @@ impl IndexFile {
         index.check_canonical()?;
         Ok(index)
     }
+}
+
+/// Each entry's share of the pack bytes its envelope takes, for `entries` of one pack in
+/// canonical order (as [`IndexFile::decode`] gives them): a blob's own `stored_len`, or for the
+/// members of a compression group the group's envelope split in proportion to their plaintext
+/// (the last member takes the rounding), so the shares add up to the envelopes' bytes.
+pub fn stored_shares(entries: &[IndexEntry]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(entries.len());
+    for run in entries.chunk_by(crate::group::same_group) {
+        let stored = u64::from(run[0].stored_len);
+        if !run[0].is_grouped() {
+            out.extend(run.iter().map(|e| u64::from(e.stored_len)));
+            continue;
+        }
+        let raw: u64 = run.iter().map(|e| u64::from(e.raw_len)).sum::<u64>().max(1);
+        let mut given = 0;
+        for (i, e) in run.iter().enumerate() {
+            let share = if i + 1 == run.len() {
+                stored - given
+            } else {
+                stored * u64::from(e.raw_len) / raw
+            };
+            given += share;
+            out.push(share);
+        }
+    }
+    out
+}
+
+/// Whether `b` may follow `a` among one pack's entries: after `a`'s envelope, or in the same
+/// group (same offset, type and `stored_len`) after `a`'s plaintext.
+fn ordered(a: &IndexEntry, b: &IndexEntry) -> bool {
+    if a.offset == b.offset && a.is_grouped() && b.is_grouped() {
+        return a.stored_len == b.stored_len
+            && a.blob_type == b.blob_type
+            && u64::from(a.group_offset) + u64::from(a.raw_len) <= u64::from(b.group_offset);
+    }
+    a.end() <= u64::from(b.offset)
 }
 
 #[cfg(test)]

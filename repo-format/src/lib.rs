@@ -56,6 +56,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod format;
+pub mod group;
 pub mod id;
 pub mod index;
 pub mod key;
@@ -72,8 +73,9 @@ pub use compress::{compress, decompress_bounded, decompress_exact};
 pub use config::{ChunkerProfile, Config};
 pub use crypto::{MasterKey, ObjectType, RepoKeys, aad, open, seal, seal_into};
 pub use error::FormatError;
+pub use group::{GroupCache, SealedGroup, blob_in_group, open_group, same_group, seal_group};
 pub use id::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId, object_id};
-pub use index::{IndexEntry, IndexFile, IndexPack};
+pub use index::{IndexEntry, IndexFile, IndexPack, stored_shares};
 pub use key::{KdfParams, KeyFile};
 pub use lease::{Lease, LeaseState, lease_aad_id, lease_name, parse_lease_name};
 pub use pack::{

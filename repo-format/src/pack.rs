@@ -1,22 +1,25 @@
-//! Packs (SPEC §7): blob envelopes, then the header envelope, then its length.
+//! Packs (SPEC §7): blob envelopes and group envelopes, then the header envelope, then its length.
 //!
 //! ```text
-//! blob 0 (envelope) | blob 1 | ... | header (envelope) | header_len u32
+//! blob 0 (envelope) | group (envelope) | ... | header (envelope) | header_len u32
 //! header plaintext: version u8 = 1 | count u32 (≥ 1) | count × entry (42 bytes)
 //! entry: blob type u8 | compression u8 | stored_len u32 | raw_len u32 | blob id[32]
 //! ```
 //!
-//! Offsets are implicit: the blobs exactly fill the bytes before the header. [`PackWriter`]
-//! builds a pack in memory and, before handing it out, decodes its own header again and checks
-//! it against what it wrote (as restic's `verifyHeader` does).
+//! Offsets are implicit: the blobs exactly fill the bytes before the header. A compression group
+//! (compression 2) is one envelope holding the zstd frame of several blobs' plaintexts one after
+//! another; its first entry carries the envelope's length and the others `stored_len` 0 (see
+//! [`crate::group`]). [`PackWriter`] builds a pack in memory and, before handing it out, decodes
+//! its own header again and checks it against what it wrote (as restic's `verifyHeader` does).
 
 use crate::compress::{compress, decompress_exact};
 use crate::crypto::{ObjectType, RepoKeys, aad, open, seal_into};
 use crate::error::FormatError;
 use crate::format::{
-    ENVELOPE_OVERHEAD, MAX_HEADER_LEN, MAX_PACK_ENTRIES, MIN_HEADER_LEN, PACK_ENTRY_LEN,
-    PACK_HEADER_FIXED_LEN, PACK_HEADER_VERSION, PACK_TRAILER_LEN,
+    ENVELOPE_OVERHEAD, MAX_GROUP_RAW, MAX_HEADER_LEN, MAX_PACK_ENTRIES, MIN_HEADER_LEN,
+    PACK_ENTRY_LEN, PACK_HEADER_FIXED_LEN, PACK_HEADER_VERSION, PACK_TRAILER_LEN,
 };
+use crate::group::{SealedGroup, blob_in_group, open_group};
 use crate::id::{BlobId, PackId, object_id};
 use crate::index::IndexEntry;
 use crate::wire::{Put, Reader};
@@ -54,7 +57,8 @@ impl BlobType {
     }
 }
 
-/// How a blob's plaintext was stored.
+/// How a blob's plaintext was stored (and, values 0 and 1 only, how an index file, snapshot or
+/// plan body was).
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Compression {
@@ -62,9 +66,12 @@ pub enum Compression {
     Raw = 0,
     /// One zstd frame.
     Zstd = 1,
+    /// Part of a compression group: one zstd frame of several blobs' plaintexts (SPEC §7).
+    Group = 2,
 }
 
 impl Compression {
+    /// A body's compression tag: raw or zstd.
     pub(crate) fn from_u8(b: u8, what: &'static str) -> Result<Compression, FormatError> {
         match b {
             0 => Ok(Compression::Raw),
@@ -75,16 +82,35 @@ impl Compression {
             )),
         }
     }
+
+    /// A blob entry's compression: raw, zstd or grouped.
+    pub(crate) fn blob_from_u8(b: u8, what: &'static str) -> Result<Compression, FormatError> {
+        match b {
+            2 => Ok(Compression::Group),
+            _ => Compression::from_u8(b, what),
+        }
+    }
 }
 
 /// Checks the lengths of one blob's entry: an envelope is at least 32 bytes, and a raw blob's
 /// plaintext is its envelope minus 32.
+///
+/// A grouped blob has at least one byte and at most [`MAX_GROUP_RAW`]; in a pack header a
+/// grouped entry's `stored_len` is 0 when it continues the group before it.
 pub(crate) fn check_blob_lengths(
     what: &'static str,
     compression: Compression,
     stored_len: u32,
     raw_len: u32,
 ) -> Result<(), FormatError> {
+    if compression == Compression::Group {
+        if raw_len == 0 || raw_len as usize > MAX_GROUP_RAW {
+            return Err(FormatError::bounds(what, "grouped raw_len", raw_len));
+        }
+        if stored_len == 0 && what == WHAT {
+            return Ok(());
+        }
+    }
     if (stored_len as usize) < ENVELOPE_OVERHEAD {
         return Err(FormatError::bounds(what, "stored_len", stored_len));
     }
@@ -107,9 +133,10 @@ pub(crate) fn check_blob_lengths(
 pub struct PackEntry {
     /// Data or tree.
     pub blob_type: BlobType,
-    /// Raw or zstd.
+    /// Raw, zstd or grouped.
     pub compression: Compression,
-    /// Length of the blob's envelope.
+    /// Length of the blob's envelope; for a grouped blob the group envelope's length on the
+    /// group's first entry and 0 on the others.
     pub stored_len: u32,
     /// Length of the plaintext after decompression.
     pub raw_len: u32,
@@ -159,7 +186,9 @@ pub fn seal_blob(
 }
 
 /// Opens a blob envelope, decompresses it and checks that its keyed hash equals `entry.id`
-/// ([`FormatError::IdMismatch`] otherwise).
+/// ([`FormatError::IdMismatch`] otherwise). For a grouped blob `envelope` is the whole group's
+/// envelope, which is opened and decompressed to take out this one blob: a reader of several
+/// blobs of one group opens it once with [`open_group`] and takes each with [`blob_in_group`].
 pub fn open_blob(
     keys: &RepoKeys,
     entry: &IndexEntry,
@@ -180,6 +209,10 @@ pub fn open_blob(
             ),
         ));
     }
+    if entry.compression == Compression::Group {
+        let group = open_group(keys, entry, envelope)?;
+        return blob_in_group(keys, entry, &group);
+    }
     let aad = aad(entry.blob_type.object_type(), keys.repo_id(), &entry.id.0);
     let stored = open(&keys.master().enc_key, &aad, envelope, what)?;
     let plaintext = match entry.compression {
@@ -195,6 +228,7 @@ pub fn open_blob(
             ));
         }
         Compression::Zstd => decompress_exact(&stored, entry.raw_len as usize, what)?,
+        Compression::Group => unreachable!("grouped blobs return above"),
     };
     let actual = keys.blob_id(&plaintext);
     if actual != entry.id {
@@ -242,7 +276,7 @@ pub fn decode_header_plain(b: &[u8]) -> Result<Vec<PackEntry>, FormatError> {
     let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
         let blob_type = BlobType::from_u8(r.u8()?, WHAT)?;
-        let compression = Compression::from_u8(r.u8()?, WHAT)?;
+        let compression = Compression::blob_from_u8(r.u8()?, WHAT)?;
         let stored_len = r.u32()?;
         let raw_len = r.u32()?;
         check_blob_lengths(WHAT, compression, stored_len, raw_len)?;
@@ -314,19 +348,55 @@ pub fn decode_header(
         })?;
     let plain = keys.open_object(ObjectType::PackHeader, header_envelope, WHAT)?;
     let entries = decode_header_plain(&plain)?;
-    let mut offset: u64 = 0;
-    let mut out = Vec::with_capacity(entries.len());
-    for e in entries {
-        let off =
-            u32::try_from(offset).map_err(|_| FormatError::bounds(WHAT, "blob offset", offset))?;
-        out.push(IndexEntry::new(e, off));
-        offset += u64::from(e.stored_len);
-    }
+    let out = index_entries(&entries)?;
+    let offset = out.last().map_or(0, IndexEntry::end);
     if offset != blobs_len {
         return Err(FormatError::corrupted(
             WHAT,
             format!("blobs take {offset} bytes, but {blobs_len} bytes precede the header"),
         ));
+    }
+    Ok(out)
+}
+
+/// The index entries of a pack's header entries, in order: offsets are the sums of the
+/// `stored_len`s before, and a grouped entry with `stored_len` 0 continues the group before it
+/// (same blob type, its plaintext right after the previous member's, the group at most
+/// [`MAX_GROUP_RAW`] bytes).
+pub fn index_entries(entries: &[PackEntry]) -> Result<Vec<IndexEntry>, FormatError> {
+    let mut offset: u64 = 0;
+    let mut out: Vec<IndexEntry> = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        if e.compression == Compression::Group && e.stored_len == 0 {
+            let prev = match out.last() {
+                Some(p) if p.compression == Compression::Group && p.blob_type == e.blob_type => p,
+                _ => {
+                    return Err(FormatError::corrupted(
+                        WHAT,
+                        format!(
+                            "entry {i} continues a group, but no group of its type precedes it"
+                        ),
+                    ));
+                }
+            };
+            let at = u64::from(prev.group_offset) + u64::from(prev.raw_len);
+            if at + u64::from(e.raw_len) > MAX_GROUP_RAW as u64 {
+                return Err(FormatError::bounds(
+                    WHAT,
+                    "group size",
+                    at + u64::from(e.raw_len),
+                ));
+            }
+            let mut next = IndexEntry::new(*e, prev.offset);
+            next.stored_len = prev.stored_len;
+            next.group_offset = at as u32; // ≤ MAX_GROUP_RAW, checked above
+            out.push(next);
+            continue;
+        }
+        let off =
+            u32::try_from(offset).map_err(|_| FormatError::bounds(WHAT, "blob offset", offset))?;
+        out.push(IndexEntry::new(*e, off));
+        offset += u64::from(e.stored_len);
     }
     Ok(out)
 }
@@ -359,6 +429,12 @@ impl PackWriter {
     pub fn add(&mut self, blob: SealedBlob) {
         self.bytes.extend_from_slice(&blob.bytes);
         self.entries.push(blob.entry);
+    }
+
+    /// Appends a compression group (its blobs' entries in order).
+    pub fn add_group(&mut self, group: SealedGroup) {
+        self.bytes.extend_from_slice(&group.bytes);
+        self.entries.extend_from_slice(&group.entries);
     }
 
     /// Bytes of blobs so far (the pack will be this plus the header).
@@ -416,7 +492,8 @@ impl PackWriter {
         )?;
         let mut offset = 0usize;
         for (d, e) in decoded.iter().zip(&entries) {
-            if d.pack_entry() != *e || d.offset as usize != offset {
+            let continues = e.compression == Compression::Group && e.stored_len == 0;
+            if d.pack_entry() != *e || (!continues && d.offset as usize != offset) {
                 return Err(FormatError::corrupted(
                     WHAT,
                     "header read back differs from what was written",

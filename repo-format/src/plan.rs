@@ -133,6 +133,7 @@ impl Plan {
         let compression = Compression::from_u8(r.u8()?, WHAT)?;
         let rest = r.rest();
         match compression {
+            Compression::Group => Err(FormatError::corrupted(WHAT, "unknown compression 2")),
             Compression::Raw => Plan::decode_body(rest),
             Compression::Zstd => Plan::decode_body(&decompress_bounded(rest, MAX_PLAN_BODY, WHAT)?),
         }

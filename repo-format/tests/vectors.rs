@@ -161,6 +161,19 @@ fn pack() -> FinishedPack {
     w.finish(&k, NONCE_SALT).unwrap()
 }
 
+/// The same two blobs as one compression group (SPEC §7).
+fn pack_group() -> FinishedPack {
+    let k = keys();
+    let (hello, text) = (b"hello".to_vec(), text_blob());
+    let blobs = [
+        (k.blob_id(&hello), hello.as_slice()),
+        (k.blob_id(&text), text.as_slice()),
+    ];
+    let mut w = PackWriter::new();
+    w.add_group(seal_group(&k, BlobType::Data, &blobs, 3, NONCE_SALT).unwrap());
+    w.finish(&k, NONCE_SALT).unwrap()
+}
+
 fn index() -> IndexFile {
     let p = pack();
     IndexFile {
@@ -386,6 +399,46 @@ fn pack_and_index() {
     let back = IndexFile::decode(&k, &bytes).unwrap();
     assert_eq!(back.packs[0].id, PackId(object_id(&read_golden("pack"))));
     assert_eq!(back.packs[0].entries, entries);
+}
+
+#[test]
+fn pack_group_and_its_index() {
+    let k = keys();
+    let p = pack_group();
+    let bytes = golden("pack_group", &p.bytes);
+    assert_eq!(object_id(&bytes), p.id.0);
+    let entries = decode_pack_header(&k, &bytes).unwrap();
+    let fields: Vec<_> = entries
+        .iter()
+        .map(|e| (e.compression, e.offset, e.raw_len, e.group_offset))
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            (Compression::Group, 0, 5, 0),
+            (Compression::Group, 0, 4096, 5)
+        ]
+    );
+    assert_eq!(entries[0].stored_len, entries[1].stored_len);
+    // Header entries: the second member carries stored_len 0.
+    let plain: Vec<PackEntry> = entries.iter().map(IndexEntry::pack_entry).collect();
+    assert_eq!(plain[1].stored_len, 0);
+    let group = &bytes[..entries[0].stored_len as usize];
+    for (e, data) in entries.iter().zip([b"hello".to_vec(), text_blob()]) {
+        assert_eq!(open_blob(&k, e, group).unwrap(), data);
+    }
+    let idx = IndexFile {
+        supersedes: vec![],
+        packs: vec![IndexPack {
+            id: p.id,
+            entries: p.entries,
+        }],
+    };
+    let body = golden("index_group_body", &idx.encode_body().unwrap());
+    assert_eq!(
+        IndexFile::decode_body(&body).unwrap().packs[0].entries,
+        entries
+    );
 }
 
 #[test]

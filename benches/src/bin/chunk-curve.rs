@@ -4,6 +4,7 @@
 //! ```text
 //! chunk-curve DAY1 DAY2 [--sizes 4,8,16,32,64,256,1024] [--dict-sizes 0,64,112] [--level 3]
 //!             [--sample-mib 16] [--spread] [--speed-mib 64] [--reps 3] [--seed N] [--json]
+//!             [--group-kib G]
 //! ```
 //!
 //! For each average size S (KiB) it cuts both files with the repo-format [`Chunker`] (FastCDC
@@ -21,6 +22,11 @@
 //!   pieces of at most 128 KiB; `--spread`: every k-th chunk over the whole dump), used for
 //!   every chunk of both days, and stored once (zstd-compressed, plus one blob's overhead) in
 //!   the day-1 size.
+//!
+//! * with `--group-kib G` (G > 0): as cairn's writer does (SPEC §7 compression groups), the
+//!   unique chunks of each day are concatenated in order and compressed G KiB at a time, one
+//!   envelope per group; a blob then costs its pack header entry and its index entry (with the
+//!   group offset) instead of an envelope. Applies to every row, the reference rows included.
 //!
 //! Reference rows, always without a dictionary: restic-like (FastCDC 512 KiB / 1 MiB / 8 MiB;
 //! restic itself uses Rabin fingerprints with those limits) and borg-like (FastCDC 512 KiB /
@@ -45,19 +51,32 @@ use std::time::Instant;
 use rayon::prelude::*;
 use repo_format::format::{
     CHUNK_AVG_MAX, CHUNK_AVG_MIN, CHUNK_MAX_MAX, CHUNK_MAX_MIN, CHUNK_MIN_MAX, CHUNK_MIN_MIN,
-    CONTENT_LIST_LEN, DIRECT_CONTENT_MAX, ENVELOPE_OVERHEAD, INDEX_ENTRY_LEN, NONCE_SALT_LEN,
-    PACK_ENTRY_LEN, TAG_LEN,
+    CONTENT_LIST_LEN, DIRECT_CONTENT_MAX, ENVELOPE_OVERHEAD, INDEX_ENTRY_LEN, INDEX_GROUP_EXTRA,
+    NONCE_SALT_LEN, PACK_ENTRY_LEN, TAG_LEN,
 };
 use repo_format::{Chunker, ChunkerParams};
 use serde_json::{Value, json};
 
 const USAGE: &str = "usage: chunk-curve DAY1 DAY2 [--sizes 4,8,16,32,64,256,1024] \
     [--dict-sizes 0,64,112] [--level 3]\n\
-    \x20      [--sample-mib 16] [--spread] [--speed-mib 64] [--reps 3] [--seed N] [--json]\n";
+    \x20      [--sample-mib 16] [--spread] [--speed-mib 64] [--reps 3] [--seed N] [--json]\n\
+    \x20      [--group-kib G]\n";
 
 /// Stored bytes per blob besides its compressed payload: the envelope's nonce salt and tag, the
 /// pack header entry and the index entry.
 const BLOB_OVERHEAD: u64 = (ENVELOPE_OVERHEAD + PACK_ENTRY_LEN + INDEX_ENTRY_LEN) as u64;
+
+/// The same for a blob in a compression group: no envelope of its own (the group's is counted
+/// with the compressed bytes), a group offset in its index entry.
+const GROUPED_BLOB_OVERHEAD: u64 = (PACK_ENTRY_LEN + INDEX_ENTRY_LEN + INDEX_GROUP_EXTRA) as u64;
+
+fn blob_overhead(group_kib: usize) -> u64 {
+    if group_kib > 0 {
+        GROUPED_BLOB_OVERHEAD
+    } else {
+        BLOB_OVERHEAD
+    }
+}
 
 /// A content list's plaintext header: kind, version, count (SPEC §9).
 const CONTENT_LIST_HEADER: u64 = 1 + 1 + 4;
@@ -82,6 +101,8 @@ struct Opts {
     reps: usize,
     seed: u64,
     json: bool,
+    /// Compress runs of consecutive stored chunks together, up to this many KiB (0: each alone).
+    group_kib: usize,
 }
 
 /// One chunking to measure.
@@ -188,6 +209,7 @@ fn parse_args() -> Result<Option<Opts>, String> {
         reps: 3,
         seed: 0x00c4_a11b_5eed_0001,
         json: false,
+        group_kib: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -217,6 +239,11 @@ fn parse_args() -> Result<Option<Opts>, String> {
                 o.reps = value("--reps")?
                     .parse()
                     .map_err(|_| "--reps needs a number")?
+            }
+            "--group-kib" => {
+                o.group_kib = value("--group-kib")?
+                    .parse()
+                    .map_err(|_| "--group-kib needs a number")?
             }
             "--seed" => {
                 o.seed = value("--seed")?
@@ -420,14 +447,38 @@ fn compressor<'a>(
 }
 
 /// Compressed bytes of each chunk on its own (raw length when zstd does not make it smaller),
-/// summed, and how many chunks stay raw.
+/// summed, and how many chunks stay raw; with `group_kib` > 0, of groups of consecutive chunks
+/// of at least that many KiB instead, each with its envelope (no chunk counts as raw).
 fn compress_all(
     c: &mut zstd::bulk::Compressor<'_>,
     data: &[u8],
     ranges: &[Range<usize>],
+    group_kib: usize,
 ) -> Result<(u64, u64), String> {
     let mut buf = Vec::new();
     let (mut total, mut raw) = (0u64, 0u64);
+    let mut groups: Vec<Vec<u8>> = Vec::new();
+    if group_kib > 0 {
+        let mut g = Vec::new();
+        for r in ranges {
+            g.extend_from_slice(&data[r.clone()]);
+            if g.len() >= group_kib << 10 {
+                groups.push(std::mem::take(&mut g));
+            }
+        }
+        if !g.is_empty() {
+            groups.push(g);
+        }
+    }
+    for g in &groups {
+        buf.clear();
+        buf.reserve(zstd::zstd_safe::compress_bound(g.len()));
+        let n = c
+            .compress_to_buffer(&g[..], &mut buf)
+            .map_err(|e| format!("zstd: {e}"))?;
+        total += n.min(g.len()) as u64 + ENVELOPE_OVERHEAD as u64;
+    }
+    let ranges = if group_kib > 0 { &[][..] } else { ranges };
     for r in ranges {
         let chunk = &data[r.clone()];
         buf.clear();
@@ -490,8 +541,8 @@ fn measure_rows(
             .as_deref()
             .map(|d| zstd::dict::EncoderDictionary::copy(d, o.level));
         let mut c = compressor(o.level, edict.as_ref())?;
-        let (day1_comp, day1_raw_blobs) = compress_all(&mut c, day1, &ch.day1_unique)?;
-        let (day2_comp, _) = compress_all(&mut c, day2, &ch.day2_added)?;
+        let (day1_comp, day1_raw_blobs) = compress_all(&mut c, day1, &ch.day1_unique, o.group_kib)?;
+        let (day2_comp, _) = compress_all(&mut c, day2, &ch.day2_added, o.group_kib)?;
         let comp_secs = t.elapsed().as_secs_f64();
         rows.push(Row {
             variant: vi,
@@ -500,9 +551,11 @@ fn measure_rows(
             train_secs,
             day1_comp,
             day1_raw_blobs,
-            day1_stored: day1_comp + BLOB_OVERHEAD * ch.day1_unique.len() as u64 + dict_stored,
+            day1_stored: day1_comp
+                + blob_overhead(o.group_kib) * ch.day1_unique.len() as u64
+                + dict_stored,
             day2_comp,
-            day2_stored: day2_comp + BLOB_OVERHEAD * ch.day2_added.len() as u64,
+            day2_stored: day2_comp + blob_overhead(o.group_kib) * ch.day2_added.len() as u64,
             dict,
             comp_secs,
         });
@@ -742,7 +795,8 @@ fn run(o: &Opts) -> Result<(), String> {
             "day1": {"path": o.day1, "bytes": day1.len()},
             "day2": {"path": o.day2, "bytes": day2.len()},
             "zstd_level": o.level,
-            "blob_overhead_bytes": BLOB_OVERHEAD,
+            "blob_overhead_bytes": blob_overhead(o.group_kib),
+            "group_kib": o.group_kib,
             "dict_sample_bytes": sample,
             "dict_sample_spread": o.spread,
             "speed_sample_bytes": speed_data.len(),
@@ -839,11 +893,20 @@ fn print_tables(
         o.day2,
         len2 as f64 / MIB
     );
-    println!(
-        "zstd level {}, each chunk compressed on its own (stored raw when not smaller); \
-         FastCDC gear seed {:#x}",
-        o.level, o.seed
-    );
+    if o.group_kib > 0 {
+        println!(
+            "zstd level {}, the new chunks of each day compressed in groups of {} KiB (one \
+             envelope each; a blob costs {GROUPED_BLOB_OVERHEAD} B: pack entry, index entry with \
+             group offset); FastCDC gear seed {:#x}",
+            o.level, o.group_kib, o.seed
+        );
+    } else {
+        println!(
+            "zstd level {}, each chunk compressed on its own (stored raw when not smaller); \
+             FastCDC gear seed {:#x}",
+            o.level, o.seed
+        );
+    }
     println!(
         "stored = compressed + {BLOB_OVERHEAD} B a blob (envelope {ENVELOPE_OVERHEAD} = nonce salt \
          {NONCE_SALT_LEN} + tag {TAG_LEN}; pack entry {PACK_ENTRY_LEN}; index entry \
@@ -915,7 +978,7 @@ fn print_tables(
             ch.day1_unique.len(),
             mib(ch.day1_unique_bytes),
             plain.map_or("-".to_string(), |r| format!("{:.3}", mib(r.day1_comp))),
-            mib(BLOB_OVERHEAD * ch.day1_unique.len() as u64),
+            mib(blob_overhead(o.group_kib) * ch.day1_unique.len() as u64),
             ch.day2_added.len(),
             mib(ch.day2_added_bytes),
             100.0 * ch.day2_added_bytes as f64 / len2.max(1) as f64,

@@ -14,14 +14,19 @@ use crate::args::{CatArgs, GlobalArgs};
 use crate::output::snapshot_json;
 
 fn entry_json(e: &repo_format::IndexEntry) -> serde_json::Value {
-    json!({
+    let mut v = json!({
         "id": e.id.0.to_hex(),
         "type": format!("{:?}", e.blob_type).to_lowercase(),
         "compression": format!("{:?}", e.compression).to_lowercase(),
         "offset": e.offset,
         "stored_len": e.stored_len,
         "raw_len": e.raw_len,
-    })
+    });
+    if e.is_grouped() {
+        // offset and stored_len are the group's envelope; this is where the blob is inside.
+        v["group_offset"] = json!(e.group_offset);
+    }
+    v
 }
 
 /// Runs `cairn cat`.

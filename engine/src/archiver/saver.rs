@@ -6,7 +6,8 @@
 //!   id = keyed BLAKE3(chunk)
 //!   need(id)? -- no --> dedup hit
 //!     | yes
-//!     +--> bounded queue -------------> zstd + AES-GCM (seal_blob)
+//!     +--> small data blobs held until ~1 MiB (a compression group, SPEC §7)
+//!     +--> bounded queue -------------> zstd + AES-GCM (seal_group / seal_blob)
 //!                                        append to the open pack of its type
 //!                                        pack full? finish + seal header --> put pack (bounded
 //!                                                                              number in flight)
@@ -14,7 +15,7 @@
 //!   maybe_flush_index(): every 65 536 uploaded entries, write an index file  <--+
 //! ```
 //!
-//! Memory is bounded by the queue length, the open packs, the uploads in flight and the index
+//! Memory is bounded by the held group, the queue length, the open packs, the uploads in flight and the index
 //! entries not yet flushed (at most [`INDEX_FLUSH_ENTRIES`]); none grows with the input size.
 //! The `pending` set holds only blobs of packs not yet named by an index file: after a flush
 //! they are in the local cache and leave the set.
@@ -31,8 +32,10 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
+use repo_format::format::MAX_PACK_ENTRIES;
 use repo_format::{
     BlobId, BlobType, IndexFile, IndexId, IndexPack, PackId, PackWriter, SealedBlob, seal_blob,
+    seal_group,
 };
 
 use crate::backend::FileType;
@@ -65,6 +68,19 @@ pub struct Job {
 /// Jobs travel to the workers in batches of about this many bytes: one channel message per
 /// blob would cost a wake-up per 16 KiB chunk.
 const BATCH_BYTES: usize = 1 << 20;
+
+/// Data blobs smaller than this are compressed in groups (SPEC §7): the chunks of dump streams
+/// (16 KiB average) and small files, not the ≥ 256 KiB chunks of large files.
+pub const GROUP_BLOB_MAX: usize = 256 << 10;
+
+/// Plaintext of a compression group: small data blobs are held, in the order they come, until
+/// this much is there, and sealed together. Reading one blob opens its whole group, so larger
+/// groups compress a little better and cost more per random read.
+pub const GROUP_BYTES: usize = 1 << 20;
+
+/// ... or until this many blobs are (tiny files): keeps a group's header entries well under
+/// what one pack may hold.
+const GROUP_BLOBS: usize = 4096;
 
 /// Counters of what this saver added to the repository.
 #[derive(Debug, Default)]
@@ -111,6 +127,9 @@ struct Shared<'r> {
 /// Accepts blobs from one producer thread and stores them (see the module docs).
 pub struct BlobSaver<'s> {
     shared: Arc<Shared<'s>>,
+    /// Small data blobs waiting for a group to fill (at most [`GROUP_BYTES`] and one blob), and
+    /// their bytes. Counted as pending like queued blobs; [`BlobSaver::finish`] sends the rest.
+    held: Mutex<(Vec<Job>, usize)>,
     queue: Option<Sender<Vec<Job>>>,
     workers: Vec<std::thread::ScopedJoinHandle<'s, ()>>,
 }
@@ -165,10 +184,8 @@ impl<'s> BlobSaver<'s> {
                 let shared = Arc::clone(&shared);
                 scope.spawn(move || {
                     for batch in rx {
-                        for job in batch {
-                            if let Err(e) = shared.seal_and_pack(job) {
-                                shared.fail(e);
-                            }
+                        if let Err(e) = shared.seal_batch(batch) {
+                            shared.fail(e);
                         }
                     }
                 })
@@ -176,6 +193,7 @@ impl<'s> BlobSaver<'s> {
             .collect();
         BlobSaver {
             shared,
+            held: Mutex::new((Vec::new(), 0)),
             queue: Some(tx),
             workers,
         }
@@ -264,6 +282,19 @@ impl<'s> BlobSaver<'s> {
             })
         };
         for job in jobs {
+            if groupable(&job) {
+                let full = {
+                    let mut held = lock(&self.held);
+                    held.1 += job.data.len();
+                    held.0.push(job);
+                    (held.1 >= GROUP_BYTES || held.0.len() >= GROUP_BLOBS)
+                        .then(|| std::mem::take(&mut *held).0)
+                };
+                if let Some(group) = full {
+                    send(group)?;
+                }
+                continue;
+            }
             bytes += job.data.len();
             batch.push(job);
             if bytes >= BATCH_BYTES {
@@ -366,8 +397,17 @@ impl<'s> BlobSaver<'s> {
     /// Stops the workers, stores the last partial packs, waits for every upload and writes the
     /// last index file. After this returns Ok, every saved blob is stored and indexed.
     pub fn finish(mut self) -> Result<SaverTotals> {
-        // Closing the queue lets the workers drain it and exit; the packs still open are then
-        // flushed here, on this thread.
+        // The last, partial group goes first. Closing the queue lets the workers drain it and
+        // exit; the packs still open are then flushed here, on this thread.
+        let held = std::mem::take(&mut *lock(&self.held)).0;
+        if !held.is_empty()
+            && let Some(queue) = &self.queue
+            && queue.send(held).is_err()
+        {
+            return Err(self
+                .take_failure()
+                .unwrap_or_else(|| Error::new(ErrorKind::Io, "the blob workers stopped")));
+        }
         drop(self.queue.take());
         for w in self.workers.drain(..) {
             w.join()
@@ -432,6 +472,11 @@ impl Drop for BlobSaver<'_> {
     }
 }
 
+/// Whether a job goes into a compression group: a data blob under [`GROUP_BLOB_MAX`].
+fn groupable(job: &Job) -> bool {
+    job.blob_type == BlobType::Data && !job.data.is_empty() && job.data.len() < GROUP_BLOB_MAX
+}
+
 /// Keeps the first failure; later ones are consequences of it.
 fn record_failure(slot: &Mutex<Option<Error>>, e: Error) {
     let mut f = lock(slot);
@@ -461,7 +506,49 @@ impl Shared<'_> {
         true
     }
 
-    fn seal_and_pack(&self, job: Job) -> Result<()> {
+    /// Seals a batch: its runs of small data blobs as compression groups (each alone when a
+    /// group does not apply, e.g. incompressible data), the other blobs one by one.
+    fn seal_batch(&self, batch: Vec<Job>) -> Result<()> {
+        let mut rest = batch.as_slice();
+        while !rest.is_empty() {
+            let run = rest.iter().take_while(|j| groupable(j)).count();
+            if run >= 2 {
+                let (group, tail) = rest.split_at(run);
+                self.seal_group_and_pack(group)?;
+                rest = tail;
+            } else {
+                self.seal_and_pack(&rest[0])?;
+                rest = &rest[1..];
+            }
+        }
+        Ok(())
+    }
+
+    fn seal_group_and_pack(&self, jobs: &[Job]) -> Result<()> {
+        let repo = self.repo;
+        let blobs: Vec<(BlobId, &[u8])> = jobs.iter().map(|j| (j.id, j.data.as_slice())).collect();
+        let Some(group) = seal_group(
+            repo.keys(),
+            BlobType::Data,
+            &blobs,
+            repo.config().compression_level,
+            random_bytes::<16>()?,
+        ) else {
+            return jobs.iter().try_for_each(|j| self.seal_and_pack(j));
+        };
+        let raw: usize = blobs.iter().map(|(_, b)| b.len()).sum();
+        self.stats
+            .blobs
+            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        self.stats.raw.fetch_add(raw as u64, Ordering::Relaxed);
+        self.stats
+            .stored
+            .fetch_add(group.bytes.len() as u64, Ordering::Relaxed);
+        let n = group.entries.len();
+        self.pack(BlobType::Data, n, |packer| packer.add_group(group))
+    }
+
+    fn seal_and_pack(&self, job: &Job) -> Result<()> {
         let repo = self.repo;
         let config = repo.config();
         let sealed: SealedBlob = seal_blob(
@@ -472,7 +559,6 @@ impl Shared<'_> {
             config.compression_level,
             random_bytes::<16>()?,
         );
-        drop(job.data);
         self.stats.blobs.fetch_add(1, Ordering::Relaxed);
         self.stats
             .raw
@@ -480,13 +566,33 @@ impl Shared<'_> {
         self.stats
             .stored
             .fetch_add(u64::from(sealed.entry.stored_len), Ordering::Relaxed);
-        let target = match job.blob_type {
+        self.pack(job.blob_type, 1, |packer| packer.add(sealed))
+    }
+
+    /// Adds `entries` header entries to the open pack of `blob_type` and uploads it once full
+    /// (first, if they would not fit in its header).
+    fn pack(
+        &self,
+        blob_type: BlobType,
+        entries: usize,
+        add: impl FnOnce(&mut PackWriter),
+    ) -> Result<()> {
+        let config = self.repo.config();
+        let target = match blob_type {
             BlobType::Data => config.data_pack_size,
             BlobType::Tree => config.tree_pack_size,
         } as usize;
+        let no_room = {
+            let mut packer = lock(&self.packers[blob_type as usize]);
+            (!packer.is_empty() && packer.count() + entries > MAX_PACK_ENTRIES)
+                .then(|| std::mem::replace(&mut *packer, PackWriter::new()))
+        };
+        if let Some(pack) = no_room {
+            self.upload(pack)?;
+        }
         let full = {
-            let mut packer = lock(&self.packers[job.blob_type as usize]);
-            packer.add(sealed);
+            let mut packer = lock(&self.packers[blob_type as usize]);
+            add(&mut packer);
             if packer.is_full(target) {
                 Some(std::mem::replace(&mut *packer, PackWriter::new()))
             } else {

@@ -272,15 +272,17 @@ fn verify_blobs(
     entries: &[IndexEntry],
     bytes: &[u8],
 ) -> Vec<(IndexEntry, FormatError)> {
+    // A compression group's members are neighbours in the header: one task opens it once.
     entries
-        .par_iter()
-        .filter_map(|e| {
-            let envelope = bytes
-                .get(e.offset as usize..e.end() as usize)
-                .unwrap_or(&[]);
-            repo_format::open_blob(keys, e, envelope)
-                .err()
-                .map(|err| (*e, err))
+        .par_chunk_by(repo_format::same_group)
+        .flat_map_iter(|run| {
+            let mut groups = repo_format::GroupCache::new();
+            run.iter().filter_map(move |e| {
+                let envelope = bytes
+                    .get(e.offset as usize..e.end() as usize)
+                    .unwrap_or(&[]);
+                groups.open(keys, e, envelope).err().map(|err| (*e, err))
+            })
         })
         .collect()
 }

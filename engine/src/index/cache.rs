@@ -8,13 +8,14 @@
 //! | column family | key | value |
 //! |---|---|---|
 //! | `default` | `cairn-index-cache-format` | u32 LE: the cache format version |
-//! | `blobs` | blob id (32) | pack id (32) ‖ blob type u8 ‖ compression u8 ‖ offset u32 ‖ stored_len u32 ‖ raw_len u32 (46 bytes, LE), then one byte [`FILL_IN`] when a superseded file's entry filled it in |
+//! | `blobs` | blob id (32) | pack id (32) ‖ blob type u8 ‖ compression u8 ‖ offset u32 ‖ stored_len u32 ‖ raw_len u32 ‖ group_offset u32 (50 bytes, LE), then one byte [`FILL_IN`] when a superseded file's entry filled it in |
 //! | `files` | index file id (32) | u64 LE: how many blob entries the file has ‖ u8: 1 if they were added as a current file's, 0 as a superseded file's ‖ u32 LE `supersedes` count ‖ the ids it supersedes (32 each) |
 //!
 //! A database written with another format version (or with column families this version does
 //! not know) is destroyed and recreated empty on [`IndexCache::open`]; the caller then reloads
 //! every index file, as for a fresh cache. Version 1 had only the entry count in `files`;
-//! version 2 did not mark filled-in entries.
+//! version 2 did not mark filled-in entries; version 3 had no `group_offset` (compression groups,
+//! SPEC §7).
 //!
 //! # Superseded index files
 //!
@@ -65,7 +66,7 @@ use rocksdb::{
 /// Version of the cache's own layout (not the repository format). Bump it when the keys or
 /// values below change: caches written by other versions are then wiped and rebuilt.
 /// Version 2 added the role and the `supersedes` ids to the `files` values.
-pub const CACHE_FORMAT_VERSION: u32 = 3;
+pub const CACHE_FORMAT_VERSION: u32 = 4;
 
 /// The byte after a blob location that a superseded index file filled in (see the module docs).
 pub const FILL_IN: u8 = 1;
@@ -86,7 +87,7 @@ const CF_FILES: &str = "files";
 const COLUMN_FAMILIES: [&str; 3] = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, CF_BLOBS, CF_FILES];
 
 /// Length of an encoded blob location: pack id, type, compression, offset, stored and raw length.
-pub const LOCATION_LEN: usize = 32 + 1 + 1 + 4 + 4 + 4;
+pub const LOCATION_LEN: usize = 32 + 1 + 1 + 4 + 4 + 4 + 4;
 
 /// Shared LRU block cache (data, index and filter blocks).
 const BLOCK_CACHE_BYTES: usize = 32 << 20;
@@ -273,6 +274,7 @@ pub fn encode_location(pack: &PackId, entry: &IndexEntry) -> [u8; LOCATION_LEN] 
     out[34..38].copy_from_slice(&entry.offset.to_le_bytes());
     out[38..42].copy_from_slice(&entry.stored_len.to_le_bytes());
     out[42..46].copy_from_slice(&entry.raw_len.to_le_bytes());
+    out[46..50].copy_from_slice(&entry.group_offset.to_le_bytes());
     out
 }
 
@@ -297,6 +299,7 @@ pub fn decode_location(id: BlobId, value: &[u8]) -> Result<BlobLocation, String>
     let compression = match rest[1] {
         0 => Compression::Raw,
         1 => Compression::Zstd,
+        2 => Compression::Group,
         c => return Err(format!("unknown compression {c}")),
     };
     let u32_at = |i: usize| u32::from_le_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
@@ -309,6 +312,7 @@ pub fn decode_location(id: BlobId, value: &[u8]) -> Result<BlobLocation, String>
             stored_len: u32_at(6),
             raw_len: u32_at(10),
             id,
+            group_offset: u32_at(14),
         },
     })
 }
@@ -736,6 +740,7 @@ mod tests {
             stored_len: 100 + n,
             raw_len: 1000 + n,
             id: BlobId(id(0xb1, n)),
+            group_offset: 0,
         }
     }
 
@@ -1242,15 +1247,16 @@ mod tests {
                     PackId(Id(pack)),
                     IndexEntry {
                         blob_type: if tree { BlobType::Tree } else { BlobType::Data },
-                        compression: if zstd {
-                            Compression::Zstd
-                        } else {
-                            Compression::Raw
+                        compression: match offset % 3 {
+                            0 => Compression::Group,
+                            _ if zstd => Compression::Zstd,
+                            _ => Compression::Raw,
                         },
                         offset,
                         stored_len,
                         raw_len,
                         id: BlobId(Id(blob)),
+                        group_offset: if offset % 3 == 0 { raw_len / 3 } else { 0 },
                     },
                 )
             })

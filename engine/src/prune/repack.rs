@@ -90,6 +90,7 @@ pub fn copy_packs(
             // Open every needed blob first: a damaged one leaves the whole pack alone.
             let mut blobs = Vec::new();
             let mut damage = None;
+            let mut groups = repo_format::GroupCache::new();
             for (entry, flag) in entries.iter().zip(flags) {
                 if !flag {
                     continue;
@@ -100,7 +101,8 @@ pub fn copy_packs(
                     .get(start..end)
                     .ok_or_else(|| format!("blob {} lies outside the pack", entry.id.0.short()))
                     .and_then(|env| {
-                        repo_format::open_blob(repo.keys(), entry, env)
+                        groups
+                            .open(repo.keys(), entry, env)
                             .map_err(|e| format!("blob {}: {e}", entry.id.0.short()))
                     });
                 match opened {

@@ -210,9 +210,9 @@ pub fn pack_usage(
             let ids: Vec<_> = pack.entries.iter().map(|e| e.id).collect();
             let flags = used.get_many(&ids)?;
             let stat = usage.packs.entry(pack.id).or_default();
-            for (entry, flag) in pack.entries.iter().zip(flags) {
+            let shares = repo_format::stored_shares(&pack.entries);
+            for ((entry, flag), bytes) in pack.entries.iter().zip(flags).zip(shares) {
                 stat.blob_type.get_or_insert(entry.blob_type);
-                let bytes = u64::from(entry.stored_len);
                 if flag & USED != 0 && flag & bit == 0 {
                     stat.used_blobs += 1;
                     stat.used_bytes += bytes;

@@ -1,7 +1,7 @@
 //! Reading blobs for restore and dump: batches of locations become a few ranged pack reads.
 
 use rayon::prelude::*;
-use repo_format::BlobId;
+use repo_format::{BlobId, GroupCache, same_group};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::index::cache::BlobLocation;
@@ -91,23 +91,30 @@ pub(super) fn load_window(repo: &Repository, locs: &[BlobLocation]) -> Result<Ve
         .map(|r| {
             let pack = &locs[r.blobs[0]].pack;
             let bytes = repo.read_pack_range(pack, r.start, r.end - r.start)?;
+            // Members of one compression group are neighbours (sorted by offset): one task
+            // opens their group once.
             r.blobs
-                .par_iter()
-                .map(|&i| {
-                    let loc = &locs[i];
-                    let off = (u64::from(loc.entry.offset) - r.start) as usize;
-                    let env = bytes
-                        .get(off..off + loc.entry.stored_len as usize)
-                        .ok_or_else(|| {
-                            Error::new(
-                                ErrorKind::Corrupt,
-                                format!(
-                                    "pack {} is shorter than its index entries",
-                                    pack.0.short()
-                                ),
-                            )
-                        })?;
-                    Ok((i, repo.open_blob(loc, env)?))
+                .par_chunk_by(|&a, &b| same_group(&locs[a].entry, &locs[b].entry))
+                .flat_map_iter(|run| {
+                    let mut groups = GroupCache::new();
+                    run.iter()
+                        .map(|&i| {
+                            let loc = &locs[i];
+                            let off = (u64::from(loc.entry.offset) - r.start) as usize;
+                            let env = bytes
+                                .get(off..off + loc.entry.stored_len as usize)
+                                .ok_or_else(|| {
+                                    Error::new(
+                                        ErrorKind::Corrupt,
+                                        format!(
+                                            "pack {} is shorter than its index entries",
+                                            pack.0.short()
+                                        ),
+                                    )
+                                })?;
+                            Ok((i, repo.open_blob_cached(&mut groups, loc, env)?))
+                        })
+                        .collect::<Vec<_>>()
                 })
                 .collect::<Result<Vec<_>>>()
         })

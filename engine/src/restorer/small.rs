@@ -205,6 +205,7 @@ fn restore_slice(
                 return;
             }
         };
+        let mut groups = repo_format::GroupCache::new();
         for &k in &r.blobs {
             let (file, offset) = keep[k];
             if failed_has(&failed, file) {
@@ -219,20 +220,22 @@ fn restore_slice(
                 );
                 continue;
             };
-            let written = repo.open_blob(loc, env).and_then(|blob| {
-                progress.bytes_done(blob.len() as u64);
-                if blob.iter().all(|&b| b == 0) {
-                    return Ok(());
-                }
-                let path = &slice[file].path;
-                // The file this restore created: never a symlink put there since.
-                fs::OpenOptions::new()
-                    .write(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(path)
-                    .and_then(|f| write_sparse(&f, &blob, offset))
-                    .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
-            });
+            let written = repo
+                .open_blob_cached(&mut groups, loc, env)
+                .and_then(|blob| {
+                    progress.bytes_done(blob.len() as u64);
+                    if blob.iter().all(|&b| b == 0) {
+                        return Ok(());
+                    }
+                    let path = &slice[file].path;
+                    // The file this restore created: never a symlink put there since.
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(path)
+                        .and_then(|f| write_sparse(&f, &blob, offset))
+                        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+                });
             if let Err(e) = written {
                 fail(file, error_chain(&e));
             }

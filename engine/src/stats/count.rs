@@ -40,6 +40,9 @@ pub(super) enum Role {
 /// A set of blobs counted once each, and their figures.
 pub(super) struct BlobCounter {
     set: UsedSet,
+    /// Compression groups (pack, offset) counted already: a group is stored, and needed, whole,
+    /// so its envelope counts once, with its first member counted. One per ~1 MiB of data.
+    groups: HashSet<(repo_format::PackId, u32)>,
     pub(super) figures: BlobFigures,
 }
 
@@ -48,6 +51,7 @@ impl BlobCounter {
     pub(super) fn new(dir: &std::path::Path) -> Result<BlobCounter> {
         Ok(BlobCounter {
             set: UsedSet::create(dir)?,
+            groups: HashSet::new(),
             figures: BlobFigures::default(),
         })
     }
@@ -82,9 +86,15 @@ impl BlobCounter {
                 f.missing += 1;
                 continue;
             };
+            let grouped_again =
+                loc.entry.is_grouped() && !self.groups.insert((loc.pack, loc.entry.offset));
             let (raw, stored) = (
                 u64::from(loc.entry.raw_len),
-                u64::from(loc.entry.stored_len),
+                if grouped_again {
+                    0
+                } else {
+                    u64::from(loc.entry.stored_len)
+                },
             );
             match role {
                 Role::Data => {

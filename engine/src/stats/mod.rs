@@ -6,7 +6,7 @@
 //! |---|---|
 //! | restore size | the sizes of every file of every snapshot, summed: what restoring them all writes |
 //! | unique blobs | the distinct data blobs, trees and content lists the snapshots reference |
-//! | raw / stored | their plaintext bytes, and their bytes in the packs (compressed, encrypted) |
+//! | raw / stored | their plaintext bytes, and their bytes in the packs (compressed, encrypted; a compression group they use counts whole, once) |
 //! | dedup ratio | restore size / raw bytes of the unique data blobs: what deduplication saves |
 //! | compression ratio | raw / stored over the unique blobs: what zstd saves (envelopes included) |
 //! | space ratio | restore size / stored bytes: both together |

@@ -37,6 +37,26 @@ impl Rng {
         v.truncate(n);
         v
     }
+    /// Compressible, never repeating text (numbered lines of a few random words): what dumps
+    /// look like, so its chunks go into compression groups (SPEC §7).
+    pub fn text(&mut self, n: usize) -> Vec<u8> {
+        const WORDS: [&str; 8] = [
+            "insert", "into", "events", "values", "user", "run", "ok", "queue",
+        ];
+        let mut v = Vec::with_capacity(n + 64);
+        let mut line = 0u64;
+        while v.len() < n {
+            line += 1;
+            v.extend_from_slice(format!("{line:09}").as_bytes());
+            for _ in 0..6 {
+                v.push(b' ');
+                v.extend_from_slice(WORDS[self.below(8) as usize].as_bytes());
+            }
+            v.push(b'\n');
+        }
+        v.truncate(n);
+        v
+    }
 }
 
 /// A temporary directory holding a new repository (`repo/`) and its cache (`cache/`).

@@ -15,7 +15,81 @@ fn entry(offset: u32, stored_len: u32, id: u8) -> IndexEntry {
         stored_len,
         raw_len: stored_len - 32,
         id: BlobId(Id([id; 32])),
+        group_offset: 0,
     }
+}
+
+fn member(offset: u32, stored_len: u32, group_offset: u32, raw_len: u32, id: u8) -> IndexEntry {
+    IndexEntry {
+        blob_type: BlobType::Data,
+        compression: Compression::Group,
+        offset,
+        stored_len,
+        raw_len,
+        id: BlobId(Id([id; 32])),
+        group_offset,
+    }
+}
+
+#[test]
+fn groups_in_index_files() {
+    let k = keys();
+    let idx = IndexFile {
+        supersedes: vec![],
+        packs: vec![IndexPack {
+            id: PackId(Id([2; 32])),
+            entries: vec![
+                member(0, 100, 700, 5, 3),
+                entry(100, 50, 9),
+                member(0, 100, 0, 700, 4),
+            ],
+        }],
+    };
+    let b = idx.encode(&k, 0, [1; 16]).unwrap();
+    let back = IndexFile::decode(&k, &b).unwrap();
+    let offsets: Vec<(u32, u32)> = back.packs[0]
+        .entries
+        .iter()
+        .map(|e| (e.offset, e.group_offset))
+        .collect();
+    assert_eq!(offsets, vec![(0, 0), (0, 700), (100, 0)]);
+    // 3 entries, 2 grouped: 4 extra bytes each.
+    assert_eq!(
+        idx.encode_body().unwrap().len(),
+        1 + 4 + 4 + 36 + 3 * 46 + 2 * 4
+    );
+    let bad = |entries: Vec<IndexEntry>| {
+        IndexFile {
+            supersedes: vec![],
+            packs: vec![IndexPack {
+                id: PackId(Id([2; 32])),
+                entries,
+            }],
+        }
+        .encode_body()
+        .is_err()
+    };
+    // Members overlapping in the group's plaintext, disagreeing on the envelope, or a single
+    // blob with a group offset.
+    assert!(bad(vec![
+        member(0, 100, 0, 700, 4),
+        member(0, 100, 699, 5, 3)
+    ]));
+    assert!(bad(vec![
+        member(0, 100, 0, 700, 4),
+        member(0, 90, 700, 5, 3)
+    ]));
+    assert!(bad(vec![IndexEntry {
+        group_offset: 8,
+        ..entry(0, 40, 1)
+    }]));
+    assert!(bad(vec![member(0, 100, 0, 0, 4)]));
+    // A group overlapping the blob after it.
+    assert!(bad(vec![member(0, 100, 0, 700, 4), entry(99, 50, 9)]));
+    assert!(!bad(vec![
+        member(0, 100, 0, 700, 4),
+        member(0, 100, 700, 5, 3)
+    ]));
 }
 
 fn sample() -> IndexFile {
@@ -164,25 +238,46 @@ fn arb_index() -> impl Strategy<Value = IndexFile> {
             (
                 0u32..1000,
                 32u32..2000,
-                any::<bool>(),
+                0u8..3,
                 any::<u32>(),
                 any::<[u8; 32]>(),
+                1u8..5,
             ),
             1..10,
         ),
     )
         .prop_map(|(id, es)| {
             let mut offset = 0u32;
-            let entries = es
-                .into_iter()
-                .map(|(gap, stored_len, z, raw, bid)| {
-                    offset += gap;
-                    let e = IndexEntry {
-                        blob_type: if raw % 2 == 0 {
-                            BlobType::Data
-                        } else {
-                            BlobType::Tree
-                        },
+            let mut entries = Vec::new();
+            for (gap, stored_len, kind, raw, bid, members) in es {
+                offset += gap;
+                let blob_type = if raw % 2 == 0 {
+                    BlobType::Data
+                } else {
+                    BlobType::Tree
+                };
+                if kind == 2 {
+                    // A compression group: members share the envelope, plaintexts follow on.
+                    let mut at = 0u32;
+                    for m in 0..members {
+                        let mut mid = bid;
+                        mid[31] ^= m;
+                        let raw_len = 1 + (raw >> (m * 3)) % 5000;
+                        entries.push(IndexEntry {
+                            blob_type,
+                            compression: Compression::Group,
+                            offset,
+                            stored_len,
+                            raw_len,
+                            id: BlobId(Id(mid)),
+                            group_offset: at,
+                        });
+                        at += raw_len;
+                    }
+                } else {
+                    let z = kind == 1;
+                    entries.push(IndexEntry {
+                        blob_type,
                         compression: if z {
                             Compression::Zstd
                         } else {
@@ -192,11 +287,11 @@ fn arb_index() -> impl Strategy<Value = IndexFile> {
                         stored_len,
                         raw_len: if z { raw } else { stored_len - 32 },
                         id: BlobId(Id(bid)),
-                    };
-                    offset += stored_len;
-                    e
-                })
-                .collect();
+                        group_offset: 0,
+                    });
+                }
+                offset += stored_len;
+            }
             IndexPack {
                 id: PackId(Id(id)),
                 entries,
@@ -235,4 +330,18 @@ proptest! {
         let _ = IndexFile::decode_body(&v);
         let _ = IndexFile::decode(&keys(), &b);
     }
+}
+
+#[test]
+fn stored_shares_split_groups_by_plaintext() {
+    let entries = vec![
+        entry(0, 100, 1),
+        member(100, 90, 0, 300, 2),
+        member(100, 90, 300, 600, 3),
+        member(190, 50, 0, 7, 4),
+        member(190, 50, 7, 7, 5),
+        entry(240, 40, 6),
+    ];
+    assert_eq!(stored_shares(&entries), vec![100, 30, 60, 25, 25, 40]);
+    assert_eq!(stored_shares(&entries).iter().sum::<u64>(), 280);
 }

@@ -150,7 +150,7 @@ fn header_plain_rejects_bad_input() {
         decode_header_plain(&v),
         Err(FormatError::UnsupportedVersion { .. })
     ));
-    for (i, x) in [(5, 2), (6, 2), (7, 31), (11, 9)] {
+    for (i, x) in [(5, 2), (6, 3), (7, 31), (11, 9)] {
         let mut bad = b.clone();
         bad[i] = x;
         assert!(decode_header_plain(&bad).is_err(), "{i}");
@@ -217,7 +217,7 @@ proptest! {
         if b.len() >= 4 {
             let _ = header_len(&b[..4].try_into().unwrap(), len);
         }
-        let e = IndexEntry { blob_type: BlobType::Data, compression: Compression::Zstd, offset: 0, stored_len: b.len() as u32, raw_len: 100, id: BlobId(Id::ZERO) };
+        let e = IndexEntry { group_offset: 0, blob_type: BlobType::Data, compression: Compression::Zstd, offset: 0, stored_len: b.len() as u32, raw_len: 100, id: BlobId(Id::ZERO) };
         let _ = open_blob(&keys(), &e, &b);
     }
 }

@@ -1,0 +1,196 @@
+//! Compression groups (SPEC §7): several blobs of one type compressed together, as one zstd frame
+//! in one envelope.
+//!
+//! ```text
+//! group envelope = seal(AAD(blob type, repo_id, zeros), zstd(plaintext 0 | plaintext 1 | ...))
+//! header entries: (Group, stored_len = envelope length, raw_len 0, id 0),
+//!                 (Group, stored_len = 0,               raw_len 1, id 1), ...
+//! ```
+//!
+//! Small chunks deduplicate well and compress badly one by one (each frame starts with an empty
+//! window, and every envelope costs 32 bytes); a group compresses like one large chunk while every
+//! blob keeps its own id, index entry and dedup. A blob is read by opening its group and taking
+//! its range; its keyed id is checked as for any blob, so the group's AAD, which cannot name
+//! every member, needs no id: a group moved elsewhere still yields only blobs whose ids match.
+
+use crate::compress::{compress, decompress_bounded};
+use crate::crypto::{RepoKeys, aad, open, seal_into};
+use crate::error::FormatError;
+use crate::format::{ENVELOPE_OVERHEAD, MAX_GROUP_RAW};
+use crate::id::{BlobId, Id};
+use crate::index::IndexEntry;
+use crate::pack::{BlobType, Compression, PackEntry};
+
+/// A compression group ready to go into a pack.
+#[derive(Clone, Debug)]
+pub struct SealedGroup {
+    /// Its members' header entries, in order (the first carries the envelope's length).
+    pub entries: Vec<PackEntry>,
+    /// The group's envelope.
+    pub bytes: Vec<u8>,
+}
+
+fn what(t: BlobType) -> &'static str {
+    match t {
+        BlobType::Data => "data blob",
+        BlobType::Tree => "tree blob",
+    }
+}
+
+/// Compresses `blobs` (id, plaintext; each id `keys.blob_id` of its plaintext) together at
+/// `level` and seals the frame under `AAD(blob type, repo_id, zeros)`.
+///
+/// `None` when a group does not apply and each blob is to be sealed on its own
+/// ([`crate::seal_blob`]): fewer than two blobs, an empty one, more than [`MAX_GROUP_RAW`]
+/// bytes together, level 0, or a frame not smaller than the plaintexts.
+pub fn seal_group(
+    keys: &RepoKeys,
+    blob_type: BlobType,
+    blobs: &[(BlobId, &[u8])],
+    level: i32,
+    nonce_salt: [u8; 16],
+) -> Option<SealedGroup> {
+    let total: usize = blobs.iter().map(|(_, b)| b.len()).sum();
+    if blobs.len() < 2
+        || level == 0
+        || total > MAX_GROUP_RAW
+        || blobs.iter().any(|(_, b)| b.is_empty())
+    {
+        return None;
+    }
+    let mut plain = Vec::with_capacity(total);
+    for (_, b) in blobs {
+        plain.extend_from_slice(b);
+    }
+    let frame = compress(level, &plain)?;
+    drop(plain);
+    let mut bytes = Vec::with_capacity(frame.len() + ENVELOPE_OVERHEAD);
+    let aad = aad(blob_type.object_type(), keys.repo_id(), &Id::ZERO);
+    seal_into(&keys.master().enc_key, &aad, nonce_salt, &frame, &mut bytes);
+    let stored_len = u32::try_from(bytes.len()).ok()?;
+    let entries = blobs
+        .iter()
+        .enumerate()
+        .map(|(i, (id, b))| PackEntry {
+            blob_type,
+            compression: Compression::Group,
+            stored_len: if i == 0 { stored_len } else { 0 },
+            raw_len: b.len() as u32, // ≤ total ≤ MAX_GROUP_RAW
+            id: *id,
+        })
+        .collect();
+    Some(SealedGroup { entries, bytes })
+}
+
+/// Opens the group envelope that `entry` (any member) names and returns the group's plaintext:
+/// at most [`MAX_GROUP_RAW`] bytes, never allocated before the frame produces them.
+pub fn open_group(
+    keys: &RepoKeys,
+    entry: &IndexEntry,
+    envelope: &[u8],
+) -> Result<Vec<u8>, FormatError> {
+    let what = what(entry.blob_type);
+    if entry.compression != Compression::Group {
+        return Err(FormatError::corrupted(
+            what,
+            format!("blob {} is not in a compression group", entry.id.short()),
+        ));
+    }
+    if envelope.len() != entry.stored_len as usize {
+        return Err(FormatError::corrupted(
+            what,
+            format!(
+                "group of blob {} is {} bytes, the index says {}",
+                entry.id.short(),
+                envelope.len(),
+                entry.stored_len
+            ),
+        ));
+    }
+    let aad = aad(entry.blob_type.object_type(), keys.repo_id(), &Id::ZERO);
+    let frame = open(&keys.master().enc_key, &aad, envelope, what)?;
+    decompress_bounded(&frame, MAX_GROUP_RAW, what)
+}
+
+/// Takes the blob `entry` names out of its group's plaintext (from [`open_group`]) and checks
+/// that its keyed hash equals `entry.id` ([`FormatError::IdMismatch`] otherwise).
+pub fn blob_in_group(
+    keys: &RepoKeys,
+    entry: &IndexEntry,
+    group: &[u8],
+) -> Result<Vec<u8>, FormatError> {
+    let what = what(entry.blob_type);
+    let range = entry.group_range();
+    let plaintext = group.get(range.clone()).ok_or_else(|| {
+        FormatError::corrupted(
+            what,
+            format!(
+                "blob {} is at {}..{} of its group, which holds {} bytes",
+                entry.id.short(),
+                range.start,
+                range.end,
+                group.len()
+            ),
+        )
+    })?;
+    let actual = keys.blob_id(plaintext);
+    if actual != entry.id {
+        return Err(FormatError::IdMismatch {
+            what,
+            expected: entry.id.to_hex(),
+            actual: actual.to_hex(),
+        });
+    }
+    Ok(plaintext.to_vec())
+}
+
+/// Opens blobs one after another, each compression group once: the last group opened is kept
+/// and serves its other members. For the blobs of one read of one pack (a group is known by its
+/// offset, so a cache must not outlive the pack it was filled from); holds at most one group's
+/// plaintext ([`MAX_GROUP_RAW`]).
+#[derive(Debug, Default)]
+pub struct GroupCache {
+    /// The group held, and its plaintext or why it failed.
+    last: Option<(GroupKey, Result<Vec<u8>, FormatError>)>,
+}
+
+/// What tells groups of one pack apart: offset, `stored_len`, blob type.
+type GroupKey = (u32, u32, BlobType);
+
+impl GroupCache {
+    /// An empty cache.
+    pub fn new() -> GroupCache {
+        GroupCache::default()
+    }
+
+    /// [`crate::open_blob`], with the group opened at most once for consecutive members.
+    pub fn open(
+        &mut self,
+        keys: &RepoKeys,
+        entry: &IndexEntry,
+        envelope: &[u8],
+    ) -> Result<Vec<u8>, FormatError> {
+        if !entry.is_grouped() {
+            return crate::pack::open_blob(keys, entry, envelope);
+        }
+        let key = (entry.offset, entry.stored_len, entry.blob_type);
+        let (_, opened) = match self.last.take() {
+            Some((k, opened)) if k == key => self.last.insert((k, opened)),
+            _ => self.last.insert((key, open_group(keys, entry, envelope))),
+        };
+        match opened {
+            Ok(group) => blob_in_group(keys, entry, group),
+            Err(e) => Err(e.clone()),
+        }
+    }
+}
+
+/// Whether two index entries, in offset order, are in the same compression group: callers that
+/// open a pack's blobs in parallel split them into runs of this (e.g. rayon's `par_chunk_by`)
+/// and give each run a [`GroupCache`].
+pub fn same_group(a: &IndexEntry, b: &IndexEntry) -> bool {
+    a.is_grouped() && b.is_grouped() && a.offset == b.offset && a.stored_len == b.stored_len
+}
+
+#[cfg(test)]
+mod tests;
