@@ -39,7 +39,8 @@
 #   check     cairn check --read-data, restic check --read-data, borg check --verify-data
 # A command that fails, or a restore that does not match, stops the script with the log's tail.
 # Settings as in compare.sh: restic repository version 2, --compression auto; borg -e repokey,
-# --compression zstd,3; cairn's defaults.
+# --compression zstd,3; cairn's defaults, with the `redis` chunker profile for the RDB (what a
+# Redis store of cairn.toml uses).
 #
 # Environment:
 #   SIZE         default (600), small (60), or a whole number N >= 10: the pg dump is ~N MiB
@@ -451,7 +452,11 @@ init_repo() { # init_repo TOOL REPO
 backup_cmd() {
   local tool="$1" r="$2" archive="$3" src="$4" name="${5:-}"
   case "$tool:$src" in
-    cairn:-) cmd=("$CAIRN" backup --repo "$r" --stdin --stdin-name "$name") ;;
+    cairn:-)
+      cmd=("$CAIRN" backup --repo "$r" --stdin --stdin-name "$name")
+      # What a `type = "redis"` store of cairn.toml picks for its RDB.
+      [[ "$name" == *.rdb ]] && cmd+=(--chunker redis)
+      ;;
     cairn:*) cmd=("$CAIRN" backup --repo "$r" "$src") ;;
     restic:-) cmd=(restic --repo "$r" backup --stdin --stdin-filename "$name" --host bench --compression auto) ;;
     restic:*) cmd=(restic --repo "$r" backup --host bench --compression auto "$src") ;;

@@ -243,6 +243,10 @@ pub struct BackupArgs {
     /// wrote (retention ignores it) instead of none; the exit code is still 1.
     #[arg(long, requires = "stdin_from_command")]
     pub keep_failed: bool,
+    /// The repository's chunker profile to cut with (`cairn cat config` lists them): default
+    /// `file` for paths and `stream` for stdin and commands; `redis` suits Redis RDB files.
+    #[arg(long, value_name = "PROFILE")]
+    pub chunker: Option<String>,
     /// The command for --stdin-from-command.
     #[arg(last = true)]
     pub command: Vec<OsString>,

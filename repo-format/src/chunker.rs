@@ -49,6 +49,13 @@ impl ChunkerParams {
         avg: 16 << 10,
         max: 64 << 10,
     };
+    /// The `redis` profile: 2 KiB / 8 KiB / 32 KiB, for Redis RDB files, whose changed keys
+    /// scatter over the whole file (measured in benches/README.md).
+    pub const REDIS: Self = ChunkerParams {
+        min: 2 << 10,
+        avg: 8 << 10,
+        max: 32 << 10,
+    };
 
     /// Checks the bounds of SPEC §6: 64 ≤ min ≤ 1 MiB, 256 ≤ avg ≤ 4 MiB, 1 KiB ≤ max ≤ 16 MiB,
     /// min ≤ avg ≤ max.

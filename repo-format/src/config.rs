@@ -58,6 +58,14 @@ impl ChunkerProfile {
         }
     }
 
+    /// The `redis` profile `init` writes.
+    pub fn redis() -> ChunkerProfile {
+        ChunkerProfile {
+            name: "redis".into(),
+            params: ChunkerParams::REDIS,
+        }
+    }
+
     /// Appends `u8 len + name, min, avg, max` (also the snapshot's `chunker` field, SPEC §10).
     pub(crate) fn encode_into(
         &self,
@@ -134,7 +142,11 @@ impl Config {
             compression_level: DEFAULT_COMPRESSION_LEVEL,
             data_pack_size: DEFAULT_DATA_PACK_SIZE,
             tree_pack_size: DEFAULT_TREE_PACK_SIZE,
-            profiles: vec![ChunkerProfile::file(), ChunkerProfile::stream()],
+            profiles: vec![
+                ChunkerProfile::file(),
+                ChunkerProfile::stream(),
+                ChunkerProfile::redis(),
+            ],
             prune_grace_secs: DEFAULT_PRUNE_GRACE_SECS,
         }
     }

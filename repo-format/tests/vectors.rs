@@ -337,6 +337,7 @@ fn config() {
         (back.data_pack_size, back.tree_pack_size),
         (16 << 20, 4 << 20)
     );
+    assert_eq!(back.profile("redis").unwrap().params, ChunkerParams::REDIS);
     assert_eq!(
         back.profile("file").unwrap().params,
         ChunkerParams {

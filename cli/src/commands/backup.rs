@@ -43,6 +43,7 @@ pub fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<Outcome> {
     opts.force = a.force;
     opts.excludes = a.excludes.clone();
     opts.keep_failed = a.keep_failed;
+    opts.chunker_profile = a.chunker.clone();
     if let Some(p) = &a.parent {
         opts.parent = Some(
             repo.resolve_snapshot(p)

@@ -101,13 +101,26 @@ pub struct Store {
 }
 
 impl Store {
-    /// The chunker profile name: `chunker`, or `stream` for dumps and `file` for directories.
+    /// The chunker profile name: `chunker`, or `file` for directories, `redis` for Redis stores
+    /// and `stream` for the other dumps.
     pub fn chunker_profile(&self) -> &str {
         match (&self.chunker, &self.kind) {
             (Some(c), _) => c,
             (None, StoreKind::Directory(_)) => "file",
+            (None, StoreKind::Redis(_)) => "redis",
             (None, _) => "stream",
         }
+    }
+
+    /// [`Store::chunker_profile`] in a repository with `config`: a default profile the
+    /// repository lacks (`redis` came after the first repositories were made) falls back to
+    /// `stream`; a profile named in the store's `chunker` is used as it is.
+    pub fn chunker_profile_in<'a>(&'a self, config: &repo_format::Config) -> &'a str {
+        let name = self.chunker_profile();
+        if self.chunker.is_none() && config.profile(name).is_none() {
+            return "stream";
+        }
+        name
     }
 
     /// The name of the dump inside the snapshot, for the stores that produce one.

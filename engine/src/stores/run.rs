@@ -296,6 +296,6 @@ fn backup_store(repo: &Repository, store: &Store, progress: &dyn Progress) -> Re
         .collect();
     opts.store = Some(store.name.clone());
     opts.keep_failed = true;
-    opts.chunker_profile = Some(store.chunker_profile().to_owned());
+    opts.chunker_profile = Some(store.chunker_profile_in(repo.config()).to_owned());
     backup(repo, opts, progress)
 }

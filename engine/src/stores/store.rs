@@ -170,7 +170,7 @@ fn read_one(name: &str, v: &Val<'_, '_>, names: &[&str], seen: &mut Seen) -> Opt
         check_name(&c)
             .map_err(|e| {
                 v.error(format!(
-                    "{e}; the repository's profiles are file and stream"
+                    "{e}; the profiles `cairn init` writes are file, stream and redis"
                 ))
             })
             .ok()?;

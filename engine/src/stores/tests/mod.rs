@@ -154,8 +154,14 @@ fn a_minimal_file_and_its_defaults() {
     assert_eq!(r.redis_cli.argv(), ["redis-cli"]);
     assert_eq!(r.bgsave_timeout, DEFAULT_BGSAVE_TIMEOUT);
     assert_eq!(r.file_name, "cache.rdb");
-    assert_eq!(c.stores[0].chunker_profile(), "stream");
+    assert_eq!(c.stores[0].chunker_profile(), "redis");
     assert_eq!(c.stores[1].chunker_profile(), "file");
+    // A repository made before the `redis` profile: Redis stores cut with `stream` there.
+    let mut old = repo_format::Config::new(repo_format::Id([1; 32]), 0);
+    assert_eq!(c.stores[0].chunker_profile_in(&old), "redis");
+    old.profiles.retain(|p| p.name != "redis");
+    assert_eq!(c.stores[0].chunker_profile_in(&old), "stream");
+    assert_eq!(c.stores[1].chunker_profile_in(&old), "file");
     assert_eq!(c.stores[1].file_name(), None);
     let pg = parse_ok(&with_store(PG));
     assert_eq!(pg.stores[0].file_name(), Some("pg.dump"));
