@@ -55,6 +55,7 @@ pub mod ls;
 pub mod progress;
 pub mod protect;
 pub mod prune;
+pub mod recent_groups;
 pub mod repair;
 pub mod repository;
 pub mod restorer;

@@ -276,6 +276,8 @@ pub struct Repository {
     /// What the last listing of every snapshot found about a rolled-back `latest`.
     rollback: std::sync::Mutex<Option<RollbackWarning>>,
     rollback_handler: std::sync::Mutex<Option<RollbackHandler>>,
+    /// The compression groups opened last (restore and copy come back to them).
+    recent_groups: crate::recent_groups::RecentGroups,
     rt: tokio::runtime::Runtime,
 }
 
@@ -348,6 +350,7 @@ impl Repository {
             damaged_snapshots: std::sync::Mutex::new(Vec::new()),
             rollback: std::sync::Mutex::new(None),
             rollback_handler: std::sync::Mutex::new(None),
+            recent_groups: Default::default(),
             rt,
         };
         repo.sync_index()?;
@@ -891,6 +894,25 @@ impl Repository {
     /// Decrypts and verifies a blob whose envelope bytes are already read.
     pub fn open_blob(&self, loc: &BlobLocation, envelope: &[u8]) -> Result<Vec<u8>> {
         self.open_blob_cached(&mut repo_format::GroupCache::new(), loc, envelope)
+    }
+
+    /// The compression groups this repository opened last.
+    pub fn recent_groups(&self) -> &crate::recent_groups::RecentGroups {
+        &self.recent_groups
+    }
+
+    /// Takes the blob `loc` names out of its group's plaintext (opened before), verified.
+    pub fn blob_from_group(&self, loc: &BlobLocation, group: &[u8]) -> Result<Vec<u8>> {
+        repo_format::blob_in_group(&self.keys, &loc.entry, group).map_err(|e| {
+            Error::format(
+                format!(
+                    "blob {} in pack {} is damaged",
+                    loc.entry.id.0.short(),
+                    loc.pack.0.short()
+                ),
+                e,
+            )
+        })
     }
 
     /// [`Repository::open_blob`] for one of several blobs of one pack read in offset order:

@@ -22,7 +22,12 @@ use repo_format::{BlobId, Content, KdfParams, NodeKind, Snapshot, SnapshotId};
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::intercept::{Intercept, Intercepted};
 use common::{Rng, env};
+use engine::backend::{Backend, BackendError, FileType, open_backend};
 
 /// The destination's password: nothing is shared with the source.
 const OTHER_PASSWORD: &[u8] = b"another password entirely";
@@ -609,4 +614,93 @@ fn copy_from_local_to_s3_and_back_is_exact() {
     let out = env.root.join("restored-third");
     restore_to(&third, &snaps[0].1, &out);
     assert_eq!(describe(&out.join("data")), describe(&data));
+}
+
+/// A backend that counts the pack bytes it serves.
+#[derive(Debug)]
+struct PackReads {
+    inner: Arc<dyn Backend>,
+    bytes: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl Intercept for PackReads {
+    fn inner(&self) -> &dyn Backend {
+        &*self.inner
+    }
+    async fn get(&self, t: FileType, name: &str) -> Result<bytes::Bytes, BackendError> {
+        let b = self.inner.get(t, name).await?;
+        if t == FileType::Pack {
+            self.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+        }
+        Ok(b)
+    }
+    async fn get_range(
+        &self,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<bytes::Bytes, BackendError> {
+        let b = self.inner.get_range(t, name, offset, len).await?;
+        if t == FileType::Pack {
+            self.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+        }
+        Ok(b)
+    }
+}
+
+#[test]
+fn small_files_sharing_compression_groups_are_read_once() {
+    let env = env();
+    let data = env.root.join("data");
+    let mut rng = Rng(0xC0B1_0002);
+    // 3000 small text files: their blobs share ~1 MiB compression groups (SPEC §7).
+    for i in 0..3000usize {
+        let dir = data.join(format!("d{}", i % 30));
+        fs::create_dir_all(&dir).expect("mkdir");
+        fs::write(dir.join(format!("f{i}")), rng.text(150 + i % 200)).expect("write");
+    }
+    backup(
+        &env.open(),
+        BackupOptions::new(Source::Paths(vec![data.clone()])),
+        &NoProgress,
+    )
+    .expect("backup");
+    let counter = Arc::new(Intercepted(PackReads {
+        inner: open_backend(&env.repo_path).expect("backend"),
+        bytes: AtomicU64::new(0),
+    }));
+    let src = Repository::open_with_backend(
+        counter.clone(),
+        &env.repo_path,
+        common::PASSWORD,
+        &OpenOptions {
+            cache_dir: Some(env.cache.clone()),
+        },
+    )
+    .expect("open source");
+    let stored: u64 = src
+        .block_on(src.backend().list(FileType::Pack))
+        .expect("list packs")
+        .iter()
+        .map(|o| o.size)
+        .sum();
+    let dst = destination(
+        &env.root.join("dst").to_string_lossy(),
+        &env.root.join("dst-cache"),
+    );
+    copy(&src, &dst, &all_ids(&src), &NoProgress).expect("copy");
+    let read = counter.bytes.load(Ordering::Relaxed);
+    // Groups are read once and kept among the recent ones while every directory's files are
+    // loaded (tree blobs are read besides): about what is stored, not once per file or per
+    // directory (3000 or 30 times).
+    assert!(
+        read <= stored,
+        "read {read} bytes of packs holding {stored}"
+    );
+    let copied_snap = dst.list_snapshots().expect("list").remove(0).1;
+    let target = env.root.join("restored");
+    restore_to(&dst, &copied_snap, &target);
+    assert_eq!(describe(&target.join("data")), describe(&data));
 }

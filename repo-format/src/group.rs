@@ -185,6 +185,37 @@ impl GroupCache {
     }
 }
 
+impl GroupCache {
+    /// Takes the plaintext of the group held, if it opened (for a cache that outlives this one).
+    pub fn take(&mut self) -> Option<Vec<u8>> {
+        match self.last.take() {
+            Some((_, Ok(group))) => Some(group),
+            _ => None,
+        }
+    }
+
+    /// For a reader that opened every member of a group (a pack header lists them all): checks
+    /// that the group held, whose last member is `last`, holds exactly their plaintexts and
+    /// nothing after them. Ok when no group is held or it could not be opened (that error was
+    /// reported with its members).
+    pub fn check_complete(&self, last: &IndexEntry) -> Result<(), FormatError> {
+        match &self.last {
+            Some((_, Ok(group))) if last.is_grouped() && group.len() != last.group_range().end => {
+                Err(FormatError::corrupted(
+                    what(last.blob_type),
+                    format!(
+                        "the compression group at offset {} holds {} bytes, its members {}",
+                        last.offset,
+                        group.len(),
+                        last.group_range().end
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Whether two index entries, in offset order, are in the same compression group: callers that
 /// open a pack's blobs in parallel split them into runs of this (e.g. rayon's `par_chunk_by`)
 /// and give each run a [`GroupCache`].

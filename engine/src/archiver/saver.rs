@@ -570,7 +570,8 @@ impl Shared<'_> {
     }
 
     /// Adds `entries` header entries to the open pack of `blob_type` and uploads it once full
-    /// (first, if they would not fit in its header).
+    /// (the target size, or [`INDEX_FLUSH_ENTRIES`] blobs), or first if they would not fit in its
+    /// header.
     fn pack(
         &self,
         blob_type: BlobType,
@@ -582,27 +583,23 @@ impl Shared<'_> {
             BlobType::Data => config.data_pack_size,
             BlobType::Tree => config.tree_pack_size,
         } as usize;
-        let no_room = {
+        // One critical section: another worker must not add between the room check and the add.
+        let (no_room, full) = {
             let mut packer = lock(&self.packers[blob_type as usize]);
-            (!packer.is_empty() && packer.count() + entries > MAX_PACK_ENTRIES)
-                .then(|| std::mem::replace(&mut *packer, PackWriter::new()))
+            let no_room = (!packer.is_empty() && packer.count() + entries > MAX_PACK_ENTRIES)
+                .then(|| std::mem::replace(&mut *packer, PackWriter::new()));
+            add(&mut packer);
+            // Groups of tiny files put up to 4096 entries in ~1 MiB: closing a pack at
+            // INDEX_FLUSH_ENTRIES keeps the entries that wait for an index file bounded as
+            // with single blobs.
+            let full = (packer.is_full(target) || packer.count() >= INDEX_FLUSH_ENTRIES)
+                .then(|| std::mem::replace(&mut *packer, PackWriter::new()));
+            (no_room, full)
         };
-        if let Some(pack) = no_room {
+        for pack in no_room.into_iter().chain(full) {
             self.upload(pack)?;
         }
-        let full = {
-            let mut packer = lock(&self.packers[blob_type as usize]);
-            add(&mut packer);
-            if packer.is_full(target) {
-                Some(std::mem::replace(&mut *packer, PackWriter::new()))
-            } else {
-                None
-            }
-        };
-        match full {
-            Some(pack) => self.upload(pack),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Seals the pack's header and starts its upload (waiting for a free slot first).

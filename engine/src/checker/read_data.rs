@@ -277,12 +277,23 @@ fn verify_blobs(
         .par_chunk_by(repo_format::same_group)
         .flat_map_iter(|run| {
             let mut groups = repo_format::GroupCache::new();
-            run.iter().filter_map(move |e| {
-                let envelope = bytes
-                    .get(e.offset as usize..e.end() as usize)
-                    .unwrap_or(&[]);
-                groups.open(keys, e, envelope).err().map(|err| (*e, err))
-            })
+            let mut failed: Vec<_> = run
+                .iter()
+                .filter_map(|e| {
+                    let envelope = bytes
+                        .get(e.offset as usize..e.end() as usize)
+                        .unwrap_or(&[]);
+                    groups.open(keys, e, envelope).err().map(|err| (*e, err))
+                })
+                .collect();
+            // The header lists every member: the group must hold their plaintexts and no more.
+            if let Some(last) = run.last()
+                && failed.is_empty()
+                && let Err(err) = groups.check_complete(last)
+            {
+                failed.push((*last, err));
+            }
+            failed
         })
         .collect()
 }

@@ -2,8 +2,8 @@
 //! at the destination.
 //!
 //! ```text
-//! small files (<= SMALL_FILE):  a group of up to GROUP_FILES / GROUP_BYTES loaded at once, one
-//!                               thread per file (storage latency overlaps), then cut one by one
+//! small files (<= SMALL_FILE):  a group of up to GROUP_FILES / GROUP_BYTES loaded at once (their
+//!                               blobs' pack reads planned together), then cut one by one
 //! large files:                  reader thread: dump_content (ranged reads, verified, in order)
 //!                                 --> bounded channel of PIPE_CHUNK pieces -->
 //!                               this thread: save_content (cut, hash, dedup, hand to the saver)
@@ -22,7 +22,7 @@ use crate::archiver::saver::BlobSaver;
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::{NoProgress, Progress};
 use crate::repository::Repository;
-use crate::restorer::dump_content;
+use crate::restorer::{dump_content, load_files};
 
 /// Files up to this size are loaded whole, several at once.
 pub(super) const SMALL_FILE: u64 = 4 << 20;
@@ -30,8 +30,8 @@ pub(super) const SMALL_FILE: u64 = 4 << 20;
 /// Plaintext bytes of small files loaded at once.
 const GROUP_BYTES: u64 = 32 << 20;
 
-/// Small files loaded at once (one thread each: they mostly wait on storage).
-const GROUP_FILES: usize = 16;
+/// Small files loaded at once.
+const GROUP_FILES: usize = 1024;
 
 /// Bytes per message from the reader thread to the cutter.
 const PIPE_CHUNK: usize = 1 << 20;
@@ -57,27 +57,10 @@ pub(super) fn groups(sizes: &[u64]) -> Vec<std::ops::Range<usize>> {
     out
 }
 
-/// Loads the contents of `nodes` (small files) whole and verified, all at once.
+/// Loads the contents of `nodes` (small files) whole and verified, all at once: their blobs are
+/// read together, so the pack regions and compression groups they share are read once.
 pub(super) fn load_small(src: &Repository, nodes: &[&Node]) -> Vec<Result<Vec<u8>>> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = nodes
-            .iter()
-            .map(|node| {
-                scope.spawn(move || {
-                    let mut out = Vec::with_capacity(usize::try_from(node.size).unwrap_or(0));
-                    dump_content(src, node, &mut out, &NoProgress).map(|_| out)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(Error::new(ErrorKind::Io, "a source reader thread panicked"))
-                })
-            })
-            .collect()
-    })
+    load_files(src, nodes)
 }
 
 /// Cuts and stores content already in memory.
@@ -234,9 +217,10 @@ mod tests {
     #[test]
     fn groups_respect_both_bounds() {
         assert!(groups(&[]).is_empty());
-        let ones = vec![1u64; 40];
+        let ones = vec![1u64; 2 * GROUP_FILES + 8];
         let g = groups(&ones);
-        assert_eq!(g, vec![0..16, 16..32, 32..40]);
+        let n = GROUP_FILES;
+        assert_eq!(g, vec![0..n, n..2 * n, 2 * n..2 * n + 8]);
         let big = vec![SMALL_FILE; 20];
         let g = groups(&big);
         assert!(g.iter().all(|r| r.len() as u64 * SMALL_FILE <= GROUP_BYTES));

@@ -329,6 +329,56 @@ fn walk_tree(
     Ok(())
 }
 
+/// The contents of several small files, whole and verified, each file's result on its own. The
+/// blobs of the files with direct contents are located and loaded together, so the pack regions
+/// and compression groups (SPEC §7) they share are read and opened once, not once per file
+/// (small files share groups). A file whose blobs cannot all be loaded that way, and a file with
+/// indirect contents, is read on its own, so an error names only the files it concerns.
+pub fn load_files(repo: &Repository, nodes: &[&Node]) -> Vec<Result<Vec<u8>>> {
+    let mut out: Vec<Option<Result<Vec<u8>>>> = nodes.iter().map(|_| None).collect();
+    // (file index, how many blobs) of the files loaded together, and their locations in order.
+    let mut spans = Vec::new();
+    let mut locs = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        if let NodeKind::File {
+            content: Content::Direct(ids),
+        } = &node.kind
+            && let Ok(found) = locate_all(repo, ids)
+        {
+            spans.push((i, found.len()));
+            locs.extend(found);
+        }
+    }
+    let mut blobs: Vec<Vec<u8>> = Vec::with_capacity(locs.len());
+    for w in windows(&locs) {
+        match load_window(repo, &locs[w]) {
+            Ok(b) => blobs.extend(b),
+            Err(_) => {
+                // Each file again on its own below: the error is then reported for its file.
+                spans.clear();
+                break;
+            }
+        }
+    }
+    let mut blobs = blobs.into_iter();
+    for (i, n) in spans {
+        let mut data = Vec::with_capacity(usize::try_from(nodes[i].size).unwrap_or(0));
+        for b in blobs.by_ref().take(n) {
+            data.extend_from_slice(&b);
+        }
+        out[i] = Some(Ok(data));
+    }
+    out.into_iter()
+        .zip(nodes)
+        .map(|(done, node)| {
+            done.unwrap_or_else(|| {
+                let mut data = Vec::with_capacity(usize::try_from(node.size).unwrap_or(0));
+                dump_content(repo, node, &mut data, &crate::progress::NoProgress).map(|_| data)
+            })
+        })
+        .collect()
+}
+
 /// The data blob ids of a content, one batch at a time (a direct list, or one content list),
 /// so memory stays bounded for huge files.
 pub fn for_each_batch(

@@ -80,26 +80,39 @@ pub(super) fn plan_reads(locs: &[BlobLocation]) -> Vec<PackRead> {
     reads
 }
 
-/// Loads a window's blobs, verified, in the window's order. The ranged reads run in parallel,
-/// and so do the blobs of each read (authenticated, decompressed, their ids checked): a window is
-/// often one read of one pack, so the blobs are where the parallelism is. A read's bytes are
-/// dropped as soon as its blobs are open.
+/// Loads a window's blobs, verified, in the window's order. Blobs of a compression group opened
+/// recently (an earlier window, another file) come from [`Repository::recent_groups`]; the
+/// others' ranged reads run in parallel, and so do the blobs of each read (authenticated,
+/// decompressed, their ids checked), each group opened once and then kept among the recent
+/// ones: a window is often one read of one pack, so the blobs are where the parallelism is. A
+/// read's bytes are dropped as soon as its blobs are open.
 pub(super) fn load_window(repo: &Repository, locs: &[BlobLocation]) -> Result<Vec<Vec<u8>>> {
-    let reads = plan_reads(locs);
+    let recent = repo.recent_groups();
+    let mut out: Vec<Vec<u8>> = vec![Vec::new(); locs.len()];
+    let mut to_read = Vec::new();
+    for (i, loc) in locs.iter().enumerate() {
+        match recent.get(loc) {
+            Some(group) => out[i] = repo.blob_from_group(loc, &group)?,
+            None => to_read.push(i),
+        }
+    }
+    let rest: Vec<BlobLocation> = to_read.iter().map(|&i| locs[i]).collect();
+    let reads = plan_reads(&rest);
     let loaded: Vec<Vec<(usize, Vec<u8>)>> = reads
         .par_iter()
         .map(|r| {
-            let pack = &locs[r.blobs[0]].pack;
+            let pack = &rest[r.blobs[0]].pack;
             let bytes = repo.read_pack_range(pack, r.start, r.end - r.start)?;
             // Members of one compression group are neighbours (sorted by offset): one task
             // opens their group once.
             r.blobs
-                .par_chunk_by(|&a, &b| same_group(&locs[a].entry, &locs[b].entry))
-                .flat_map_iter(|run| {
+                .par_chunk_by(|&a, &b| same_group(&rest[a].entry, &rest[b].entry))
+                .map(|run| {
                     let mut groups = GroupCache::new();
-                    run.iter()
+                    let opened = run
+                        .iter()
                         .map(|&i| {
-                            let loc = &locs[i];
+                            let loc = &rest[i];
                             let off = (u64::from(loc.entry.offset) - r.start) as usize;
                             let env = bytes
                                 .get(off..off + loc.entry.stored_len as usize)
@@ -112,14 +125,18 @@ pub(super) fn load_window(repo: &Repository, locs: &[BlobLocation]) -> Result<Ve
                                         ),
                                     )
                                 })?;
-                            Ok((i, repo.open_blob_cached(&mut groups, loc, env)?))
+                            Ok((to_read[i], repo.open_blob_cached(&mut groups, loc, env)?))
                         })
-                        .collect::<Vec<_>>()
+                        .collect::<Result<Vec<_>>>()?;
+                    if let Some(group) = groups.take() {
+                        recent.put(&rest[run[0]], std::sync::Arc::new(group));
+                    }
+                    Ok(opened)
                 })
                 .collect::<Result<Vec<_>>>()
+                .map(|runs| runs.into_iter().flatten().collect())
         })
         .collect::<Result<_>>()?;
-    let mut out: Vec<Vec<u8>> = vec![Vec::new(); locs.len()];
     for (i, blob) in loaded.into_iter().flatten() {
         out[i] = blob;
     }

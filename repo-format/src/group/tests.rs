@@ -315,3 +315,27 @@ fn group_cache_opens_each_group_once_and_keeps_failures() {
         ));
     }
 }
+
+#[test]
+fn a_group_with_bytes_after_its_members_is_reported() {
+    let k = keys();
+    let datas = vec![text(3000, 0), text(3000, 1)];
+    let p = pack_with_group(&k, &datas);
+    let (first, last) = (p.entries[1], p.entries[2]);
+    let mut cache = GroupCache::new();
+    for e in [first, last] {
+        cache.open(&k, &e, envelope(&p, &e)).expect("member");
+    }
+    assert_eq!(cache.check_complete(&last), Ok(()));
+    // A header that leaves the last 1000 bytes of the group to no member.
+    let short = IndexEntry {
+        raw_len: last.raw_len - 1000,
+        ..last
+    };
+    assert!(matches!(
+        cache.check_complete(&short),
+        Err(FormatError::Corrupted { .. })
+    ));
+    // Nothing held: nothing to say.
+    assert_eq!(GroupCache::new().check_complete(&last), Ok(()));
+}
