@@ -455,7 +455,7 @@ backup_cmd() {
     cairn:-)
       cmd=("$CAIRN" backup --repo "$r" --stdin --stdin-name "$name")
       # What a `type = "redis"` store of cairn.toml picks for its RDB.
-      [[ "$name" == *.rdb ]] && cmd+=(--chunker redis)
+      if [[ "$name" == *.rdb ]]; then cmd+=(--chunker redis); fi
       ;;
     cairn:*) cmd=("$CAIRN" backup --repo "$r" "$src") ;;
     restic:-) cmd=(restic --repo "$r" backup --stdin --stdin-filename "$name" --host bench --compression auto) ;;

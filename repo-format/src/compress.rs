@@ -2,8 +2,9 @@
 //!
 //! Decompression never trusts a size it has not checked: [`decompress_exact`] refuses a frame
 //! whose header announces another size before it allocates, and stops writing at `raw_len`;
-//! [`decompress_bounded`] streams into a growing buffer and stops at `max`, so a small
-//! "zstd bomb" costs at most `max` bytes and then fails.
+//! [`decompress_bounded`] refuses a frame that announces more than `max`, and one that does not
+//! announce its size is streamed into a growing buffer and stopped at `max`, so a small "zstd
+//! bomb" costs at most `max` bytes and then fails.
 
 use std::cell::RefCell;
 use std::io::Read;
@@ -140,10 +141,28 @@ pub fn decompress_bounded(
     what: &'static str,
 ) -> Result<Vec<u8>, FormatError> {
     check_single_frame(data, what)?;
-    if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(data)
-        && size > max as u64
-    {
-        return Err(FormatError::bounds(what, "decompressed size", size));
+    match zstd::zstd_safe::get_frame_content_size(data) {
+        Ok(Some(size)) if size > max as u64 => {
+            return Err(FormatError::bounds(what, "decompressed size", size));
+        }
+        // The size is announced (and bounded): one allocation of it, this thread's context,
+        // and the frame must produce exactly that many bytes.
+        Ok(Some(size)) => {
+            let size = size as usize; // ≤ max
+            let out = with_decompressor(|d| d.decompress(data, size))
+                .map_err(|e| FormatError::corrupted(what, format!("zstd: {e}")))?;
+            if out.len() != size {
+                return Err(FormatError::corrupted(
+                    what,
+                    format!(
+                        "zstd frame announces {size} bytes but holds {}",
+                        out.len()
+                    ),
+                ));
+            }
+            return Ok(out);
+        }
+        _ => {}
     }
     let decoder = zstd::stream::read::Decoder::with_buffer(data)
         .map_err(|e| FormatError::corrupted(what, format!("zstd: {e}")))?
