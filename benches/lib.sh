@@ -21,7 +21,7 @@ MEASURE_BYTES=0
 MEASURE_FILES=0
 
 # measure TOOL OP REPO INPUT OUTPUT CMD...: runs CMD with INPUT on stdin and OUTPUT as stdout
-# under GNU time; records wall, CPU, peak RSS and the repository's growth. A failing command
+# under GNU time, after a sync; records wall, CPU, peak RSS and the repository's growth. A failing command
 # stops the script with its log, so the table never shows figures from a failed run (for the
 # check operation that includes a check that reports damage). cairn's exit code 3 (done with
 # warnings) is tolerated.
@@ -30,6 +30,9 @@ measure() {
   shift 5
   local tf="$WORK/time.$tool.$op" log="$WORK/log.$tool.$op" before after
   before="$(du -sb "$repo" | cut -f1)"
+  # Dirty pages left by the step before (a dump just written, a repository just stored) would
+  # be written back during this one: whichever tool runs first after generating the data pays.
+  sync
   /usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" <"$in" >"$out" 2>"$log" || status=$?
   if ((status != 0)) && ! [[ $tool == cairn && $status == 3 ]]; then
     echo "$BENCH: $tool $op failed (exit $status): $*" >&2

@@ -907,10 +907,22 @@ fn print_tables(
             o.level, o.seed
         );
     }
+    let per_blob = if o.group_kib > 0 {
+        format!(
+            "{GROUPED_BLOB_OVERHEAD} B a blob (pack entry {PACK_ENTRY_LEN}; index entry \
+             {INDEX_ENTRY_LEN} + group offset {INDEX_GROUP_EXTRA}; the group's envelope is in \
+             the compressed bytes)"
+        )
+    } else {
+        format!(
+            "{BLOB_OVERHEAD} B a blob (envelope {ENVELOPE_OVERHEAD} = nonce salt \
+             {NONCE_SALT_LEN} + tag {TAG_LEN}; pack entry {PACK_ENTRY_LEN}; index entry \
+             {INDEX_ENTRY_LEN})"
+        )
+    };
     println!(
-        "stored = compressed + {BLOB_OVERHEAD} B a blob (envelope {ENVELOPE_OVERHEAD} = nonce salt \
-         {NONCE_SALT_LEN} + tag {TAG_LEN}; pack entry {PACK_ENTRY_LEN}; index entry \
-         {INDEX_ENTRY_LEN}) + the dictionary (zstd-compressed, + {BLOB_OVERHEAD} B) once"
+        "stored = compressed + {per_blob} + the dictionary (zstd-compressed, + {BLOB_OVERHEAD} B) \
+         once"
     );
     println!(
         "dictionaries: zstd::dict::from_continuous on {} MiB of day-1 chunks of each chunking \
