@@ -9,18 +9,28 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use repo_format::PackId;
+use repo_format::{BlobType, PackId};
 
 use crate::index::cache::BlobLocation;
 
 /// Plaintext of the groups kept: a few of the ~1 MiB groups writers make.
 pub const RECENT_GROUP_BYTES: usize = 8 << 20;
 
-/// A group: its pack, and its envelope's offset and length there.
-type GroupKey = (PackId, u32, u32);
+/// Groups kept at most (small ones: a backup's last group closes early), so a lookup stays a
+/// short scan.
+pub const RECENT_GROUPS: usize = 32;
+
+/// A group: its pack, its envelope's offset and length there, and its blob type (part of the
+/// AAD it was opened under).
+type GroupKey = (PackId, u32, u32, BlobType);
 
 fn key(loc: &BlobLocation) -> GroupKey {
-    (loc.pack, loc.entry.offset, loc.entry.stored_len)
+    (
+        loc.pack,
+        loc.entry.offset,
+        loc.entry.stored_len,
+        loc.entry.blob_type,
+    )
 }
 
 /// See the module docs.
@@ -67,7 +77,7 @@ impl RecentGroups {
         }
         lru.bytes += plain.len();
         lru.groups.push_back((k, plain));
-        while lru.bytes > RECENT_GROUP_BYTES {
+        while lru.bytes > RECENT_GROUP_BYTES || lru.groups.len() > RECENT_GROUPS {
             match lru.groups.pop_front() {
                 Some((_, old)) => lru.bytes -= old.len(),
                 None => break,
@@ -84,7 +94,7 @@ impl RecentGroups {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use repo_format::{BlobId, BlobType, Compression, Id, IndexEntry};
+    use repo_format::{BlobId, Compression, Id, IndexEntry};
 
     fn loc(pack: u8, offset: u32, grouped: bool) -> BlobLocation {
         BlobLocation {
@@ -129,5 +139,26 @@ mod tests {
             r.get(&loc(3, 0, true)).is_some(),
             "an oversized group pushes nothing out"
         );
+        // Same offset, another envelope length or blob type: another group.
+        let mut longer = loc(3, 0, true);
+        longer.entry.stored_len += 1;
+        assert!(r.get(&longer).is_none());
+        let mut tree = loc(3, 0, true);
+        tree.entry.blob_type = BlobType::Tree;
+        assert!(r.get(&tree).is_none());
+        // Put again: replaced, counted once.
+        r.put(&loc(3, 0, true), Arc::new(vec![7; third]));
+        assert_eq!(r.get(&loc(3, 0, true)).expect("kept")[0], 7);
+        assert!(
+            r.get(&loc(1, 0, true)).is_some(),
+            "a replaced group frees its bytes"
+        );
+        // At most RECENT_GROUPS groups, however small.
+        let r = RecentGroups::default();
+        for i in 0..=RECENT_GROUPS as u32 {
+            r.put(&loc(9, i * 100, true), Arc::new(vec![1; 10]));
+        }
+        assert!(r.get(&loc(9, 0, true)).is_none());
+        assert!(r.get(&loc(9, 100, true)).is_some());
     }
 }

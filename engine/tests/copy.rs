@@ -616,11 +616,46 @@ fn copy_from_local_to_s3_and_back_is_exact() {
     assert_eq!(describe(&out.join("data")), describe(&data));
 }
 
-/// A backend that counts the pack bytes it serves.
+/// A backend that counts the pack bytes it serves and the pack reads asked of it, and fails
+/// the reads of the packs in `fail` (as a storage outage would).
 #[derive(Debug)]
 struct PackReads {
     inner: Arc<dyn Backend>,
     bytes: AtomicU64,
+    reads: AtomicU64,
+    fail: std::sync::Mutex<HashSet<String>>,
+}
+
+impl PackReads {
+    fn new(env: &common::Env) -> Arc<Intercepted<PackReads>> {
+        Arc::new(Intercepted(PackReads {
+            inner: open_backend(&env.repo_path).expect("backend"),
+            bytes: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            fail: std::sync::Mutex::new(HashSet::new()),
+        }))
+    }
+
+    fn served(
+        &self,
+        t: FileType,
+        name: &str,
+        b: bytes::Bytes,
+    ) -> Result<bytes::Bytes, BackendError> {
+        if t == FileType::Pack {
+            if self.fail.lock().expect("lock").contains(name) {
+                self.reads.fetch_add(1, Ordering::Relaxed);
+                return Err(BackendError::new(
+                    engine::backend::BackendErrorKind::Io,
+                    "read",
+                    format!("data/{name} (the storage is down)"),
+                    "test",
+                ));
+            }
+            self.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+        }
+        Ok(b)
+    }
 }
 
 #[async_trait::async_trait]
@@ -630,10 +665,7 @@ impl Intercept for PackReads {
     }
     async fn get(&self, t: FileType, name: &str) -> Result<bytes::Bytes, BackendError> {
         let b = self.inner.get(t, name).await?;
-        if t == FileType::Pack {
-            self.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
-        }
-        Ok(b)
+        self.served(t, name, b)
     }
     async fn get_range(
         &self,
@@ -643,10 +675,7 @@ impl Intercept for PackReads {
         len: u64,
     ) -> Result<bytes::Bytes, BackendError> {
         let b = self.inner.get_range(t, name, offset, len).await?;
-        if t == FileType::Pack {
-            self.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
-        }
-        Ok(b)
+        self.served(t, name, b)
     }
 }
 
@@ -667,10 +696,7 @@ fn small_files_sharing_compression_groups_are_read_once() {
         &NoProgress,
     )
     .expect("backup");
-    let counter = Arc::new(Intercepted(PackReads {
-        inner: open_backend(&env.repo_path).expect("backend"),
-        bytes: AtomicU64::new(0),
-    }));
+    let counter = PackReads::new(&env);
     let src = Repository::open_with_backend(
         counter.clone(),
         &env.repo_path,
@@ -703,4 +729,54 @@ fn small_files_sharing_compression_groups_are_read_once() {
     let target = env.root.join("restored");
     restore_to(&dst, &copied_snap, &target);
     assert_eq!(describe(&target.join("data")), describe(&data));
+}
+
+#[test]
+fn a_storage_outage_stops_a_copy_of_small_files_at_once() {
+    let env = env();
+    let data = env.root.join("data");
+    fs::create_dir_all(&data).expect("mkdir");
+    let mut rng = Rng(0xC0B1_0003);
+    // 500 small files in one directory: one batch, their blobs in one compression group.
+    for i in 0..500usize {
+        fs::write(data.join(format!("f{i}")), rng.text(150)).expect("write");
+    }
+    backup(
+        &env.open(),
+        BackupOptions::new(Source::Paths(vec![data.clone()])),
+        &NoProgress,
+    )
+    .expect("backup");
+    let storage = PackReads::new(&env);
+    let src = Repository::open_with_backend(
+        storage.clone(),
+        &env.repo_path,
+        common::PASSWORD,
+        &OpenOptions {
+            cache_dir: Some(env.cache.clone()),
+        },
+    )
+    .expect("open source");
+    let dst = destination(
+        &env.root.join("dst").to_string_lossy(),
+        &env.root.join("dst-cache"),
+    );
+    // Tree packs stay readable; every read of a data pack fails.
+    let mut data_packs = HashSet::new();
+    for id in src.list_ids(FileType::Index).expect("list") {
+        let file = src.load_index(&repo_format::IndexId(id)).expect("index");
+        for p in file.packs {
+            if p.entries[0].blob_type == repo_format::BlobType::Data {
+                data_packs.insert(p.id.0.to_hex());
+            }
+        }
+    }
+    assert!(!data_packs.is_empty());
+    *storage.fail.lock().expect("lock") = data_packs;
+    let e = copy(&src, &dst, &all_ids(&src), &NoProgress).expect_err("the storage is down");
+    let chain = engine::restorer::error_chain(&e);
+    assert!(chain.contains("the storage is down"), "{chain}");
+    // One failed read for the batch, not one per file (each with its own retries on S3).
+    let reads = storage.reads.load(Ordering::Relaxed);
+    assert!((1..=2).contains(&reads), "{reads} failed pack reads");
 }

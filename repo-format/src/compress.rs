@@ -2,9 +2,10 @@
 //!
 //! Decompression never trusts a size it has not checked: [`decompress_exact`] refuses a frame
 //! whose header announces another size before it allocates, and stops writing at `raw_len`;
-//! [`decompress_bounded`] refuses a frame that announces more than `max`, and one that does not
-//! announce its size is streamed into a growing buffer and stopped at `max`, so a small "zstd
-//! bomb" costs at most `max` bytes and then fails.
+//! [`decompress_bounded`] refuses a frame that announces more than `max`, decompresses one that
+//! announces at most 16 MiB into an allocation of that size, and streams any other into a
+//! growing buffer stopped at `max`, so a small "zstd bomb" costs at most what it produces (or
+//! 16 MiB) and then fails.
 
 use std::cell::RefCell;
 use std::io::Read;
@@ -134,7 +135,12 @@ pub fn decompress_exact(
     Ok(out)
 }
 
-/// Decompresses one zstd frame of at most `max` bytes without allocating more than it produces.
+/// Frames announcing at most this many bytes are decompressed into one allocation of that size
+/// (compression groups, blobs, most index files); larger ones are streamed.
+const ONE_SHOT_MAX: usize = 16 << 20;
+
+/// Decompresses one zstd frame of at most `max` bytes, allocating at most 16 MiB more than it
+/// produces.
 pub fn decompress_bounded(
     data: &[u8],
     max: usize,
@@ -145,19 +151,18 @@ pub fn decompress_bounded(
         Ok(Some(size)) if size > max as u64 => {
             return Err(FormatError::bounds(what, "decompressed size", size));
         }
-        // The size is announced (and bounded): one allocation of it, this thread's context,
-        // and the frame must produce exactly that many bytes.
-        Ok(Some(size)) => {
+        // The size is announced (and bounded), and small enough to allocate up front: one
+        // allocation of it, this thread's context, and the frame must produce exactly that many
+        // bytes. A larger announced size (an index file may be 1 GiB) is streamed below, so a
+        // frame that claims much and holds little costs only what it holds.
+        Ok(Some(size)) if size <= ONE_SHOT_MAX as u64 => {
             let size = size as usize; // ≤ max
             let out = with_decompressor(|d| d.decompress(data, size))
                 .map_err(|e| FormatError::corrupted(what, format!("zstd: {e}")))?;
             if out.len() != size {
                 return Err(FormatError::corrupted(
                     what,
-                    format!(
-                        "zstd frame announces {size} bytes but holds {}",
-                        out.len()
-                    ),
+                    format!("zstd frame announces {size} bytes but holds {}", out.len()),
                 ));
             }
             return Ok(out);

@@ -83,7 +83,7 @@ pub fn seal_group(
 }
 
 /// Opens the group envelope that `entry` (any member) names and returns the group's plaintext:
-/// at most [`MAX_GROUP_RAW`] bytes, never allocated before the frame produces them.
+/// at most [`MAX_GROUP_RAW`] bytes (a frame announcing more is refused before any allocation).
 pub fn open_group(
     keys: &RepoKeys,
     entry: &IndexEntry,

@@ -332,11 +332,14 @@ fn walk_tree(
 /// The contents of several small files, whole and verified, each file's result on its own. The
 /// blobs of the files with direct contents are located and loaded together, so the pack regions
 /// and compression groups (SPEC §7) they share are read and opened once, not once per file
-/// (small files share groups). A file whose blobs cannot all be loaded that way, and a file with
-/// indirect contents, is read on its own, so an error names only the files it concerns.
+/// (small files share groups). A window of blobs that fails to load leaves its files to be read
+/// on their own, so a damaged blob's or missing pack's error names only the files it concerns;
+/// when the storage itself failed (I/O, network), those files get its error at once (reading
+/// each again would only repeat it, each read with its own retries).
+/// Files with indirect contents are read on their own.
 pub fn load_files(repo: &Repository, nodes: &[&Node]) -> Vec<Result<Vec<u8>>> {
     let mut out: Vec<Option<Result<Vec<u8>>>> = nodes.iter().map(|_| None).collect();
-    // (file index, how many blobs) of the files loaded together, and their locations in order.
+    // (file index, first blob, blob count) of the files loaded together, and their locations.
     let mut spans = Vec::new();
     let mut locs = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
@@ -345,26 +348,39 @@ pub fn load_files(repo: &Repository, nodes: &[&Node]) -> Vec<Result<Vec<u8>>> {
         } = &node.kind
             && let Ok(found) = locate_all(repo, ids)
         {
-            spans.push((i, found.len()));
+            spans.push((i, locs.len(), found.len()));
             locs.extend(found);
         }
     }
-    let mut blobs: Vec<Vec<u8>> = Vec::with_capacity(locs.len());
+    let mut blobs: Vec<Option<Vec<u8>>> = vec![None; locs.len()];
+    let mut failed: Vec<(std::ops::Range<usize>, Error)> = Vec::new();
     for w in windows(&locs) {
-        match load_window(repo, &locs[w]) {
-            Ok(b) => blobs.extend(b),
-            Err(_) => {
-                // Each file again on its own below: the error is then reported for its file.
-                spans.clear();
-                break;
+        match load_window(repo, &locs[w.clone()]) {
+            Ok(loaded) => {
+                for (k, blob) in w.zip(loaded) {
+                    blobs[k] = Some(blob);
+                }
             }
+            Err(e) => failed.push((w, e)),
         }
     }
-    let mut blobs = blobs.into_iter();
-    for (i, n) in spans {
+    for (i, start, n) in spans {
+        let range = start..start + n;
+        let storage_error = failed.iter().find(|(w, e)| {
+            w.start < range.end && range.start < w.end && e.kind() == ErrorKind::Backend
+        });
+        if let Some((_, e)) = storage_error {
+            out[i] = Some(Err(Error::new(e.kind(), error_chain(e))));
+            continue;
+        }
+        if blobs[range.clone()].iter().any(Option::is_none) {
+            continue; // a damaged blob in a window: this file on its own below
+        }
         let mut data = Vec::with_capacity(usize::try_from(nodes[i].size).unwrap_or(0));
-        for b in blobs.by_ref().take(n) {
-            data.extend_from_slice(&b);
+        for b in blobs[range].iter_mut() {
+            if let Some(b) = b.take() {
+                data.extend_from_slice(&b);
+            }
         }
         out[i] = Some(Ok(data));
     }
