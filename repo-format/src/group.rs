@@ -183,9 +183,7 @@ impl GroupCache {
             Err(e) => Err(e.clone()),
         }
     }
-}
 
-impl GroupCache {
     /// Takes the plaintext of the group held, if it opened (for a cache that outlives this one).
     pub fn take(&mut self) -> Option<Vec<u8>> {
         match self.last.take() {
