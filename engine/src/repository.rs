@@ -903,16 +903,7 @@ impl Repository {
 
     /// Takes the blob `loc` names out of its group's plaintext (opened before), verified.
     pub fn blob_from_group(&self, loc: &BlobLocation, group: &[u8]) -> Result<Vec<u8>> {
-        repo_format::blob_in_group(&self.keys, &loc.entry, group).map_err(|e| {
-            Error::format(
-                format!(
-                    "blob {} in pack {} is damaged",
-                    loc.entry.id.0.short(),
-                    loc.pack.0.short()
-                ),
-                e,
-            )
-        })
+        repo_format::blob_in_group(&self.keys, &loc.entry, group).map_err(|e| damaged_blob(loc, e))
     }
 
     /// [`Repository::open_blob`] for one of several blobs of one pack read in offset order:
@@ -923,16 +914,9 @@ impl Repository {
         loc: &BlobLocation,
         envelope: &[u8],
     ) -> Result<Vec<u8>> {
-        groups.open(&self.keys, &loc.entry, envelope).map_err(|e| {
-            Error::format(
-                format!(
-                    "blob {} in pack {} is damaged",
-                    loc.entry.id.0.short(),
-                    loc.pack.0.short()
-                ),
-                e,
-            )
-        })
+        groups
+            .open(&self.keys, &loc.entry, envelope)
+            .map_err(|e| damaged_blob(loc, e))
     }
 
     /// Loads a tree blob and decodes it.
@@ -954,6 +938,18 @@ impl Repository {
         repo_format::ContentList::decode(&plain)
             .map_err(|e| Error::format(format!("content list {} is damaged", id.0.short()), e))
     }
+}
+
+/// The error for a blob at `loc` that failed to open or verify.
+fn damaged_blob(loc: &BlobLocation, e: repo_format::FormatError) -> Error {
+    Error::format(
+        format!(
+            "blob {} in pack {} is damaged",
+            loc.entry.id.0.short(),
+            loc.pack.0.short()
+        ),
+        e,
+    )
 }
 
 impl Drop for Repository {

@@ -22,7 +22,7 @@ use crate::archiver::saver::BlobSaver;
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::{NoProgress, Progress};
 use crate::repository::Repository;
-use crate::restorer::{dump_content, load_files};
+use crate::restorer::dump_content;
 
 /// Files up to this size are loaded whole, several at once.
 pub(super) const SMALL_FILE: u64 = 4 << 20;
@@ -55,12 +55,6 @@ pub(super) fn groups(sizes: &[u64]) -> Vec<std::ops::Range<usize>> {
         out.push(start..sizes.len());
     }
     out
-}
-
-/// Loads the contents of `nodes` (small files) whole and verified, all at once: their blobs are
-/// read together, so the pack regions and compression groups they share are read once.
-pub(super) fn load_small(src: &Repository, nodes: &[&Node]) -> Vec<Result<Vec<u8>>> {
-    load_files(src, nodes)
 }
 
 /// Cuts and stores content already in memory.

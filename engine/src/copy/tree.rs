@@ -22,12 +22,13 @@ use std::path::{Path, PathBuf};
 use repo_format::{BlobId, BlobType, Chunker, Content, Node, NodeKind, Tree};
 
 use super::memo::{ContentMemo, memo_key};
-use super::source::{SMALL_FILE, groups, load_small, save_bytes, save_streamed};
+use super::source::{SMALL_FILE, groups, save_bytes, save_streamed};
 use crate::archiver::content::{SavedContent, content_known};
 use crate::archiver::saver::BlobSaver;
 use crate::error::{Error, ErrorKind, Result};
 use crate::progress::Progress;
 use crate::repository::Repository;
+use crate::restorer::load_files;
 
 /// What the copier did, for the report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -221,7 +222,7 @@ impl TreeCopier<'_, '_> {
             let idx = &once[group];
             let loaded = {
                 let refs: Vec<&Node> = idx.iter().map(|&i| &nodes[i]).collect();
-                load_small(self.src, &refs)
+                load_files(self.src, &refs)
             };
             for (&i, data) in idx.iter().zip(loaded) {
                 let path = dir.join(std::ffi::OsStr::from_bytes(&nodes[i].name));
@@ -244,7 +245,7 @@ impl TreeCopier<'_, '_> {
             let path = dir.join(std::ffi::OsStr::from_bytes(&nodes[i].name));
             self.progress.file_started(&path);
             let saved = if nodes[i].size <= SMALL_FILE {
-                load_small(self.src, &[&nodes[i]])
+                load_files(self.src, &[&nodes[i]])
                     .pop()
                     .unwrap_or_else(|| Err(Error::new(ErrorKind::Io, "no content loaded")))
                     .and_then(|d| {

@@ -112,20 +112,11 @@ pub(super) fn load_window(repo: &Repository, locs: &[BlobLocation]) -> Result<Ve
                     let opened = run
                         .iter()
                         .map(|&i| {
-                            let loc = &rest[i];
-                            let off = (u64::from(loc.entry.offset) - r.start) as usize;
-                            let env = bytes
-                                .get(off..off + loc.entry.stored_len as usize)
-                                .ok_or_else(|| {
-                                    Error::new(
-                                        ErrorKind::Corrupt,
-                                        format!(
-                                            "pack {} is shorter than its index entries",
-                                            pack.0.short()
-                                        ),
-                                    )
-                                })?;
-                            Ok((to_read[i], repo.open_blob_cached(&mut groups, loc, env)?))
+                            let env = envelope(&bytes, r.start, &rest[i])?;
+                            Ok((
+                                to_read[i],
+                                repo.open_blob_cached(&mut groups, &rest[i], env)?,
+                            ))
                         })
                         .collect::<Result<Vec<_>>>()?;
                     if let Some(group) = groups.take() {
@@ -141,6 +132,23 @@ pub(super) fn load_window(repo: &Repository, locs: &[BlobLocation]) -> Result<Ve
         out[i] = blob;
     }
     Ok(out)
+}
+
+/// The envelope (a grouped blob's: its group's) of `loc` in `bytes`, a read of its pack that
+/// starts at pack offset `start`.
+pub(super) fn envelope<'b>(bytes: &'b [u8], start: u64, loc: &BlobLocation) -> Result<&'b [u8]> {
+    let off = (u64::from(loc.entry.offset) - start) as usize; // reads cover their blobs
+    bytes
+        .get(off..off + loc.entry.stored_len as usize)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "pack {} is shorter than its index entries",
+                    loc.pack.0.short()
+                ),
+            )
+        })
 }
 
 pub(super) fn locate_all(repo: &Repository, ids: &[BlobId]) -> Result<Vec<BlobLocation>> {

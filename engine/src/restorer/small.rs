@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 use repo_format::{Content, NodeKind};
 
-use super::read::plan_reads;
+use super::read::{envelope, plan_reads};
 use super::sparse::write_sparse;
 use super::{FileJob, apply_metadata, cannot_create, create_file, error_chain};
 use crate::error::{Error, Result};
@@ -212,13 +212,12 @@ fn restore_slice(
                 continue;
             }
             let loc = &locs[k];
-            let start = (u64::from(loc.entry.offset) - r.start) as usize;
-            let Some(env) = bytes.get(start..start + loc.entry.stored_len as usize) else {
-                fail(
-                    file,
-                    format!("pack {} is shorter than its index entries", pack.0.short()),
-                );
-                continue;
+            let env = match envelope(&bytes, r.start, loc) {
+                Ok(env) => env,
+                Err(e) => {
+                    fail(file, error_chain(&e));
+                    continue;
+                }
             };
             let written = repo
                 .open_blob_cached(&mut groups, loc, env)
