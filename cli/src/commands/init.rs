@@ -22,11 +22,10 @@ pub fn run(g: &GlobalArgs, a: &InitArgs) -> Result<Outcome> {
     let grace = opts
         .prune_grace_secs
         .unwrap_or(repo_format::format::DEFAULT_PRUNE_GRACE_SECS);
-    opts.kdf = KdfParams {
-        m_cost: a.kdf_memory_kib.unwrap_or(KdfParams::DEFAULT.m_cost),
-        t_cost: a.kdf_iterations.unwrap_or(KdfParams::DEFAULT.t_cost),
-        p_cost: KdfParams::DEFAULT.p_cost,
-    };
+    opts.kdf = KdfParams::with_costs(
+        a.kdf_memory_kib.unwrap_or(KdfParams::DEFAULT.m_cost),
+        a.kdf_iterations.unwrap_or(KdfParams::DEFAULT.t_cost),
+    );
     let r = init(loc, &password, &opts)
         .with_context(|| format!("cannot create a repository at {loc}"))?;
     if !r.create_only {

@@ -40,11 +40,10 @@ fn new_key(a: &KeyAddArgs) -> Result<(Vec<u8>, AddKeyOptions)> {
     };
     let password = read_password_as(&src, true, &NEW_PASSWORD)?;
     let mut opts = AddKeyOptions {
-        kdf: KdfParams {
-            m_cost: a.kdf_memory_kib.unwrap_or(KdfParams::DEFAULT.m_cost),
-            t_cost: a.kdf_iterations.unwrap_or(KdfParams::DEFAULT.t_cost),
-            p_cost: KdfParams::DEFAULT.p_cost,
-        },
+        kdf: KdfParams::with_costs(
+            a.kdf_memory_kib.unwrap_or(KdfParams::DEFAULT.m_cost),
+            a.kdf_iterations.unwrap_or(KdfParams::DEFAULT.t_cost),
+        ),
         ..AddKeyOptions::default()
     };
     if let Some(h) = &a.host {
