@@ -58,6 +58,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use repo_format::{BlobId, BlobType, Compression, Id, IndexEntry, IndexFile, IndexId, PackId};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Options, WriteBatch,
@@ -83,6 +84,10 @@ const ADDING_END: &[u8] = b"cairn-index-cache-adding0";
 const CF_BLOBS: &str = "blobs";
 /// Column family: index file id → [`IndexFileRecord`].
 const CF_FILES: &str = "files";
+
+/// Lookups of more blobs than this are split into batches of this size, read in parallel.
+const PARALLEL_LOOKUP_BATCH: usize = 4096;
+
 /// Every column family this version uses.
 const COLUMN_FAMILIES: [&str; 3] = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, CF_BLOBS, CF_FILES];
 
@@ -547,6 +552,24 @@ impl IndexCache {
         ids: &[BlobId],
         with_fill_ins: bool,
     ) -> Result<Vec<Option<BlobLocation>>, CacheError> {
+        if ids.len() <= PARALLEL_LOOKUP_BATCH {
+            return self.lookup_batch(ids, with_fill_ins);
+        }
+        // A long list (a big stream's content list) is looked up on every core: a lookup is
+        // CPU-bound (skiplist or block search and decoding) once the blocks are cached.
+        let parts: Vec<_> = ids
+            .par_chunks(PARALLEL_LOOKUP_BATCH)
+            .map(|part| self.lookup_batch(part, with_fill_ins))
+            .collect::<Result<_, _>>()?;
+        Ok(parts.into_iter().flatten().collect())
+    }
+
+    /// One batched read of `ids`' locations, in order.
+    fn lookup_batch(
+        &self,
+        ids: &[BlobId],
+        with_fill_ins: bool,
+    ) -> Result<Vec<Option<BlobLocation>>, CacheError> {
         let cf = self.cf(CF_BLOBS)?;
         let values = self
             .db
@@ -844,6 +867,30 @@ mod tests {
             cache.lookup(&locs[40].entry.id).expect("lookup"),
             Some(locs[40])
         );
+    }
+
+    #[test]
+    fn a_long_lookup_is_split_and_keeps_its_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = open(&dir);
+        let f = index_file(0, 3, 3000);
+        cache.add_index_file(IndexId(id(0x12, 1)), &f).expect("add");
+        let locs = all_locations(&f);
+        // Known ids in reverse, an unknown one every 7th place: more than two batches.
+        let mut ids = Vec::new();
+        for (i, loc) in locs.iter().rev().enumerate() {
+            if i % 7 == 0 {
+                ids.push(BlobId(id(0xee, i as u32)));
+            }
+            ids.push(loc.entry.id);
+        }
+        assert!(ids.len() > 2 * PARALLEL_LOOKUP_BATCH);
+        let found = cache.lookup_many(&ids).expect("lookup_many");
+        assert_eq!(found.len(), ids.len());
+        for (id, found) in ids.iter().zip(&found) {
+            assert_eq!(*found, cache.lookup(id).expect("lookup"));
+        }
+        assert_eq!(found.iter().filter(|f| f.is_some()).count(), locs.len());
     }
 
     #[test]
