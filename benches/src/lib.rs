@@ -31,11 +31,29 @@
 
 use std::io::{self, Write};
 
+use repo_format::ChunkerParams;
+use repo_format::format::{
+    CHUNK_AVG_MAX, CHUNK_AVG_MIN, CHUNK_MAX_MAX, CHUNK_MAX_MIN, CHUNK_MIN_MAX, CHUNK_MIN_MIN,
+};
+
 /// The seed used by the benches, `gen-dump` and `compare.sh` unless told otherwise.
 pub const DEFAULT_SEED: u64 = 0x00ca_1e5e_ed00_2026;
 
 /// How many rows in a thousand [`Variant::Day2`] edits (0.5 %).
 pub const DAY2_CHANGE_PER_MILLE: u64 = 5;
+
+/// Chunker parameters for an average of `kib` KiB: min S/4, avg S, max 4·S, each clamped to
+/// the SPEC §6 bounds (`chunk-curve` and `delta-curve`).
+#[must_use]
+pub fn stream_params(kib: u32) -> ChunkerParams {
+    let avg = (u64::from(kib) << 10).clamp(u64::from(CHUNK_AVG_MIN), u64::from(CHUNK_AVG_MAX));
+    let avg = avg as u32;
+    let min = (avg / 4).clamp(CHUNK_MIN_MIN, CHUNK_MIN_MAX);
+    let max = u32::try_from(u64::from(avg) * 4)
+        .unwrap_or(u32::MAX)
+        .clamp(CHUNK_MAX_MIN, CHUNK_MAX_MAX);
+    ChunkerParams { min, avg, max }
+}
 
 /// Which day's dump to generate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

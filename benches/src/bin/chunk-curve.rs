@@ -48,9 +48,9 @@ use std::ops::Range;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use cairn_benches::stream_params;
 use rayon::prelude::*;
 use repo_format::format::{
-    CHUNK_AVG_MAX, CHUNK_AVG_MIN, CHUNK_MAX_MAX, CHUNK_MAX_MIN, CHUNK_MIN_MAX, CHUNK_MIN_MIN,
     CONTENT_LIST_LEN, DIRECT_CONTENT_MAX, ENVELOPE_OVERHEAD, INDEX_ENTRY_LEN, INDEX_GROUP_EXTRA,
     NONCE_SALT_LEN, PACK_ENTRY_LEN, TAG_LEN,
 };
@@ -267,17 +267,6 @@ fn parse_args() -> Result<Option<Opts>, String> {
     }
     o.reps = o.reps.max(1);
     Ok(Some(o))
-}
-
-/// min S/4, avg S, max 4·S (S in KiB), each clamped to the SPEC §6 bounds.
-fn stream_params(kib: u32) -> ChunkerParams {
-    let avg = (u64::from(kib) << 10).clamp(u64::from(CHUNK_AVG_MIN), u64::from(CHUNK_AVG_MAX));
-    let avg = avg as u32;
-    let min = (avg / 4).clamp(CHUNK_MIN_MIN, CHUNK_MIN_MAX);
-    let max = u32::try_from(u64::from(avg) * 4)
-        .unwrap_or(u32::MAX)
-        .clamp(CHUNK_MAX_MIN, CHUNK_MAX_MAX);
-    ChunkerParams { min, avg, max }
 }
 
 fn variants(o: &Opts) -> Vec<Variant> {
