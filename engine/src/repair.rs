@@ -14,7 +14,7 @@ use std::collections::HashSet;
 
 use rayon::prelude::*;
 use repo_format::{
-    BlobId, BlobType, Content, ContentList, IndexEntry, IndexFile, IndexId, IndexPack, NodeKind,
+    BlobId, BlobType, Content, ContentList, IndexFile, IndexId, IndexPack, NodeKind, PackContents,
     PackId, Snapshot, SnapshotId, Tree,
 };
 
@@ -43,7 +43,7 @@ pub struct RepairIndexReport {
 }
 
 /// Reads one pack's header: the last 4 bytes give its length, then the header itself.
-fn read_pack_header(repo: &Repository, id: &PackId, size: u64) -> Result<Vec<IndexEntry>> {
+fn read_pack_header(repo: &Repository, id: &PackId, size: u64) -> Result<PackContents> {
     if size < 4 {
         return Err(Error::new(
             ErrorKind::Corrupt,
@@ -97,7 +97,7 @@ pub fn repair_index(repo: &Repository) -> Result<RepairIndexReport> {
         .build()
         .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start header readers: {e}")))?;
     for slice in packs.chunks(256) {
-        let results: Vec<(PackId, Result<Vec<IndexEntry>>)> = pool.install(|| {
+        let results: Vec<(PackId, Result<PackContents>)> = pool.install(|| {
             slice
                 .par_iter()
                 .map(|&(id, size)| (id, read_pack_header(repo, &id, size)))
@@ -105,11 +105,11 @@ pub fn repair_index(repo: &Repository) -> Result<RepairIndexReport> {
         });
         for (id, r) in results {
             match r {
-                Ok(entries) => {
+                Ok(PackContents { entries, bases }) => {
                     report.packs_indexed += 1;
                     report.blobs_indexed += entries.len() as u64;
                     pending_entries += entries.len();
-                    current.packs.push(IndexPack { id, entries });
+                    current.packs.push(IndexPack { id, entries, bases });
                     if pending_entries >= INDEX_FLUSH_ENTRIES {
                         let file = std::mem::take(&mut current);
                         report.index_files_written.push(repo.save_index(&file)?);

@@ -636,6 +636,7 @@ fn index_file(supersedes: &[IndexId], packs: &[(u8, &[u8])]) -> IndexFile {
                         group_offset: 0,
                     })
                     .collect(),
+                bases: Vec::new(),
             })
             .collect(),
     };

@@ -1,5 +1,5 @@
 //! Pack header plaintexts and trailers: never a panic; the encoding is exact, and so is the
-//! mapping to index entries (offsets, compression groups).
+//! mapping to index entries (offsets, compression groups, based groups and their bases).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -12,9 +12,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(len as usize + 4 <= data.len());
         }
     }
-    if let Ok(entries) = decode_header_plain(data) {
+    if let Ok((entries, bases)) = decode_header_plain(data) {
         assert!(!entries.is_empty());
-        assert_eq!(encode_header_plain(&entries), data);
+        // One base per based group, each of 1 to 255 distinct ids.
+        assert!(bases.iter().all(|b| (1..=255).contains(&b.len())));
+        assert_eq!(encode_header_plain(&entries, &bases), data);
         // Offsets and compression groups: a valid header gives back its own entries.
         if let Ok(indexed) = repo_format::pack::index_entries(&entries) {
             let back: Vec<_> = indexed.iter().map(|e| e.pack_entry()).collect();

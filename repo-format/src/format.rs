@@ -122,6 +122,15 @@ pub const PACK_TRAILER_LEN: usize = 4;
 /// Largest plaintext of a compression group (SPEC §7): 16 MiB. Readers reject a group whose
 /// frame announces or produces more.
 pub const MAX_GROUP_RAW: usize = 16 << 20;
+/// Most blobs in a based group's base (SPEC §7): its count is one byte.
+pub const MAX_BASE_IDS: usize = 255;
+/// Largest plaintext of a based group's base, all its blobs together (SPEC §7): 4 MiB.
+pub const MAX_BASE_RAW: usize = 4 << 20;
+/// The window writers give a based group's frame: base (≤ 4 MiB) and group (≤ 1.25 MiB as the
+/// saver fills them) fit in 8 MiB, so every byte of the base stays in reach.
+pub const BASED_WINDOW_LOG: u32 = 23;
+/// The largest window readers accept in a based group's frame (SPEC §7): 16 MiB.
+pub const BASED_WINDOW_LOG_MAX: u32 = 24;
 
 // ---- §8 index files ----
 

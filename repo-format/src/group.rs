@@ -7,16 +7,23 @@
 //!                 (Group, stored_len = 0,               raw_len 1, id 1), ...
 //! ```
 //!
+//! A *based* group (compression 3, data blobs only) is compressed with other blobs' plaintexts,
+//! its *base*, as zstd's history: the chunks its members replace in an earlier snapshot, so an
+//! edited stretch of a dump costs little more than its edits. Its header entries name the base
+//! (pack header and index file); a reader loads the base blobs first and opens the group with
+//! [`open_based_group`]. A base blob is never itself in a based group (SPEC §7), so a read costs
+//! at most one more group.
+//!
 //! Small chunks deduplicate well and compress badly one by one (each frame starts with an empty
 //! window, and every envelope costs 32 bytes); a group compresses like one large chunk while every
 //! blob keeps its own id, index entry and dedup. A blob is read by opening its group and taking
 //! its range; its keyed id is checked as for any blob, so the group's AAD, which cannot name
 //! every member, needs no id: a group moved elsewhere still yields only blobs whose ids match.
 
-use crate::compress::{compress, decompress_bounded};
+use crate::compress::{compress, compress_with_prefix, decompress_bounded, decompress_with_prefix};
 use crate::crypto::{RepoKeys, aad, open, seal_into};
 use crate::error::FormatError;
-use crate::format::{ENVELOPE_OVERHEAD, MAX_GROUP_RAW};
+use crate::format::{ENVELOPE_OVERHEAD, MAX_BASE_IDS, MAX_BASE_RAW, MAX_GROUP_RAW};
 use crate::id::{BlobId, Id};
 use crate::index::IndexEntry;
 use crate::pack::{BlobType, Compression, PackEntry};
@@ -28,6 +35,9 @@ pub struct SealedGroup {
     pub entries: Vec<PackEntry>,
     /// The group's envelope.
     pub bytes: Vec<u8>,
+    /// A based group's base, in the order its plaintexts were concatenated; empty for a plain
+    /// group.
+    pub base: Vec<BlobId>,
 }
 
 fn what(t: BlobType) -> &'static str {
@@ -58,44 +68,167 @@ pub fn seal_group(
     {
         return None;
     }
-    let mut plain = Vec::with_capacity(total);
-    for (_, b) in blobs {
-        plain.extend_from_slice(b);
+    let frame = compress(level, &concat(blobs))?;
+    seal_frame(
+        keys,
+        blob_type,
+        Compression::Group,
+        blobs,
+        &frame,
+        nonce_salt,
+        Vec::new(),
+    )
+}
+
+/// [`seal_group`] for data blobs, compressed against `base` (id, plaintext; each id
+/// `keys.blob_id` of its plaintext): the base's plaintexts, concatenated in order, are the
+/// frame's history (SPEC §7).
+///
+/// `None` when a based group does not apply: as for [`seal_group`], or an empty base, more than
+/// [`MAX_BASE_IDS`] base blobs or [`MAX_BASE_RAW`] bytes of them, a base blob named twice or
+/// also a member, or a frame not smaller than the plaintexts. The caller decides whether the
+/// based frame is worth it against a plain group's.
+pub fn seal_based_group(
+    keys: &RepoKeys,
+    blobs: &[(BlobId, &[u8])],
+    base: &[(BlobId, &[u8])],
+    level: i32,
+    nonce_salt: [u8; 16],
+) -> Option<SealedGroup> {
+    let total: usize = blobs.iter().map(|(_, b)| b.len()).sum();
+    let base_total: usize = base.iter().map(|(_, b)| b.len()).sum();
+    let repeated = base.iter().enumerate().any(|(i, (id, _))| {
+        base[..i].iter().any(|(other, _)| other == id) || blobs.iter().any(|(m, _)| m == id)
+    });
+    if blobs.len() < 2
+        || level == 0
+        || total > MAX_GROUP_RAW
+        || blobs.iter().any(|(_, b)| b.is_empty())
+        || base.is_empty()
+        || base.len() > MAX_BASE_IDS
+        || base_total > MAX_BASE_RAW
+        || repeated
+    {
+        return None;
     }
-    let frame = compress(level, &plain)?;
-    drop(plain);
+    let frame = compress_with_prefix(level, &concat(blobs), &concat(base))?;
+    let ids = base.iter().map(|(id, _)| *id).collect();
+    seal_frame(
+        keys,
+        BlobType::Data,
+        Compression::Based,
+        blobs,
+        &frame,
+        nonce_salt,
+        ids,
+    )
+}
+
+fn concat(blobs: &[(BlobId, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(blobs.iter().map(|(_, b)| b.len()).sum());
+    for (_, b) in blobs {
+        out.extend_from_slice(b);
+    }
+    out
+}
+
+/// Seals `frame` as the group of `blobs` (≤ [`MAX_GROUP_RAW`] bytes together).
+fn seal_frame(
+    keys: &RepoKeys,
+    blob_type: BlobType,
+    compression: Compression,
+    blobs: &[(BlobId, &[u8])],
+    frame: &[u8],
+    nonce_salt: [u8; 16],
+    base: Vec<BlobId>,
+) -> Option<SealedGroup> {
     let mut bytes = Vec::with_capacity(frame.len() + ENVELOPE_OVERHEAD);
     let aad = aad(blob_type.object_type(), keys.repo_id(), &Id::ZERO);
-    seal_into(&keys.master().enc_key, &aad, nonce_salt, &frame, &mut bytes);
+    seal_into(&keys.master().enc_key, &aad, nonce_salt, frame, &mut bytes);
     let stored_len = u32::try_from(bytes.len()).ok()?;
     let entries = blobs
         .iter()
         .enumerate()
         .map(|(i, (id, b))| PackEntry {
             blob_type,
-            compression: Compression::Group,
+            compression,
             stored_len: if i == 0 { stored_len } else { 0 },
             raw_len: b.len() as u32, // ≤ total ≤ MAX_GROUP_RAW
             id: *id,
         })
         .collect();
-    Some(SealedGroup { entries, bytes })
+    Some(SealedGroup {
+        entries,
+        bytes,
+        base,
+    })
 }
 
 /// Opens the group envelope that `entry` (any member) names and returns the group's plaintext:
 /// at most [`MAX_GROUP_RAW`] bytes (a frame announcing more is refused before any allocation).
+/// A based group needs its base: [`open_based_group`].
 pub fn open_group(
     keys: &RepoKeys,
     entry: &IndexEntry,
     envelope: &[u8],
 ) -> Result<Vec<u8>, FormatError> {
     let what = what(entry.blob_type);
-    if entry.compression != Compression::Group {
+    match entry.compression {
+        Compression::Group => {}
+        Compression::Based => {
+            return Err(FormatError::corrupted(
+                what,
+                format!(
+                    "blob {} is in a based compression group, which this reader cannot open without its base",
+                    entry.id.short()
+                ),
+            ));
+        }
+        _ => {
+            return Err(FormatError::corrupted(
+                what,
+                format!("blob {} is not in a compression group", entry.id.short()),
+            ));
+        }
+    }
+    let frame = open_frame(keys, entry, envelope, what)?;
+    decompress_bounded(&frame, MAX_GROUP_RAW, what)
+}
+
+/// Opens the based group envelope that `entry` (any member) names, with `base`, the
+/// concatenated plaintexts of its base blobs in the order its header entry names them (each
+/// checked against its id by the caller), and returns the group's plaintext (at most
+/// [`MAX_GROUP_RAW`] bytes, its frame's window at most 2^24).
+pub fn open_based_group(
+    keys: &RepoKeys,
+    entry: &IndexEntry,
+    envelope: &[u8],
+    base: &[u8],
+) -> Result<Vec<u8>, FormatError> {
+    let what = what(entry.blob_type);
+    if entry.compression != Compression::Based {
         return Err(FormatError::corrupted(
             what,
-            format!("blob {} is not in a compression group", entry.id.short()),
+            format!(
+                "blob {} is not in a based compression group",
+                entry.id.short()
+            ),
         ));
     }
+    if base.is_empty() || base.len() > MAX_BASE_RAW {
+        return Err(FormatError::bounds(what, "base size", base.len()));
+    }
+    let frame = open_frame(keys, entry, envelope, what)?;
+    decompress_with_prefix(&frame, base, MAX_GROUP_RAW, what)
+}
+
+/// Checks a group envelope's length against `entry` and opens it.
+fn open_frame(
+    keys: &RepoKeys,
+    entry: &IndexEntry,
+    envelope: &[u8],
+    what: &'static str,
+) -> Result<Vec<u8>, FormatError> {
     if envelope.len() != entry.stored_len as usize {
         return Err(FormatError::corrupted(
             what,
@@ -108,8 +241,7 @@ pub fn open_group(
         ));
     }
     let aad = aad(entry.blob_type.object_type(), keys.repo_id(), &Id::ZERO);
-    let frame = open(&keys.master().enc_key, &aad, envelope, what)?;
-    decompress_bounded(&frame, MAX_GROUP_RAW, what)
+    open(&keys.master().enc_key, &aad, envelope, what)
 }
 
 /// Takes the blob `entry` names out of its group's plaintext (from [`open_group`]) and checks
@@ -218,8 +350,14 @@ impl GroupCache {
 /// open a pack's blobs in parallel split them into runs of this (e.g. rayon's `par_chunk_by`)
 /// and give each run a [`GroupCache`].
 pub fn same_group(a: &IndexEntry, b: &IndexEntry) -> bool {
-    a.is_grouped() && b.is_grouped() && a.offset == b.offset && a.stored_len == b.stored_len
+    a.is_grouped()
+        && a.compression == b.compression
+        && a.offset == b.offset
+        && a.stored_len == b.stored_len
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod based_tests;

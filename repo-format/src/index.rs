@@ -4,8 +4,10 @@
 //! plaintext: compression u8 (0 raw, 1 zstd) | body
 //! body: version u8 = 1 | supersedes count u32 | ids[32]…
 //!       | pack count u32 | per pack: pack id[32] | entry count u32 (≥ 1) | entries (46 bytes each)
+//!                                  [| one base record per based group, if the pack has any]
 //! entry: blob type u8 | compression u8 | offset u32 | stored_len u32 | raw_len u32 | blob id[32]
-//!        [| group_offset u32, only when compression = 2 (grouped)]
+//!        [| group_offset u32, only when compression = 2 (grouped) or 3 (based)]
+//! base record: count u8 (≥ 1) | blob ids[32]…, for the based groups in offset order
 //! ```
 //!
 //! The encoding is canonical: supersedes ids and pack ids strictly ascending, entries strictly
@@ -17,11 +19,11 @@ use crate::compress::{decompress_bounded, tagged_body};
 use crate::crypto::{ObjectType, RepoKeys};
 use crate::error::FormatError;
 use crate::format::{
-    INDEX_ENTRY_LEN, INDEX_GROUP_EXTRA, INDEX_PACK_MIN_LEN, INDEX_VERSION, MAX_GROUP_RAW,
-    MAX_INDEX_BODY,
+    INDEX_ENTRY_LEN, INDEX_GROUP_EXTRA, INDEX_PACK_MIN_LEN, INDEX_VERSION, MAX_BASE_IDS,
+    MAX_GROUP_RAW, MAX_INDEX_BODY,
 };
 use crate::id::{BlobId, IndexId, PackId};
-use crate::pack::{BlobType, Compression, PackEntry, check_blob_lengths};
+use crate::pack::{BlobType, Compression, PackEntry, check_blob_lengths, read_base};
 use crate::wire::{Put, Reader, len_u32};
 
 const WHAT: &str = "index file";
@@ -31,7 +33,7 @@ const WHAT: &str = "index file";
 pub struct IndexEntry {
     /// Data or tree.
     pub blob_type: BlobType,
-    /// Raw, zstd or grouped.
+    /// Raw, zstd, grouped or based.
     pub compression: Compression,
     /// Offset of the blob's envelope (a grouped blob: its group's envelope) in the pack.
     pub offset: u32,
@@ -62,7 +64,7 @@ impl IndexEntry {
     /// The pack header entry (without the offset): a grouped blob after its group's first
     /// carries `stored_len` 0.
     pub fn pack_entry(&self) -> PackEntry {
-        let continues = self.compression == Compression::Group && self.group_offset > 0;
+        let continues = self.compression.is_grouped() && self.group_offset > 0;
         PackEntry {
             blob_type: self.blob_type,
             compression: self.compression,
@@ -72,9 +74,9 @@ impl IndexEntry {
         }
     }
 
-    /// Whether the blob is one of a compression group's.
+    /// Whether the blob is one of a compression group's, plain or based.
     pub fn is_grouped(&self) -> bool {
-        self.compression == Compression::Group
+        self.compression.is_grouped()
     }
 
     /// The blob's plaintext range within its group's plaintext.
@@ -88,6 +90,16 @@ impl IndexEntry {
     }
 }
 
+/// The base of one based compression group (SPEC §7): the blobs whose plaintexts, concatenated
+/// in this order, are the group frame's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupBase {
+    /// The group envelope's offset in its pack (its members' `offset`).
+    pub offset: u32,
+    /// The base blobs (1 to 255, distinct), in order.
+    pub ids: Vec<BlobId>,
+}
+
 /// The blobs of one pack, as an index file lists them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexPack {
@@ -95,6 +107,8 @@ pub struct IndexPack {
     pub id: PackId,
     /// Its blobs (at least one).
     pub entries: Vec<IndexEntry>,
+    /// The base of each based group among them, by offset (empty when there is none).
+    pub bases: Vec<GroupBase>,
 }
 
 /// An index file (SPEC §8).
@@ -114,6 +128,7 @@ impl IndexFile {
         self.packs.sort_by_key(|p| p.id);
         for p in &mut self.packs {
             p.entries.sort_by_key(|e| (e.offset, e.group_offset));
+            p.bases.sort_by_key(|b| b.offset);
         }
     }
 
@@ -171,6 +186,7 @@ impl IndexFile {
                     ),
                 ));
             }
+            check_bases(p)?;
         }
         Ok(())
     }
@@ -199,7 +215,10 @@ impl IndexFile {
             Compression::Raw if rest.len() > MAX_INDEX_BODY => {
                 Err(FormatError::bounds(WHAT, "body size", rest.len()))
             }
-            Compression::Group => Err(FormatError::corrupted(WHAT, "unknown compression 2")),
+            Compression::Group | Compression::Based => Err(FormatError::corrupted(
+                WHAT,
+                format!("unknown compression {}", compression as u8),
+            )),
             Compression::Raw => IndexFile::decode_body(rest),
             Compression::Zstd => {
                 IndexFile::decode_body(&decompress_bounded(rest, MAX_INDEX_BODY, WHAT)?)
@@ -217,12 +236,19 @@ impl IndexFile {
             .iter()
             .map(|p| p.entries.iter().filter(|e| e.is_grouped()).count())
             .sum();
+        let bases: usize = c
+            .packs
+            .iter()
+            .flat_map(|p| &p.bases)
+            .map(|b| 1 + 32 * b.ids.len())
+            .sum();
         let size = 1
             + 8
             + 32 * c.supersedes.len()
             + c.packs.len() * 36
             + c.blob_count() * INDEX_ENTRY_LEN
-            + grouped * INDEX_GROUP_EXTRA;
+            + grouped * INDEX_GROUP_EXTRA
+            + bases;
         if size > MAX_INDEX_BODY {
             return Err(FormatError::bounds(WHAT, "body size", size));
         }
@@ -245,6 +271,12 @@ impl IndexFile {
                 out.put_bytes(&e.id.0.0);
                 if e.is_grouped() {
                     out.put_u32(e.group_offset);
+                }
+            }
+            for b in &p.bases {
+                out.put_u8(b.ids.len() as u8); // 1 to 255: check_canonical
+                for id in &b.ids {
+                    out.put_bytes(&id.0.0);
                 }
             }
         }
@@ -287,7 +319,19 @@ impl IndexFile {
                 }
                 entries.push(e);
             }
-            packs.push(IndexPack { id, entries });
+            // One base record per based group, in entry order (which canonical form makes the
+            // groups' offset order; check_canonical below rejects any other order).
+            let mut bases = Vec::new();
+            for e in entries
+                .iter()
+                .filter(|e| e.compression == Compression::Based && e.group_offset == 0)
+            {
+                bases.push(GroupBase {
+                    offset: e.offset,
+                    ids: read_base(&mut r, WHAT)?,
+                });
+            }
+            packs.push(IndexPack { id, entries, bases });
         }
         r.finish()?;
         let index = IndexFile { supersedes, packs };
@@ -323,11 +367,63 @@ pub fn stored_shares(entries: &[IndexEntry]) -> Vec<u64> {
     out
 }
 
+/// Checks that a pack's bases are exactly one per based group, by offset, each of 1 to 255
+/// distinct ids, and that every based group starts with a member at group offset 0 (its base
+/// record is read at that entry).
+fn check_bases(p: &IndexPack) -> Result<(), FormatError> {
+    let mut starts: Vec<u32> = p
+        .entries
+        .iter()
+        .filter(|e| e.compression == Compression::Based)
+        .map(|e| e.offset)
+        .collect();
+    starts.dedup();
+    let first_members = p
+        .entries
+        .iter()
+        .filter(|e| e.compression == Compression::Based && e.group_offset == 0)
+        .count();
+    let offsets: Vec<u32> = p.bases.iter().map(|b| b.offset).collect();
+    if starts != offsets || first_members != starts.len() {
+        return Err(FormatError::corrupted(
+            WHAT,
+            format!(
+                "pack {}: {} based groups ({} with a first member), {} bases",
+                p.id,
+                starts.len(),
+                first_members,
+                offsets.len()
+            ),
+        ));
+    }
+    for b in &p.bases {
+        let repeated = b
+            .ids
+            .iter()
+            .enumerate()
+            .any(|(i, id)| b.ids[..i].contains(id));
+        if b.ids.is_empty() || b.ids.len() > MAX_BASE_IDS || repeated {
+            return Err(FormatError::corrupted(
+                WHAT,
+                format!(
+                    "pack {}: the based group at offset {} has a base of {} ids{}",
+                    p.id,
+                    b.offset,
+                    b.ids.len(),
+                    if repeated { ", one named twice" } else { "" }
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Whether `b` may follow `a` among one pack's entries: after `a`'s envelope, or in the same
-/// group (same offset, type and `stored_len`) after `a`'s plaintext.
+/// group (same offset, compression, type and `stored_len`) after `a`'s plaintext.
 fn ordered(a: &IndexEntry, b: &IndexEntry) -> bool {
     if a.offset == b.offset && a.is_grouped() && b.is_grouped() {
         return a.stored_len == b.stored_len
+            && a.compression == b.compression
             && a.blob_type == b.blob_type
             && u64::from(a.group_offset) + u64::from(a.raw_len) <= u64::from(b.group_offset);
     }

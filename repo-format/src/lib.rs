@@ -73,14 +73,18 @@ pub use compress::{compress, decompress_bounded, decompress_exact};
 pub use config::{ChunkerProfile, Config};
 pub use crypto::{MasterKey, ObjectType, RepoKeys, aad, open, seal, seal_into};
 pub use error::FormatError;
-pub use group::{GroupCache, SealedGroup, blob_in_group, open_group, same_group, seal_group};
+pub use group::{
+    GroupCache, SealedGroup, blob_in_group, open_based_group, open_group, same_group,
+    seal_based_group, seal_group,
+};
 pub use id::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId, object_id};
-pub use index::{IndexEntry, IndexFile, IndexPack, stored_shares};
+pub use index::{GroupBase, IndexEntry, IndexFile, IndexPack, stored_shares};
 pub use key::{KdfParams, KeyFile};
 pub use lease::{Lease, LeaseState, lease_aad_id, lease_name, parse_lease_name};
 pub use pack::{
-    BlobType, Compression, FinishedPack, PackEntry, PackWriter, SealedBlob, decode_header,
-    decode_header_plain, decode_pack_header, encode_header_plain, header_len, open_blob, seal_blob,
+    BlobType, Compression, FinishedPack, PackContents, PackEntry, PackWriter, SealedBlob,
+    decode_header, decode_header_plain, decode_pack_header, encode_header_plain, header_len,
+    open_blob, seal_blob,
 };
 pub use plan::Plan;
 pub use snapshot::{Snapshot, SnapshotStatus, Summary};

@@ -9,19 +9,22 @@
 //! Offsets are implicit: the blobs exactly fill the bytes before the header. A compression group
 //! (compression 2) is one envelope holding the zstd frame of several blobs' plaintexts one after
 //! another; its first entry carries the envelope's length and the others `stored_len` 0 (see
-//! [`crate::group`]). [`PackWriter`] builds a pack in memory and, before handing it out, decodes
+//! [`crate::group`]). A based group (compression 3) is a group compressed against other blobs
+//! (its base); when a pack has any, the entries are followed by one base record per based group,
+//! in entry order: count u8 (≥ 1) | ids[32]…. [`PackWriter`] builds a pack in memory and, before handing it out, decodes
 //! its own header again and checks it against what it wrote (as restic's `verifyHeader` does).
 
 use crate::compress::{compress, decompress_exact};
 use crate::crypto::{ObjectType, RepoKeys, aad, open, seal_into};
 use crate::error::FormatError;
 use crate::format::{
-    ENVELOPE_OVERHEAD, MAX_GROUP_RAW, MAX_HEADER_LEN, MAX_PACK_ENTRIES, MIN_HEADER_LEN,
-    PACK_ENTRY_LEN, PACK_HEADER_FIXED_LEN, PACK_HEADER_VERSION, PACK_TRAILER_LEN,
+    ENVELOPE_OVERHEAD, MAX_BASE_IDS, MAX_GROUP_RAW, MAX_HEADER_LEN, MAX_HEADER_PLAIN_LEN,
+    MAX_PACK_ENTRIES, MIN_HEADER_LEN, PACK_ENTRY_LEN, PACK_HEADER_FIXED_LEN, PACK_HEADER_VERSION,
+    PACK_TRAILER_LEN,
 };
 use crate::group::{SealedGroup, blob_in_group, open_group};
 use crate::id::{BlobId, PackId, object_id};
-use crate::index::IndexEntry;
+use crate::index::{GroupBase, IndexEntry};
 use crate::wire::{Put, Reader};
 
 const WHAT: &str = "pack header";
@@ -68,6 +71,9 @@ pub enum Compression {
     Zstd = 1,
     /// Part of a compression group: one zstd frame of several blobs' plaintexts (SPEC §7).
     Group = 2,
+    /// Part of a based compression group: a group's frame compressed with other blobs' (its
+    /// base's) plaintexts as zstd's history (SPEC §7). Data blobs only.
+    Based = 3,
 }
 
 impl Compression {
@@ -83,12 +89,18 @@ impl Compression {
         }
     }
 
-    /// A blob entry's compression: raw, zstd or grouped.
+    /// A blob entry's compression: raw, zstd, grouped or based.
     pub(crate) fn blob_from_u8(b: u8, what: &'static str) -> Result<Compression, FormatError> {
         match b {
             2 => Ok(Compression::Group),
+            3 => Ok(Compression::Based),
             _ => Compression::from_u8(b, what),
         }
+    }
+
+    /// Whether a blob with this compression is a member of a group, plain or based.
+    pub fn is_grouped(self) -> bool {
+        matches!(self, Compression::Group | Compression::Based)
     }
 }
 
@@ -103,7 +115,7 @@ pub(crate) fn check_blob_lengths(
     stored_len: u32,
     raw_len: u32,
 ) -> Result<(), FormatError> {
-    if compression == Compression::Group {
+    if compression.is_grouped() {
         if raw_len == 0 || raw_len as usize > MAX_GROUP_RAW {
             return Err(FormatError::bounds(what, "grouped raw_len", raw_len));
         }
@@ -133,7 +145,7 @@ pub(crate) fn check_blob_lengths(
 pub struct PackEntry {
     /// Data or tree.
     pub blob_type: BlobType,
-    /// Raw, zstd or grouped.
+    /// Raw, zstd, grouped or based.
     pub compression: Compression,
     /// Length of the blob's envelope; for a grouped blob the group envelope's length on the
     /// group's first entry and 0 on the others.
@@ -209,7 +221,8 @@ pub fn open_blob(
             ),
         ));
     }
-    if entry.compression == Compression::Group {
+    if entry.is_grouped() {
+        // A based group fails here: its base has to be read first (`open_based_group`).
         let group = open_group(keys, entry, envelope)?;
         return blob_in_group(keys, entry, &group);
     }
@@ -228,7 +241,7 @@ pub fn open_blob(
             ));
         }
         Compression::Zstd => decompress_exact(&stored, entry.raw_len as usize, what)?,
-        Compression::Group => unreachable!("grouped blobs return above"),
+        Compression::Group | Compression::Based => unreachable!("grouped blobs return above"),
     };
     let actual = keys.blob_id(&plaintext);
     if actual != entry.id {
@@ -241,9 +254,18 @@ pub fn open_blob(
     Ok(plaintext)
 }
 
-/// The header plaintext for `entries`.
-pub fn encode_header_plain(entries: &[PackEntry]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(PACK_HEADER_FIXED_LEN + entries.len() * PACK_ENTRY_LEN);
+/// Whether `e` starts a based group (the entry its base record belongs to).
+fn starts_based_group(e: &PackEntry) -> bool {
+    e.compression == Compression::Based && e.stored_len != 0
+}
+
+/// The header plaintext for `entries` and the bases of their based groups, one per group in
+/// entry order ([`PackWriter`] keeps them together; a mismatch is caught when it reads the
+/// header back).
+pub fn encode_header_plain(entries: &[PackEntry], bases: &[Vec<BlobId>]) -> Vec<u8> {
+    let base_len: usize = bases.iter().map(|b| 1 + 32 * b.len()).sum();
+    let mut out =
+        Vec::with_capacity(PACK_HEADER_FIXED_LEN + entries.len() * PACK_ENTRY_LEN + base_len);
     out.put_u8(PACK_HEADER_VERSION);
     out.put_u32(u32::try_from(entries.len()).unwrap_or(u32::MAX));
     for e in entries {
@@ -253,11 +275,43 @@ pub fn encode_header_plain(entries: &[PackEntry]) -> Vec<u8> {
         out.put_u32(e.raw_len);
         out.put_bytes(&e.id.0.0);
     }
+    for b in bases {
+        out.put_u8(u8::try_from(b.len()).unwrap_or(u8::MAX));
+        for id in b {
+            out.put_bytes(&id.0.0);
+        }
+    }
     out
 }
 
-/// Parses a header plaintext.
-pub fn decode_header_plain(b: &[u8]) -> Result<Vec<PackEntry>, FormatError> {
+/// Reads one base record (SPEC §7): count u8 (≥ 1), then that many distinct ids.
+pub(crate) fn read_base(
+    r: &mut Reader<'_>,
+    what: &'static str,
+) -> Result<Vec<BlobId>, FormatError> {
+    let n = r.u8()? as usize;
+    if n == 0 {
+        return Err(FormatError::corrupted(
+            what,
+            "a based group's base names no blob",
+        ));
+    }
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = BlobId(r.id()?);
+        if ids.contains(&id) {
+            return Err(FormatError::corrupted(
+                what,
+                format!("a based group's base names blob {} twice", id.short()),
+            ));
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Parses a header plaintext: the entries, and the base of each based group in entry order.
+pub fn decode_header_plain(b: &[u8]) -> Result<(Vec<PackEntry>, Vec<Vec<BlobId>>), FormatError> {
     let mut r = Reader::new(b, WHAT);
     let version = r.u8()?;
     if version != PACK_HEADER_VERSION {
@@ -280,6 +334,9 @@ pub fn decode_header_plain(b: &[u8]) -> Result<Vec<PackEntry>, FormatError> {
         let stored_len = r.u32()?;
         let raw_len = r.u32()?;
         check_blob_lengths(WHAT, compression, stored_len, raw_len)?;
+        if compression == Compression::Based && blob_type != BlobType::Data {
+            return Err(FormatError::corrupted(WHAT, "a based group of tree blobs"));
+        }
         entries.push(PackEntry {
             blob_type,
             compression,
@@ -288,8 +345,12 @@ pub fn decode_header_plain(b: &[u8]) -> Result<Vec<PackEntry>, FormatError> {
             id: BlobId(r.id()?),
         });
     }
+    let mut bases = Vec::new();
+    for _ in entries.iter().filter(|e| starts_based_group(e)) {
+        bases.push(read_base(&mut r, WHAT)?);
+    }
     r.finish()?;
-    Ok(entries)
+    Ok((entries, bases))
 }
 
 /// The header envelope length from a pack's last 4 bytes, checked against the pack length.
@@ -307,9 +368,18 @@ pub fn header_len(trailer: &[u8; 4], pack_len: u64) -> Result<u32, FormatError> 
     Ok(len)
 }
 
-/// The header entries of a whole pack held in memory: reads the trailer, then opens and
-/// decodes the header it points to.
-pub fn decode_pack_header(keys: &RepoKeys, pack: &[u8]) -> Result<Vec<IndexEntry>, FormatError> {
+/// What a pack header says: the blobs with their offsets, and the bases of its based groups.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PackContents {
+    /// Every blob, in pack order, with its offset (as an index file lists it).
+    pub entries: Vec<IndexEntry>,
+    /// The base of each based group, by the group envelope's offset, ascending.
+    pub bases: Vec<GroupBase>,
+}
+
+/// The header of a whole pack held in memory: reads the trailer, then opens and decodes the
+/// header it points to.
+pub fn decode_pack_header(keys: &RepoKeys, pack: &[u8]) -> Result<PackContents, FormatError> {
     let len = pack.len();
     let trailer: [u8; PACK_TRAILER_LEN] = pack
         .get(len.saturating_sub(PACK_TRAILER_LEN)..)
@@ -324,13 +394,13 @@ pub fn decode_pack_header(keys: &RepoKeys, pack: &[u8]) -> Result<Vec<IndexEntry
     )
 }
 
-/// Opens a header envelope and returns its entries with offsets; checks that the blobs exactly
-/// fill the `pack_len - 4 - header_len` bytes before the header.
+/// Opens a header envelope and returns its entries with offsets and its based groups' bases;
+/// checks that the blobs exactly fill the `pack_len - 4 - header_len` bytes before the header.
 pub fn decode_header(
     keys: &RepoKeys,
     header_envelope: &[u8],
     pack_len: u64,
-) -> Result<Vec<IndexEntry>, FormatError> {
+) -> Result<PackContents, FormatError> {
     if header_envelope.len() > MAX_HEADER_LEN {
         return Err(FormatError::bounds(
             WHAT,
@@ -347,7 +417,7 @@ pub fn decode_header(
             )
         })?;
     let plain = keys.open_object(ObjectType::PackHeader, header_envelope, WHAT)?;
-    let entries = decode_header_plain(&plain)?;
+    let (entries, bases) = decode_header_plain(&plain)?;
     let out = index_entries(&entries)?;
     let offset = out.last().map_or(0, IndexEntry::end);
     if offset != blobs_len {
@@ -356,20 +426,33 @@ pub fn decode_header(
             format!("blobs take {offset} bytes, but {blobs_len} bytes precede the header"),
         ));
     }
-    Ok(out)
+    let starts = out
+        .iter()
+        .filter(|e| e.compression == Compression::Based && e.group_offset == 0);
+    let bases = starts
+        .zip(bases)
+        .map(|(e, ids)| GroupBase {
+            offset: e.offset,
+            ids,
+        })
+        .collect();
+    Ok(PackContents {
+        entries: out,
+        bases,
+    })
 }
 
 /// The index entries of a pack's header entries, in order: offsets are the sums of the
 /// `stored_len`s before, and a grouped entry with `stored_len` 0 continues the group before it
-/// (same blob type, its plaintext right after the previous member's, the group at most
-/// [`MAX_GROUP_RAW`] bytes).
+/// (same blob type and compression, its plaintext right after the previous member's, the group
+/// at most [`MAX_GROUP_RAW`] bytes).
 pub fn index_entries(entries: &[PackEntry]) -> Result<Vec<IndexEntry>, FormatError> {
     let mut offset: u64 = 0;
     let mut out: Vec<IndexEntry> = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
-        if e.compression == Compression::Group && e.stored_len == 0 {
+        if e.compression.is_grouped() && e.stored_len == 0 {
             let prev = match out.last() {
-                Some(p) if p.compression == Compression::Group && p.blob_type == e.blob_type => p,
+                Some(p) if p.compression == e.compression && p.blob_type == e.blob_type => p,
                 _ => {
                     return Err(FormatError::corrupted(
                         WHAT,
@@ -406,6 +489,10 @@ pub fn index_entries(entries: &[PackEntry]) -> Result<Vec<IndexEntry>, FormatErr
 pub struct PackWriter {
     bytes: Vec<u8>,
     entries: Vec<PackEntry>,
+    /// The base of each based group added, in order.
+    bases: Vec<Vec<BlobId>>,
+    /// The header plaintext's length so far.
+    header_len: usize,
 }
 
 /// A complete pack, ready to store under `data/<id>`.
@@ -417,24 +504,35 @@ pub struct FinishedPack {
     pub bytes: Vec<u8>,
     /// Its blobs, with offsets, for the index.
     pub entries: Vec<IndexEntry>,
+    /// The bases of its based groups, for the index.
+    pub bases: Vec<GroupBase>,
 }
 
 impl PackWriter {
     /// An empty pack.
     pub fn new() -> PackWriter {
-        PackWriter::default()
+        PackWriter {
+            header_len: PACK_HEADER_FIXED_LEN,
+            ..PackWriter::default()
+        }
     }
 
     /// Appends a blob.
     pub fn add(&mut self, blob: SealedBlob) {
         self.bytes.extend_from_slice(&blob.bytes);
         self.entries.push(blob.entry);
+        self.header_len += PACK_ENTRY_LEN;
     }
 
-    /// Appends a compression group (its blobs' entries in order).
+    /// Appends a compression group (its blobs' entries in order, and its base if it has one).
     pub fn add_group(&mut self, group: SealedGroup) {
         self.bytes.extend_from_slice(&group.bytes);
+        self.header_len += group.entries.len() * PACK_ENTRY_LEN;
         self.entries.extend_from_slice(&group.entries);
+        if !group.base.is_empty() {
+            self.header_len += 1 + 32 * group.base.len();
+            self.bases.push(group.base);
+        }
     }
 
     /// Bytes of blobs so far (the pack will be this plus the header).
@@ -453,9 +551,13 @@ impl PackWriter {
     }
 
     /// Whether the pack should be closed: it reached `target_size` bytes, or its header is as
-    /// large as the format allows ([`MAX_PACK_ENTRIES`]).
+    /// large as the format allows ([`MAX_PACK_ENTRIES`]), or nearly, so that one more group of
+    /// up to 4096 blobs with a full base would not fit.
     pub fn is_full(&self, target_size: usize) -> bool {
-        self.bytes.len() >= target_size || self.entries.len() >= MAX_PACK_ENTRIES
+        const ONE_GROUP: usize = 4096 * PACK_ENTRY_LEN + 1 + 32 * MAX_BASE_IDS;
+        self.bytes.len() >= target_size
+            || self.entries.len() >= MAX_PACK_ENTRIES
+            || self.header_len + ONE_GROUP > MAX_HEADER_PLAIN_LEN
     }
 
     /// Appends the sealed header and its length, then decodes the header back and checks it.
@@ -470,16 +572,21 @@ impl PackWriter {
                 "a pack holds at least one blob",
             ));
         }
-        if self.entries.len() > MAX_PACK_ENTRIES {
-            return Err(FormatError::bounds(WHAT, "entry count", self.entries.len()));
+        if self.entries.len() > MAX_PACK_ENTRIES || self.header_len > MAX_HEADER_PLAIN_LEN {
+            return Err(FormatError::bounds(WHAT, "header length", self.header_len));
         }
-        let PackWriter { mut bytes, entries } = self;
-        let plain = encode_header_plain(&entries);
+        let PackWriter {
+            mut bytes,
+            entries,
+            bases,
+            ..
+        } = self;
+        let plain = encode_header_plain(&entries, &bases);
         let header_start = bytes.len();
         let aad = aad(ObjectType::PackHeader, keys.repo_id(), &crate::id::Id::ZERO);
         seal_into(&keys.master().enc_key, &aad, nonce_salt, &plain, &mut bytes);
         let envelope_len = bytes.len() - header_start;
-        bytes.put_u32(envelope_len as u32); // at most MAX_HEADER_LEN: checked above via the count
+        bytes.put_u32(envelope_len as u32); // at most MAX_HEADER_LEN: checked above
         // Read back what we wrote, exactly as a reader will.
         let pack_len = bytes.len() as u64;
         let mut trailer = [0u8; 4];
@@ -490,9 +597,17 @@ impl PackWriter {
             &bytes[bytes.len() - 4 - hl..bytes.len() - 4],
             pack_len,
         )?;
+        let same_bases = decoded.bases.len() == bases.len()
+            && decoded.bases.iter().zip(&bases).all(|(d, b)| d.ids == *b);
+        if decoded.entries.len() != entries.len() || !same_bases {
+            return Err(FormatError::corrupted(
+                WHAT,
+                "header read back differs from what was written",
+            ));
+        }
         let mut offset = 0usize;
-        for (d, e) in decoded.iter().zip(&entries) {
-            let continues = e.compression == Compression::Group && e.stored_len == 0;
+        for (d, e) in decoded.entries.iter().zip(&entries) {
+            let continues = e.compression.is_grouped() && e.stored_len == 0;
             if d.pack_entry() != *e || (!continues && d.offset as usize != offset) {
                 return Err(FormatError::corrupted(
                     WHAT,
@@ -504,7 +619,8 @@ impl PackWriter {
         Ok(FinishedPack {
             id: PackId(object_id(&bytes)),
             bytes,
-            entries: decoded,
+            entries: decoded.entries,
+            bases: decoded.bases,
         })
     }
 }

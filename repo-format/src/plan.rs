@@ -133,7 +133,10 @@ impl Plan {
         let compression = Compression::from_u8(r.u8()?, WHAT)?;
         let rest = r.rest();
         match compression {
-            Compression::Group => Err(FormatError::corrupted(WHAT, "unknown compression 2")),
+            Compression::Group | Compression::Based => Err(FormatError::corrupted(
+                WHAT,
+                format!("unknown compression {}", compression as u8),
+            )),
             Compression::Raw => Plan::decode_body(rest),
             Compression::Zstd => Plan::decode_body(&decompress_bounded(rest, MAX_PLAN_BODY, WHAT)?),
         }

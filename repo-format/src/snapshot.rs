@@ -185,7 +185,10 @@ impl Snapshot {
         let compression = Compression::from_u8(r.u8()?, WHAT)?;
         let rest = r.rest();
         match compression {
-            Compression::Group => Err(FormatError::corrupted(WHAT, "unknown compression 2")),
+            Compression::Group | Compression::Based => Err(FormatError::corrupted(
+                WHAT,
+                format!("unknown compression {}", compression as u8),
+            )),
             Compression::Raw => Snapshot::decode_body(rest),
             Compression::Zstd => {
                 Snapshot::decode_body(&decompress_bounded(rest, MAX_SNAPSHOT_BODY, WHAT)?)

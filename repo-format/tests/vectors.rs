@@ -175,14 +175,42 @@ fn pack_group() -> FinishedPack {
 }
 
 fn index() -> IndexFile {
-    let p = pack();
+    index_of(pack())
+}
+
+/// An index file naming the one pack `p`.
+fn index_of(p: FinishedPack) -> IndexFile {
     IndexFile {
         supersedes: vec![],
         packs: vec![IndexPack {
             id: p.id,
             entries: p.entries,
+            bases: p.bases,
         }],
     }
+}
+
+/// The base of the `pack_based_group` vector: `hello` and the 4096-byte text blob.
+fn based_base() -> Vec<Vec<u8>> {
+    vec![b"hello".to_vec(), text_blob()]
+}
+
+/// Its members: the text blob with byte 100 set to `X`, and `hello, cairn`.
+fn based_members() -> Vec<Vec<u8>> {
+    let mut edited = text_blob();
+    edited[100] = b'X';
+    vec![edited, b"hello, cairn".to_vec()]
+}
+
+/// The members as one based compression group on that base (SPEC §7).
+fn pack_based_group() -> FinishedPack {
+    let k = keys();
+    let (members, base) = (based_members(), based_base());
+    let m: Vec<(BlobId, &[u8])> = members.iter().map(|d| (k.blob_id(d), &d[..])).collect();
+    let b: Vec<(BlobId, &[u8])> = base.iter().map(|d| (k.blob_id(d), &d[..])).collect();
+    let mut w = PackWriter::new();
+    w.add_group(seal_based_group(&k, &m, &b, 3, NONCE_SALT).unwrap());
+    w.finish(&k, NONCE_SALT).unwrap()
 }
 
 /// A plan deleting the golden pack, written under lease 1, naming the golden index file.
@@ -363,10 +391,12 @@ fn pack_and_index() {
     let bytes = golden("pack", &p.bytes);
     assert_eq!(object_id(&bytes), p.id.0);
     let plain: Vec<PackEntry> = p.entries.iter().map(IndexEntry::pack_entry).collect();
-    golden("pack_header_plain", &encode_header_plain(&plain));
+    golden("pack_header_plain", &encode_header_plain(&plain, &[]));
     let len = bytes.len();
     let hl = header_len(&bytes[len - 4..].try_into().unwrap(), len as u64).unwrap() as usize;
-    let entries = decode_header(&k, &bytes[len - 4 - hl..len - 4], len as u64).unwrap();
+    let entries = decode_header(&k, &bytes[len - 4 - hl..len - 4], len as u64)
+        .unwrap()
+        .entries;
     assert_eq!(entries.len(), 2);
     assert_eq!(
         (
@@ -402,19 +432,23 @@ fn pack_and_index() {
     assert_eq!(back.packs[0].entries, entries);
 }
 
+/// Compression, offset, plaintext length and group offset of each entry.
+fn group_fields(entries: &[IndexEntry]) -> Vec<(Compression, u32, u32, u32)> {
+    entries
+        .iter()
+        .map(|e| (e.compression, e.offset, e.raw_len, e.group_offset))
+        .collect()
+}
+
 #[test]
 fn pack_group_and_its_index() {
     let k = keys();
     let p = pack_group();
     let bytes = golden("pack_group", &p.bytes);
     assert_eq!(object_id(&bytes), p.id.0);
-    let entries = decode_pack_header(&k, &bytes).unwrap();
-    let fields: Vec<_> = entries
-        .iter()
-        .map(|e| (e.compression, e.offset, e.raw_len, e.group_offset))
-        .collect();
+    let entries = decode_pack_header(&k, &bytes).unwrap().entries;
     assert_eq!(
-        fields,
+        group_fields(&entries),
         vec![
             (Compression::Group, 0, 5, 0),
             (Compression::Group, 0, 4096, 5)
@@ -428,18 +462,46 @@ fn pack_group_and_its_index() {
     for (e, data) in entries.iter().zip([b"hello".to_vec(), text_blob()]) {
         assert_eq!(open_blob(&k, e, group).unwrap(), data);
     }
-    let idx = IndexFile {
-        supersedes: vec![],
-        packs: vec![IndexPack {
-            id: p.id,
-            entries: p.entries,
-        }],
-    };
+    let idx = index_of(p);
     let body = golden("index_group_body", &idx.encode_body().unwrap());
     assert_eq!(
         IndexFile::decode_body(&body).unwrap().packs[0].entries,
         entries
     );
+}
+
+#[test]
+fn pack_based_group_and_its_index() {
+    let k = keys();
+    let p = pack_based_group();
+    let bytes = golden("pack_based_group", &p.bytes);
+    assert_eq!(object_id(&bytes), p.id.0);
+    let header = decode_pack_header(&k, &bytes).unwrap();
+    assert_eq!(
+        group_fields(&header.entries),
+        vec![
+            (Compression::Based, 0, 4096, 0),
+            (Compression::Based, 0, 12, 4096)
+        ]
+    );
+    let base = based_base();
+    let ids: Vec<BlobId> = base.iter().map(|b| k.blob_id(b)).collect();
+    assert_eq!(header.bases, vec![GroupBase { offset: 0, ids }]);
+    let e = &header.entries[0];
+    let envelope = &bytes[..e.stored_len as usize];
+    assert!(
+        open_group(&k, e, envelope).is_err(),
+        "a based group needs its base"
+    );
+    let group = open_based_group(&k, e, envelope, &base.concat()).unwrap();
+    for (e, data) in header.entries.iter().zip(based_members()) {
+        assert_eq!(blob_in_group(&k, e, &group).unwrap(), data);
+    }
+    let idx = index_of(p);
+    let body = golden("index_based_body", &idx.encode_body().unwrap());
+    let back = IndexFile::decode_body(&body).unwrap();
+    assert_eq!(back.packs[0].entries, header.entries);
+    assert_eq!(back.packs[0].bases, header.bases);
 }
 
 #[test]

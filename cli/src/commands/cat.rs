@@ -29,6 +29,14 @@ fn entry_json(e: &repo_format::IndexEntry) -> serde_json::Value {
     v
 }
 
+/// The bases of a pack's based groups (SPEC §7): the group's offset and its base blob ids.
+fn bases_json(bases: &[repo_format::GroupBase]) -> serde_json::Value {
+    bases
+        .iter()
+        .map(|b| json!({"offset": b.offset, "ids": b.ids.iter().map(|id| id.0.to_hex()).collect::<Vec<_>>()}))
+        .collect()
+}
+
 /// Runs `cairn cat`.
 pub fn run(g: &GlobalArgs, a: &CatArgs) -> Result<Outcome> {
     let repo = open(g)?;
@@ -73,22 +81,23 @@ pub fn run(g: &GlobalArgs, a: &CatArgs) -> Result<Outcome> {
             print_json(&json!({
                 "id": id.0.to_hex(),
                 "supersedes": f.supersedes.iter().map(|s| s.0.to_hex()).collect::<Vec<_>>(),
-                "packs": f.packs.iter().map(|p| json!({"id": p.id.0.to_hex(), "blobs": p.entries.iter().map(entry_json).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+                "packs": f.packs.iter().map(|p| json!({"id": p.id.0.to_hex(), "blobs": p.entries.iter().map(entry_json).collect::<Vec<_>>(), "bases": bases_json(&p.bases)})).collect::<Vec<_>>(),
             }))?;
         }
         "pack" => {
             let id = PackId(id()?);
             let bytes = repo.get_object(FileType::Pack, &id.0)?;
             let len = bytes.len() as u64;
-            let entries = repo_format::decode_pack_header(repo.keys(), &bytes)
+            let header = repo_format::decode_pack_header(repo.keys(), &bytes)
                 .context("the pack header is damaged")?;
+            let entries = &header.entries;
             // The blobs fill the pack up to the header, so its length follows from the last one.
             let blobs_end = entries
                 .last()
                 .map_or(0, |e| u64::from(e.offset) + u64::from(e.stored_len));
             let hlen = len - 4 - blobs_end;
             print_json(
-                &json!({"id": id.0.to_hex(), "size": len, "header_len": hlen, "blobs": entries.iter().map(entry_json).collect::<Vec<_>>()}),
+                &json!({"id": id.0.to_hex(), "size": len, "header_len": hlen, "blobs": entries.iter().map(entry_json).collect::<Vec<_>>(), "bases": bases_json(&header.bases)}),
             )?;
         }
         "blob" => {

@@ -630,6 +630,7 @@ impl Shared<'_> {
                     lock(&uploaded).push(IndexPack {
                         id,
                         entries: finished.entries,
+                        bases: finished.bases,
                     });
                 }
                 // Recorded where the producer looks after every buffer, so a failed upload

@@ -207,9 +207,9 @@ fn verify_pack(ctx: &mut Ctx, id: PackId, bytes: &[u8]) {
     let (actual, (header, failures)) = rayon::join(
         || object_id(bytes),
         || match repo_format::decode_pack_header(keys, bytes) {
-            Ok(entries) => {
-                let failures = verify_blobs(keys, &entries, bytes);
-                (Ok(entries), failures)
+            Ok(header) => {
+                let failures = verify_blobs(keys, &header.entries, bytes);
+                (Ok(header.entries), failures)
             }
             Err(e) => (Err(e), Failures::default()),
         },
@@ -368,12 +368,16 @@ mod tests {
         let keys = RepoKeys::new(Id([5; 32]), MasterKey::from_bytes([6; 72]));
         let datas = vec![text(3000, 0), text(2000, 1), text(1000, 2)];
         let whole = pack(&keys, &datas, 3);
-        let entries = repo_format::decode_pack_header(&keys, &whole).expect("header");
+        let entries = repo_format::decode_pack_header(&keys, &whole)
+            .expect("header")
+            .entries;
         let f = verify_blobs(&keys, &entries, &whole);
         assert!(f.blobs.is_empty() && f.groups.is_empty());
         // The header leaves the last member out: both listed blobs verify, the group does not.
         let short = pack(&keys, &datas, 2);
-        let entries = repo_format::decode_pack_header(&keys, &short).expect("header");
+        let entries = repo_format::decode_pack_header(&keys, &short)
+            .expect("header")
+            .entries;
         let f = verify_blobs(&keys, &entries, &short);
         assert!(f.blobs.is_empty(), "{:?}", f.blobs);
         assert_eq!(f.groups.len(), 1);

@@ -407,7 +407,16 @@ async fn check_pack_header(
         Ok(h) => h,
         Err(e) => return Ok(damaged_header(e.to_string())),
     };
-    Ok(compare_entries(&header, &pack.entries).map(|diff| {
+    let diff = compare_entries(&header.entries, &pack.entries).or_else(|| {
+        (header.bases != pack.bases).then(|| {
+            format!(
+                "the header names the bases of {} based groups, the index file {}, or other blobs",
+                header.bases.len(),
+                pack.bases.len()
+            )
+        })
+    });
+    Ok(diff.map(|diff| {
         (
             FindingKind::HeaderMismatch,
             format!(

@@ -305,6 +305,7 @@ pub fn decode_location(id: BlobId, value: &[u8]) -> Result<BlobLocation, String>
         0 => Compression::Raw,
         1 => Compression::Zstd,
         2 => Compression::Group,
+        3 => Compression::Based,
         c => return Err(format!("unknown compression {c}")),
     };
     let u32_at = |i: usize| u32::from_le_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
@@ -782,6 +783,7 @@ mod tests {
             file.packs.push(IndexPack {
                 id: PackId(id(0xa0, first + p)),
                 entries,
+                bases: Vec::new(),
             });
         }
         file

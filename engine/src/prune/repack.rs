@@ -79,7 +79,7 @@ pub fn copy_packs(
                     }
                 };
             let entries = match decode_pack_header(repo.keys(), &bytes) {
-                Ok(e) => e,
+                Ok(h) => h.entries,
                 Err(e) => {
                     report.skipped.push((*pack, e.to_string()));
                     continue;

@@ -14,7 +14,7 @@ use repo_format::{BlobType, IndexFile, IndexId, PackId};
 use super::used::LOCATED;
 use super::used::{USED, UsedSet};
 use crate::backend::FileType;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::repository::{Repository, get_verified};
 
 /// Index files fetched at once.
@@ -206,6 +206,18 @@ pub fn pack_usage(
             if named.len() > 1 {
                 // Named by an earlier file already: counted there.
                 continue;
+            }
+            if !pack.bases.is_empty() {
+                // The blobs a based group is compressed against are needed by whoever needs a
+                // member, and this prune does not follow that link yet: deleting nothing is
+                // the only safe answer (SPEC §7, §18 P4).
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "pack {} holds based compression groups (SPEC §7), which this version of prune cannot account for; nothing was deleted: prune this repository with a cairn that writes based groups",
+                        pack.id.0.short()
+                    ),
+                ));
             }
             let ids: Vec<_> = pack.entries.iter().map(|e| e.id).collect();
             let flags = used.get_many(&ids)?;

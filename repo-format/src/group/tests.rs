@@ -16,7 +16,7 @@ fn text(n: usize, seed: u8) -> Vec<u8> {
 }
 
 /// Incompressible bytes (xorshift64).
-fn noise(n: usize, seed: u64) -> Vec<u8> {
+pub(super) fn noise(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..n)
         .map(|_| {
@@ -85,7 +85,10 @@ fn grouped_blobs_round_trip_through_a_pack() {
         assert_eq!(&open_blob(&k, e, envelope(&p, e)).expect("open_blob"), d);
     }
     // The header alone gives the same entries (repair index).
-    assert_eq!(decode_pack_header(&k, &p.bytes).expect("header"), p.entries);
+    assert_eq!(
+        decode_pack_header(&k, &p.bytes).expect("header").entries,
+        p.entries
+    );
 }
 
 #[test]
@@ -192,20 +195,24 @@ fn header_rules_for_groups() {
         b
     };
     // A continuation needs a group before it.
-    let lone = decode_header_plain(&header(&[entry(2, 0, 10)])).expect("plain parses");
+    let lone = decode_header_plain(&header(&[entry(2, 0, 10)]))
+        .expect("plain parses")
+        .0;
     assert!(crate::pack::index_entries(&lone).is_err());
-    let after_single =
-        decode_header_plain(&header(&[entry(1, 40, 10), entry(2, 0, 10)])).expect("parses");
+    let after_single = decode_header_plain(&header(&[entry(1, 40, 10), entry(2, 0, 10)]))
+        .expect("parses")
+        .0;
     assert!(crate::pack::index_entries(&after_single).is_err());
     // A grouped blob has at least one byte.
     assert!(decode_header_plain(&header(&[entry(2, 40, 0)])).is_err());
     // More than MAX_GROUP_RAW in one group.
     let big = (MAX_GROUP_RAW / 2 + 1) as u32;
-    let over =
-        decode_header_plain(&header(&[entry(2, 40, big), entry(2, 0, big)])).expect("parses");
+    let over = decode_header_plain(&header(&[entry(2, 40, big), entry(2, 0, big)]))
+        .expect("parses")
+        .0;
     assert!(crate::pack::index_entries(&over).is_err());
     // Unknown compression.
-    assert!(decode_header_plain(&header(&[entry(3, 40, 8)])).is_err());
+    assert!(decode_header_plain(&header(&[entry(4, 40, 8)])).is_err());
     // Two groups and a single: offsets and group offsets.
     let ok = decode_header_plain(&header(&[
         entry(2, 40, 10),
@@ -213,7 +220,8 @@ fn header_rules_for_groups() {
         entry(2, 50, 5),
         entry(0, 37, 5),
     ]))
-    .expect("parses");
+    .expect("parses")
+    .0;
     let e = crate::pack::index_entries(&ok).expect("valid");
     let got: Vec<(u32, u32, u32)> = e
         .iter()
@@ -265,7 +273,7 @@ proptest! {
             expect.extend(datas);
         }
         let p = w.finish(&k, [0xee; 16]).expect("finish");
-        prop_assert_eq!(decode_pack_header(&k, &p.bytes).expect("header"), p.entries.clone());
+        prop_assert_eq!(decode_pack_header(&k, &p.bytes).expect("header").entries, p.entries.clone());
         prop_assert_eq!(p.entries.len(), expect.len());
         for (e, d) in p.entries.iter().zip(&expect) {
             prop_assert_eq!(&open_blob(&k, e, envelope(&p, e)).expect("blob"), d);
@@ -273,7 +281,7 @@ proptest! {
         // The index file of this pack round-trips too.
         let idx = crate::IndexFile {
             supersedes: vec![],
-            packs: vec![crate::IndexPack { id: p.id, entries: p.entries.clone() }],
+            packs: vec![crate::IndexPack { id: p.id, entries: p.entries.clone(), bases: p.bases.clone() }],
         };
         let sealed = idx.encode(&k, 3, [5; 16]).expect("encode");
         prop_assert_eq!(crate::IndexFile::decode(&k, &sealed).expect("decode"), idx);

@@ -43,6 +43,7 @@ fn groups_in_index_files() {
                 entry(100, 50, 9),
                 member(0, 100, 0, 700, 4),
             ],
+            bases: Vec::new(),
         }],
     };
     let b = idx.encode(&k, 0, [1; 16]).unwrap();
@@ -64,6 +65,7 @@ fn groups_in_index_files() {
             packs: vec![IndexPack {
                 id: PackId(Id([2; 32])),
                 entries,
+                bases: Vec::new(),
             }],
         }
         .encode_body()
@@ -99,10 +101,12 @@ fn sample() -> IndexFile {
             IndexPack {
                 id: PackId(Id([2; 32])),
                 entries: vec![entry(100, 50, 3), entry(0, 100, 4)],
+                bases: Vec::new(),
             },
             IndexPack {
                 id: PackId(Id([1; 32])),
                 entries: vec![entry(0, 40, 5)],
+                bases: Vec::new(),
             },
         ],
     }
@@ -295,6 +299,7 @@ fn arb_index() -> impl Strategy<Value = IndexFile> {
             IndexPack {
                 id: PackId(Id(id)),
                 entries,
+                bases: Vec::new(),
             }
         });
     (

@@ -30,7 +30,7 @@ fn write_then_read_blobs() {
     let len = p.bytes.len() as u64;
     let hl = header_len(p.bytes[p.bytes.len() - 4..].try_into().unwrap(), len).unwrap() as usize;
     let env = &p.bytes[p.bytes.len() - 4 - hl..p.bytes.len() - 4];
-    assert_eq!(decode_header(&k, env, len).unwrap(), p.entries);
+    assert_eq!(decode_header(&k, env, len).unwrap().entries, p.entries);
     for (e, d) in p.entries.iter().zip(&datas) {
         let range = e.offset as usize..(e.offset + e.stored_len) as usize;
         assert_eq!(&open_blob(&k, e, &p.bytes[range]).unwrap(), d);
@@ -97,7 +97,8 @@ fn every_flipped_bit_in_a_pack_is_detected() {
             got: bytes.len(),
         })?;
         let hl = header_len(bytes[trailer..].try_into().unwrap(), len)? as usize;
-        let entries = decode_header(&k, &bytes[bytes.len() - 4 - hl..bytes.len() - 4], len)?;
+        let entries =
+            decode_header(&k, &bytes[bytes.len() - 4 - hl..bytes.len() - 4], len)?.entries;
         entries
             .iter()
             .map(|e| {
@@ -138,8 +139,8 @@ fn header_plain_rejects_bad_input() {
         raw_len: 8,
         id: BlobId(Id([5; 32])),
     };
-    let b = encode_header_plain(&[e]);
-    assert_eq!(decode_header_plain(&b).unwrap(), vec![e]);
+    let b = encode_header_plain(&[e], &[]);
+    assert_eq!(decode_header_plain(&b).unwrap(), (vec![e], vec![]));
     assert!(matches!(
         decode_header_plain(&b[..b.len() - 1]),
         Err(FormatError::Truncated { .. })
@@ -155,7 +156,7 @@ fn header_plain_rejects_bad_input() {
         bad[i] = x;
         assert!(decode_header_plain(&bad).is_err(), "{i}");
     }
-    assert!(decode_header_plain(&encode_header_plain(&[])).is_err());
+    assert!(decode_header_plain(&encode_header_plain(&[], &[])).is_err());
     let mut long = b.clone();
     long.push(0);
     assert!(decode_header_plain(&long).is_err());
@@ -188,7 +189,7 @@ fn arb_entry() -> impl Strategy<Value = PackEntry> {
 proptest! {
     #[test]
     fn header_plain_round_trip(entries in proptest::collection::vec(arb_entry(), 1..50)) {
-        prop_assert_eq!(decode_header_plain(&encode_header_plain(&entries)).unwrap(), entries);
+        prop_assert_eq!(decode_header_plain(&encode_header_plain(&entries, &[])).unwrap(), (entries, vec![]));
     }
 
     #[test]
@@ -203,7 +204,7 @@ proptest! {
         let p = w.finish(&k, [0xee; 16]).unwrap();
         let len = p.bytes.len() as u64;
         let hl = header_len(p.bytes[p.bytes.len() - 4..].try_into().unwrap(), len).unwrap() as usize;
-        let entries = decode_header(&k, &p.bytes[p.bytes.len() - 4 - hl..p.bytes.len() - 4], len).unwrap();
+        let entries = decode_header(&k, &p.bytes[p.bytes.len() - 4 - hl..p.bytes.len() - 4], len).unwrap().entries;
         prop_assert_eq!(&entries, &p.entries);
         for (e, (_, d)) in entries.iter().zip(&blobs) {
             prop_assert_eq!(&open_blob(&k, e, &p.bytes[e.offset as usize..(e.offset + e.stored_len) as usize]).unwrap(), d);
