@@ -10,12 +10,16 @@
 //! | `default` | `cairn-index-cache-format` | u32 LE: the cache format version |
 //! | `blobs` | blob id (32) | pack id (32) ‖ blob type u8 ‖ compression u8 ‖ offset u32 ‖ stored_len u32 ‖ raw_len u32 ‖ group_offset u32 (50 bytes, LE), then one byte [`FILL_IN`] when a superseded file's entry filled it in |
 //! | `files` | index file id (32) | u64 LE: how many blob entries the file has ‖ u8: 1 if they were added as a current file's, 0 as a superseded file's ‖ u32 LE `supersedes` count ‖ the ids it supersedes (32 each) |
+//! | `bases` | pack id (32) ‖ group offset u32 BE | the base blob ids of the based group there (32 each, in order; SPEC §7) |
 //!
 //! A database written with another format version (or with column families this version does
 //! not know) is destroyed and recreated empty on [`IndexCache::open`]; the caller then reloads
 //! every index file, as for a fresh cache. Version 1 had only the entry count in `files`;
 //! version 2 did not mark filled-in entries; version 3 had no `group_offset` (compression groups,
-//! SPEC §7).
+//! SPEC §7); version 4 had no `bases` (based groups).
+//!
+//! A based group's base is a fact of its pack's header, the same in every index file naming the
+//! pack, so `bases` keeps whichever file was added last, current or superseded.
 //!
 //! # Superseded index files
 //!
@@ -67,7 +71,7 @@ use rocksdb::{
 /// Version of the cache's own layout (not the repository format). Bump it when the keys or
 /// values below change: caches written by other versions are then wiped and rebuilt.
 /// Version 2 added the role and the `supersedes` ids to the `files` values.
-pub const CACHE_FORMAT_VERSION: u32 = 4;
+pub const CACHE_FORMAT_VERSION: u32 = 5;
 
 /// The byte after a blob location that a superseded index file filled in (see the module docs).
 pub const FILL_IN: u8 = 1;
@@ -84,12 +88,19 @@ const ADDING_END: &[u8] = b"cairn-index-cache-adding0";
 const CF_BLOBS: &str = "blobs";
 /// Column family: index file id → [`IndexFileRecord`].
 const CF_FILES: &str = "files";
+/// Column family: pack id ‖ group offset → a based group's base blob ids.
+const CF_BASES: &str = "bases";
 
 /// Lookups of more blobs than this are split into batches of this size, read in parallel.
 const PARALLEL_LOOKUP_BATCH: usize = 4096;
 
 /// Every column family this version uses.
-const COLUMN_FAMILIES: [&str; 3] = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, CF_BLOBS, CF_FILES];
+const COLUMN_FAMILIES: [&str; 4] = [
+    rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
+    CF_BLOBS,
+    CF_FILES,
+    CF_BASES,
+];
 
 /// Length of an encoded blob location: pack id, type, compression, offset, stored and raw length.
 pub const LOCATION_LEN: usize = 32 + 1 + 1 + 4 + 4 + 4 + 4;
@@ -495,6 +506,14 @@ impl IndexCache {
             }
             first = false;
             if last {
+                // With the record: a file is loaded with its bases or not at all.
+                let bases = self.cf(CF_BASES)?;
+                for p in &file.packs {
+                    for b in &p.bases {
+                        let ids: Vec<u8> = b.ids.iter().flat_map(|id| id.0.0).collect();
+                        batch.put_cf(bases, base_key(&p.id, b.offset), ids);
+                    }
+                }
                 let record = IndexFileRecord {
                     entries: total,
                     current,
@@ -588,6 +607,39 @@ impl IndexCache {
             .collect()
     }
 
+    /// The base of the based group at `offset` in `pack` (SPEC §7), if a loaded index file
+    /// names one there.
+    pub fn group_base(
+        &self,
+        pack: &PackId,
+        offset: u32,
+    ) -> Result<Option<Vec<BlobId>>, CacheError> {
+        let value = self
+            .db
+            .get_pinned_cf(self.cf(CF_BASES)?, base_key(pack, offset))
+            .map_err(|source| self.db_err("read a group base from", source))?;
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        if value.is_empty() || value.len() % 32 != 0 {
+            return Err(CacheError::Corrupt {
+                path: self.path.clone(),
+                cf: CF_BASES,
+                key: format!("{}@{offset}", pack.0.to_hex()),
+                detail: format!("a base of {} bytes", value.len()),
+            });
+        }
+        let ids = value
+            .chunks_exact(32)
+            .map(|c| {
+                let mut id = [0u8; 32];
+                id.copy_from_slice(c);
+                BlobId(Id(id))
+            })
+            .collect();
+        Ok(Some(ids))
+    }
+
     /// Whether any loaded index file names blob `id`.
     pub fn contains(&self, id: &BlobId) -> Result<bool, CacheError> {
         let cf = self.cf(CF_BLOBS)?;
@@ -608,14 +660,14 @@ impl IndexCache {
         // Keys are 32 bytes, so "" ..< [0xff; 40] covers them all, and stray keys of other
         // lengths (corruption) too, unless they start with 40 bytes of 0xff.
         let end = [0xffu8; 40];
-        for name in [CF_BLOBS, CF_FILES] {
+        for name in [CF_BLOBS, CF_FILES, CF_BASES] {
             batch.delete_range_cf(self.cf(name)?, &[][..], &end[..]);
         }
         batch.delete_range(ADDING_PREFIX, ADDING_END);
         self.db
             .write(batch)
             .map_err(|source| self.db_err("clear", source))?;
-        for name in [CF_BLOBS, CF_FILES] {
+        for name in [CF_BLOBS, CF_FILES, CF_BASES] {
             self.db
                 .compact_range_cf(self.cf(name)?, None::<&[u8]>, None::<&[u8]>);
         }
@@ -720,6 +772,14 @@ impl IndexCache {
         }
         Ok(true)
     }
+}
+
+/// The `bases` key of the group at `offset` in `pack`.
+fn base_key(pack: &PackId, offset: u32) -> [u8; 36] {
+    let mut key = [0u8; 36];
+    key[..32].copy_from_slice(&pack.0.0);
+    key[32..].copy_from_slice(&offset.to_be_bytes());
+    key
 }
 
 /// Opens the database with the given column families, all with the same options.
@@ -869,6 +929,33 @@ mod tests {
             cache.lookup(&locs[40].entry.id).expect("lookup"),
             Some(locs[40])
         );
+    }
+
+    #[test]
+    fn bases_are_kept_by_pack_and_group_offset_and_cleared_with_the_rest() {
+        use repo_format::GroupBase;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = open(&dir);
+        let mut f = index_file(0, 2, 3);
+        let base = |n: u32| GroupBase {
+            offset: n,
+            ids: vec![BlobId(id(0xba, n)), BlobId(id(0xbb, n))],
+        };
+        f.packs[1].bases = vec![base(0), base(7)];
+        let (p0, p1) = (f.packs[0].id, f.packs[1].id);
+        cache.add_index_file(IndexId(id(0x13, 1)), &f).expect("add");
+        assert_eq!(cache.group_base(&p1, 0).expect("read"), Some(base(0).ids));
+        assert_eq!(cache.group_base(&p1, 7).expect("read"), Some(base(7).ids));
+        assert_eq!(cache.group_base(&p1, 1).expect("read"), None);
+        assert_eq!(cache.group_base(&p0, 0).expect("read"), None);
+        drop(cache);
+        let cache = open(&dir);
+        assert_eq!(
+            cache.group_base(&p1, 7).expect("reopened"),
+            Some(base(7).ids)
+        );
+        cache.clear().expect("clear");
+        assert_eq!(cache.group_base(&p1, 7).expect("cleared"), None);
     }
 
     #[test]
@@ -1072,7 +1159,7 @@ mod tests {
         let opts = db_options().expect("opts");
         let mut cfs = DB::list_cf(&opts, &path).expect("list");
         cfs.sort();
-        assert_eq!(cfs, ["blobs", "default", "files"]);
+        assert_eq!(cfs, ["bases", "blobs", "default", "files"]);
     }
 
     #[test]
