@@ -908,15 +908,111 @@ impl Repository {
 
     /// [`Repository::open_blob`] for one of several blobs of one pack read in offset order:
     /// `groups` opens each compression group once. `envelope` is the blob's (or its group's).
+    /// A based group (SPEC §7) is opened with its base, loaded first, and kept among the
+    /// [`Repository::recent_groups`] for its other members.
     pub fn open_blob_cached(
         &self,
         groups: &mut repo_format::GroupCache,
         loc: &BlobLocation,
         envelope: &[u8],
     ) -> Result<Vec<u8>> {
+        if loc.entry.compression == repo_format::Compression::Based {
+            if let Some(group) = self.recent_groups.get(loc) {
+                return self.blob_from_group(loc, &group);
+            }
+            let base = self.load_base(loc)?;
+            let group = repo_format::open_based_group(&self.keys, &loc.entry, envelope, &base)
+                .map_err(|e| damaged_blob(loc, e))?;
+            let group = std::sync::Arc::new(group);
+            self.recent_groups.put(loc, std::sync::Arc::clone(&group));
+            return self.blob_from_group(loc, &group);
+        }
         groups
             .open(&self.keys, &loc.entry, envelope)
             .map_err(|e| damaged_blob(loc, e))
+    }
+
+    /// The base of the based group `loc` is in (SPEC §7): its base blobs' plaintexts, each
+    /// verified, concatenated in the order the index names them. A base blob that is itself
+    /// in a based group, or a base the index does not name, is damage.
+    pub fn load_base(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
+        let group = || {
+            format!(
+                "the based compression group at offset {} of pack {}",
+                loc.entry.offset,
+                loc.pack.0.short()
+            )
+        };
+        let ids = self
+            .cache()
+            .group_base(&loc.pack, loc.entry.offset)
+            .map_err(|e| Error::cache("cannot read the index cache", e))?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "{} has no base in any index file (run `cairn check`)",
+                        group()
+                    ),
+                )
+            })?;
+        let mut base = Vec::new();
+        for id in &ids {
+            let b = self.locate_blob(id).map_err(|e| {
+                Error::with_source(e.kind(), format!("cannot read the base of {}", group()), e)
+            })?;
+            if b.entry.compression == repo_format::Compression::Based {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "blob {} in the base of {} is itself in a based group: SPEC §7 allows one step (run `cairn check`)",
+                        id.0.short(),
+                        group()
+                    ),
+                ));
+            }
+            let plain = self.load_blob_recent(&b).map_err(|e| {
+                Error::with_source(
+                    e.kind(),
+                    format!(
+                        "cannot read blob {} of the base of {}",
+                        id.0.short(),
+                        group()
+                    ),
+                    e,
+                )
+            })?;
+            base.extend_from_slice(&plain);
+            if base.len() > repo_format::format::MAX_BASE_RAW {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!("the base of {} is over 4 MiB", group()),
+                ));
+            }
+        }
+        Ok(base)
+    }
+
+    /// [`Repository::load_blob`], with a plain group's plaintext taken from, or kept among,
+    /// the [`Repository::recent_groups`]: the base blobs of neighbouring based groups are
+    /// neighbours in the same plain groups.
+    pub(crate) fn load_blob_recent(&self, loc: &BlobLocation) -> Result<Vec<u8>> {
+        if loc.entry.compression != repo_format::Compression::Group {
+            return self.load_blob(loc);
+        }
+        if let Some(group) = self.recent_groups.get(loc) {
+            return self.blob_from_group(loc, &group);
+        }
+        let envelope = self.read_pack_range(
+            &loc.pack,
+            u64::from(loc.entry.offset),
+            u64::from(loc.entry.stored_len),
+        )?;
+        let group = repo_format::open_group(&self.keys, &loc.entry, &envelope)
+            .map_err(|e| damaged_blob(loc, e))?;
+        let group = std::sync::Arc::new(group);
+        self.recent_groups.put(loc, std::sync::Arc::clone(&group));
+        self.blob_from_group(loc, &group)
     }
 
     /// Loads a tree blob and decodes it.

@@ -1,7 +1,7 @@
-//! Based compression groups (SPEC §7) in a repository: this version decodes them, keeps their
-//! bases through `repair index` and `check`'s header comparison, and refuses what it cannot do
-//! safely yet (prune, which would not keep the bases; reading a member, which needs them),
-//! with an error and no lost data. The groups are written here with repo-format directly, as a
+//! Based compression groups (SPEC §7) in a repository: members read through their bases (and
+//! never as other bytes when a base is missing or breaks the one-step rule), `check --read-data`
+//! verifies them, `repair index` keeps the bases and `check` compares them with the header;
+//! prune, which does not keep bases yet, refuses and deletes nothing. The groups are written here with repo-format directly, as a
 //! cairn that writes them would.
 
 mod common;
@@ -69,6 +69,33 @@ fn add_based_pack(
     let bytes = file.encode(k, 3, [0x40; 16]).expect("encode index");
     repo.put_object(FileType::Index, bytes).expect("put index");
     (based.id, based.bases)
+}
+
+/// Stores `members` as a based group on `base`, blobs the repository already holds; returns
+/// the pack's id.
+fn add_based_pack_on(repo: &Repository, base: &[Vec<u8>], members: &[Vec<u8>]) -> PackId {
+    let k = repo.keys();
+    let m: Vec<(BlobId, &[u8])> = members.iter().map(|d| (k.blob_id(d), &d[..])).collect();
+    let b: Vec<(BlobId, &[u8])> = base.iter().map(|d| (k.blob_id(d), &d[..])).collect();
+    let mut w = PackWriter::new();
+    w.add_group(seal_based_group(k, &m, &b, 3, [0x60; 16]).expect("based group"));
+    let p = w.finish(k, [0x70; 16]).expect("pack");
+    repo.put_object(FileType::Pack, p.bytes.clone())
+        .expect("put pack");
+    let file = IndexFile {
+        supersedes: Vec::new(),
+        packs: vec![IndexPack {
+            id: p.id,
+            entries: p.entries,
+            bases: p.bases,
+        }],
+    };
+    repo.put_object(
+        FileType::Index,
+        file.encode(k, 3, [0x71; 16]).expect("encode"),
+    )
+    .expect("put index");
+    p.id
 }
 
 /// Day-1 rows and day-2 rows with a few bytes changed in each.
@@ -177,39 +204,91 @@ fn check_compares_bases_and_repair_index_keeps_them() {
     assert!(report.is_clean(), "{:?}", report.errors);
 }
 
+/// The error and its causes, one line.
+fn chain(err: &engine::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        out.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    out
+}
+
+fn read_data() -> CheckOptions {
+    CheckOptions {
+        read_data: ReadData::All,
+    }
+}
+
 #[test]
-fn a_member_of_a_based_group_is_an_error_never_wrong_bytes() {
+fn a_member_of_a_based_group_reads_through_its_base() {
     let env = env();
     let repo = env.open();
     let (base, members) = base_and_members();
     add_based_pack(&repo, &base, &members);
     let repo = env.open();
-    let id = repo.keys().blob_id(&members[1]);
-    let loc = repo.locate_blob(&id).expect("indexed");
-    assert_eq!(loc.entry.compression, Compression::Based);
-    let err = repo.load_blob(&loc).expect_err("needs its base");
-    let mut chain = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(s) = source {
-        chain.push_str(&format!(": {s}"));
-        source = s.source();
+    for m in &members {
+        let loc = repo.locate_blob(&repo.keys().blob_id(m)).expect("indexed");
+        assert_eq!(loc.entry.compression, Compression::Based);
+        assert_eq!(&repo.load_blob(&loc).expect("reads"), m);
     }
-    assert!(chain.contains("based compression group"), "{chain}");
-    // check --read-data reports each member, and nothing about the base blobs, which verify.
-    let opts = CheckOptions {
-        read_data: ReadData::All,
-    };
-    let report = check(&repo, &opts, &NoProgress).expect("check");
-    let damaged: Vec<_> = report
+    let report = check(&repo, &read_data(), &NoProgress).expect("check");
+    assert!(report.is_clean(), "{:?}", report.errors);
+    assert_eq!(
+        report.stats.blobs_verified,
+        (base.len() + members.len()) as u64
+    );
+
+    // Without the pack holding its base, a member is an error, never other bytes, and
+    // check --read-data names every member.
+    let k = repo.keys();
+    let base_pack = repo.locate_blob(&k.blob_id(&base[0])).expect("base").pack;
+    env.storage().delete(FileType::Pack, &base_pack.0.to_hex());
+    let repo = env.open();
+    let loc = repo
+        .locate_blob(&repo.keys().blob_id(&members[0]))
+        .expect("indexed");
+    let err = repo.load_blob(&loc).expect_err("no base");
+    assert!(chain(&err).contains("base"), "{}", chain(&err));
+    let report = check(&repo, &read_data(), &NoProgress).expect("check");
+    let damaged = report
         .errors
         .iter()
-        .filter(|f| f.kind == FindingKind::DamagedBlob)
+        .filter(|f| f.kind == FindingKind::DamagedBlob && f.message.contains("base"))
+        .count();
+    assert_eq!(damaged, members.len(), "{:?}", report.errors);
+}
+
+#[test]
+fn a_base_in_a_based_group_is_refused() {
+    let env = env();
+    let repo = env.open();
+    let (base, members) = base_and_members();
+    add_based_pack(&repo, &base, &members);
+    // A second based group on the first one's members: two steps.
+    let seconds: Vec<Vec<u8>> = members
+        .iter()
+        .map(|m| {
+            let mut x = m.clone();
+            x[5] = b'%';
+            x
+        })
         .collect();
-    assert_eq!(damaged.len(), members.len(), "{:?}", report.errors);
-    for b in &base {
-        let loc = repo
-            .locate_blob(&repo.keys().blob_id(b))
-            .expect("base indexed");
-        assert_eq!(&repo.load_blob(&loc).expect("base reads"), b);
-    }
+    add_based_pack_on(&repo, &members, &seconds);
+    let repo = env.open();
+    let loc = repo
+        .locate_blob(&repo.keys().blob_id(&seconds[0]))
+        .expect("indexed");
+    let err = repo.load_blob(&loc).expect_err("a chain");
+    assert!(chain(&err).contains("one step"), "{}", chain(&err));
+    let report = check(&repo, &read_data(), &NoProgress).expect("check");
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|f| f.kind == FindingKind::DamagedBlob && f.message.contains("one step")),
+        "{:?}",
+        report.errors
+    );
 }

@@ -79,7 +79,7 @@ pub enum FormatError {
 
 impl FormatError {
     /// Shorthand for [`FormatError::Corrupted`].
-    pub(crate) fn corrupted(what: &'static str, detail: impl Into<String>) -> FormatError {
+    pub fn corrupted(what: &'static str, detail: impl Into<String>) -> FormatError {
         FormatError::Corrupted {
             what,
             detail: detail.into(),

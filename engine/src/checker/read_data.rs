@@ -4,14 +4,14 @@
 //! Packs are fetched by tokio tasks, a few at a time (fewer when packs are large, so memory
 //! stays near 256 MiB), while the calling thread verifies the previous one with rayon.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::pin::pin;
 use std::str::FromStr;
 
 use futures::StreamExt;
 use rayon::prelude::*;
-use repo_format::{FormatError, IndexEntry, PackId, object_id};
+use repo_format::{Compression, FormatError, GroupBase, IndexEntry, PackId, object_id};
 
 use super::Ctx;
 use super::report::FindingKind;
@@ -208,7 +208,8 @@ fn verify_pack(ctx: &mut Ctx, id: PackId, bytes: &[u8]) {
         || object_id(bytes),
         || match repo_format::decode_pack_header(keys, bytes) {
             Ok(header) => {
-                let failures = verify_blobs(keys, &header.entries, bytes);
+                let bases = load_bases(ctx, &header.bases);
+                let failures = verify_blobs(keys, &header.entries, bytes, &bases);
                 (Ok(header.entries), failures)
             }
             Err(e) => (Err(e), Failures::default()),
@@ -287,13 +288,66 @@ struct Failures {
     groups: Vec<FormatError>,
 }
 
+/// The bases of a pack's based groups (SPEC §7), by group offset: each base blob located in
+/// this check's own index, read and verified. A base that cannot be read, or that breaks the
+/// one-step rule, is the reason its group's members fail.
+fn load_bases(ctx: &Ctx, bases: &[GroupBase]) -> HashMap<u32, Result<Vec<u8>, FormatError>> {
+    const WHAT: &str = "based compression group";
+    let load = |b: &GroupBase| -> Result<Vec<u8>, FormatError> {
+        let mut out = Vec::new();
+        for id in &b.ids {
+            let loc = ctx
+                .index
+                .lookup(id)
+                .map_err(|e| {
+                    FormatError::corrupted(
+                        WHAT,
+                        format!("its base blob {} cannot be looked up: {e}", id.short()),
+                    )
+                })?
+                .ok_or_else(|| {
+                    FormatError::corrupted(
+                        WHAT,
+                        format!("its base blob {} is named by no index file", id.short()),
+                    )
+                })?;
+            if loc.entry.compression == Compression::Based {
+                return Err(FormatError::corrupted(
+                    WHAT,
+                    format!(
+                        "its base blob {} is itself in a based group (SPEC §7 allows one step)",
+                        id.short()
+                    ),
+                ));
+            }
+            let plain = ctx.repo.load_blob_recent(&loc).map_err(|e| {
+                FormatError::corrupted(
+                    WHAT,
+                    format!("its base blob {} cannot be read: {e}", id.short()),
+                )
+            })?;
+            out.extend_from_slice(&plain);
+        }
+        Ok(out)
+    };
+    bases.iter().map(|b| (b.offset, load(b))).collect()
+}
+
 /// Opens every blob of a pack (authenticated, decompressed, id and length checked) in parallel;
-/// returns the ones that fail.
-fn verify_blobs(keys: &repo_format::RepoKeys, entries: &[IndexEntry], bytes: &[u8]) -> Failures {
+/// returns the ones that fail. `bases` holds the base of each based group, by offset.
+fn verify_blobs(
+    keys: &repo_format::RepoKeys,
+    entries: &[IndexEntry],
+    bytes: &[u8],
+    bases: &HashMap<u32, Result<Vec<u8>, FormatError>>,
+) -> Failures {
     // A compression group's members are neighbours in the header: one task opens it once.
     entries
         .par_chunk_by(repo_format::same_group)
         .map(|run| {
+            if run[0].compression == Compression::Based {
+                return verify_based_group(keys, run, bytes, bases.get(&run[0].offset));
+            }
             let mut groups = repo_format::GroupCache::new();
             let blobs: Vec<_> = run
                 .iter()
@@ -319,6 +373,60 @@ fn verify_blobs(keys: &repo_format::RepoKeys, entries: &[IndexEntry], bytes: &[u
             a.groups.extend(b.groups);
             a
         })
+}
+
+/// [`verify_blobs`] for the members of one based group: opened with its base, each member's
+/// id checked, the group holding exactly their plaintexts.
+fn verify_based_group(
+    keys: &repo_format::RepoKeys,
+    run: &[IndexEntry],
+    bytes: &[u8],
+    base: Option<&Result<Vec<u8>, FormatError>>,
+) -> Failures {
+    let first = &run[0];
+    let envelope = bytes
+        .get(first.offset as usize..first.end() as usize)
+        .unwrap_or(&[]);
+    let opened = match base {
+        Some(Ok(base)) => repo_format::open_based_group(keys, first, envelope, base),
+        Some(Err(e)) => Err(e.clone()),
+        None => Err(FormatError::corrupted(
+            "based compression group",
+            "the pack header gives it no base",
+        )),
+    };
+    let group = match opened {
+        Ok(g) => g,
+        Err(e) => {
+            return Failures {
+                blobs: run.iter().map(|m| (*m, e.clone())).collect(),
+                groups: Vec::new(),
+            };
+        }
+    };
+    let blobs: Vec<_> = run
+        .iter()
+        .filter_map(|m| {
+            repo_format::blob_in_group(keys, m, &group)
+                .err()
+                .map(|e| (*m, e))
+        })
+        .collect();
+    let last = &run[run.len() - 1];
+    let groups = if blobs.is_empty() && group.len() != last.group_range().end {
+        vec![FormatError::corrupted(
+            "data blob",
+            format!(
+                "the based compression group at offset {} holds {} bytes, its members {}",
+                last.offset,
+                group.len(),
+                last.group_range().end
+            ),
+        )]
+    } else {
+        Vec::new()
+    };
+    Failures { blobs, groups }
 }
 
 /// What to do about a damaged pack: nothing depends on one that no index file names.
@@ -371,14 +479,14 @@ mod tests {
         let entries = repo_format::decode_pack_header(&keys, &whole)
             .expect("header")
             .entries;
-        let f = verify_blobs(&keys, &entries, &whole);
+        let f = verify_blobs(&keys, &entries, &whole, &HashMap::new());
         assert!(f.blobs.is_empty() && f.groups.is_empty());
         // The header leaves the last member out: both listed blobs verify, the group does not.
         let short = pack(&keys, &datas, 2);
         let entries = repo_format::decode_pack_header(&keys, &short)
             .expect("header")
             .entries;
-        let f = verify_blobs(&keys, &entries, &short);
+        let f = verify_blobs(&keys, &entries, &short, &HashMap::new());
         assert!(f.blobs.is_empty(), "{:?}", f.blobs);
         assert_eq!(f.groups.len(), 1);
         assert!(
