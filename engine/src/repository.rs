@@ -943,19 +943,7 @@ impl Repository {
                 loc.pack.0.short()
             )
         };
-        let ids = self
-            .cache()
-            .group_base(&loc.pack, loc.entry.offset)
-            .map_err(|e| Error::cache("cannot read the index cache", e))?
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Corrupt,
-                    format!(
-                        "{} has no base in any index file (run `cairn check`)",
-                        group()
-                    ),
-                )
-            })?;
+        let ids = self.group_base_ids(loc)?;
         let mut base = Vec::new();
         for id in &ids {
             let b = self.locate_blob(id).map_err(|e| {
@@ -991,6 +979,37 @@ impl Repository {
             }
         }
         Ok(base)
+    }
+
+    /// The ids of the base of the based group `loc` is in, from the index cache; none is
+    /// damage.
+    fn group_base_ids(&self, loc: &BlobLocation) -> Result<Vec<BlobId>> {
+        self.cache()
+            .group_base(&loc.pack, loc.entry.offset)
+            .map_err(|e| Error::cache("cannot read the index cache", e))?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "the based compression group at offset {} of pack {} has no base in any index file (run `cairn check`)",
+                        loc.entry.offset,
+                        loc.pack.0.short()
+                    ),
+                )
+            })
+    }
+
+    /// The packs holding the base of the based group `loc` is in (SPEC §7): what a snapshot
+    /// that uses the group's members relies on besides the group's own pack.
+    pub fn base_packs(&self, loc: &BlobLocation) -> Result<Vec<repo_format::PackId>> {
+        let ids = self.group_base_ids(loc)?;
+        let mut packs = Vec::with_capacity(ids.len());
+        for id in &ids {
+            packs.push(self.locate_blob(id)?.pack);
+        }
+        packs.sort_unstable();
+        packs.dedup();
+        Ok(packs)
     }
 
     /// [`Repository::load_blob`], with a plain group's plaintext taken from, or kept among,

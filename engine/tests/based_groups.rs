@@ -1,22 +1,26 @@
 //! Based compression groups (SPEC §7) in a repository: members read through their bases (and
 //! never as other bytes when a base is missing or breaks the one-step rule), `check --read-data`
-//! verifies them, `repair index` keeps the bases and `check` compares them with the header;
-//! prune, which does not keep bases yet, refuses and deletes nothing. The groups are written here with repo-format directly, as a
+//! verifies them, `repair index` keeps the bases and `check` compares them with the header,
+//! prune keeps the base of a group a snapshot needs and drops it with the group. The groups are written here with repo-format directly, as a
 //! cairn that writes them would.
 
 mod common;
 
-use common::grace::stream;
+use std::collections::HashSet;
+
+use common::grace::{GraceEnv, dump, env_with_grace, stream};
 use common::{Rng, env};
 use engine::backend::FileType;
 use engine::checker::{CheckOptions, FindingKind, ReadData, check};
+use engine::forget::forget_ids;
 use engine::progress::NoProgress;
 use engine::prune::{MaxUnused, PruneOptions, prune};
 use engine::repair::repair_index;
 use engine::repository::Repository;
+use engine::restorer::find_node;
 use repo_format::{
-    BlobId, BlobType, Compression, GroupBase, IndexFile, IndexPack, PackId, PackWriter,
-    seal_based_group, seal_blob,
+    BlobId, BlobType, Compression, Content, GroupBase, IndexFile, IndexPack, NodeKind, PackId,
+    PackWriter, SnapshotId, seal_based_group, seal_blob,
 };
 
 /// Stores `base` as single blobs in one pack and `members` as a based group on them in another,
@@ -115,33 +119,139 @@ fn base_and_members() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     (base, members)
 }
 
+/// The data blob ids of `db.dump` in snapshot `id`, in order.
+fn chunks_of(repo: &Repository, id: &SnapshotId) -> Vec<BlobId> {
+    let snap = repo.load_snapshot(id).expect("snapshot");
+    let node = find_node(repo, &snap.tree, b"db.dump").expect("node");
+    match node.kind {
+        NodeKind::File {
+            content: Content::Direct(ids),
+        } => ids,
+        NodeKind::File {
+            content: Content::Indirect(lists),
+        } => lists
+            .iter()
+            .flat_map(|l| repo.load_content_list(l).expect("list").ids)
+            .collect(),
+        other => panic!("db.dump is {other:?}"),
+    }
+}
+
+/// Rewrites the repository as a writer of based groups would have written snapshot `second`:
+/// its chunks that `first` does not have move from their packs into one based group on the
+/// chunks of `first` that `second` no longer has (the ones they replace). Returns that base.
+fn rebase(env: &GraceEnv, first: &SnapshotId, second: &SnapshotId) -> Vec<BlobId> {
+    let repo = env.open();
+    let old = chunks_of(&repo, first);
+    let new = chunks_of(&repo, second);
+    let replaced: Vec<BlobId> = old.iter().filter(|c| !new.contains(c)).copied().collect();
+    let added: Vec<BlobId> = new.iter().filter(|c| !old.contains(c)).copied().collect();
+    assert!(
+        replaced.len() >= 2 && added.len() >= 2,
+        "{} {}",
+        replaced.len(),
+        added.len()
+    );
+    let load = |id: &BlobId| {
+        repo.load_blob(&repo.locate_blob(id).expect("indexed"))
+            .expect("blob")
+    };
+    let added_plain: Vec<Vec<u8>> = added.iter().map(load).collect();
+    let replaced_plain: Vec<Vec<u8>> = replaced.iter().map(load).collect();
+    let added_packs: HashSet<PackId> = added
+        .iter()
+        .map(|id| repo.locate_blob(id).expect("indexed").pack)
+        .collect();
+    // The packs of the new chunks hold nothing else (a backup's data packs are its own).
+    let storage = env.storage();
+    for name in storage.names(FileType::Index) {
+        let id = repo_format::IndexId(repo_format::Id::from_hex(&name).expect("id"));
+        let mut file = repo.load_index(&id).expect("index file");
+        if !file.packs.iter().any(|p| added_packs.contains(&p.id)) {
+            continue;
+        }
+        for p in file.packs.iter().filter(|p| added_packs.contains(&p.id)) {
+            assert!(
+                p.entries.iter().all(|e| added.contains(&e.id)),
+                "a shared pack"
+            );
+        }
+        file.packs.retain(|p| !added_packs.contains(&p.id));
+        storage.delete(FileType::Index, &name);
+        if !file.packs.is_empty() {
+            repo.put_object(
+                FileType::Index,
+                file.encode(repo.keys(), 3, [0x77; 16]).expect("encode"),
+            )
+            .expect("put index");
+        }
+    }
+    for p in &added_packs {
+        storage.delete(FileType::Pack, &p.0.to_hex());
+    }
+    add_based_pack_on(&repo, &replaced_plain, &added_plain);
+    replaced
+}
+
 #[test]
-fn prune_refuses_a_repository_with_based_groups_and_deletes_nothing() {
-    let env = env();
+fn prune_keeps_the_base_of_a_group_that_a_snapshot_needs() {
+    let env = env_with_grace(1);
     let repo = env.open();
-    stream(&repo, Rng(1).text(100_000));
-    let (base, members) = base_and_members();
-    add_based_pack(&repo, &base, &members);
-    let before = env.storage().all_objects();
+    let mut rng = Rng(3);
+    let first = rng.text(600_000);
+    let mut second = first.clone();
+    for i in (0..second.len()).step_by(9000) {
+        second[i] = b'#';
+    }
+    let s1 = stream(&repo, first);
+    let s2 = stream(&repo, second.clone());
+    let base = rebase(&env, &s1, &s2);
     let repo = env.open();
+    assert_eq!(dump(&repo, &s2).expect("dump"), second);
+    let read_data = CheckOptions {
+        read_data: ReadData::All,
+    };
+    let report = check(&repo, &read_data, &NoProgress).expect("check");
+    assert!(report.is_clean(), "{:?}", report.errors);
+
+    // Once `first` is forgotten, its replaced chunks are needed only as the group's base.
+    forget_ids(&repo, &[s1.to_hex()], false).expect("forget");
     let opts = PruneOptions {
         max_unused: MaxUnused::Percent(0.0),
         ..PruneOptions::default()
     };
-    let err = prune(&repo, &opts, &NoProgress).expect_err("prune must refuse");
+    env.wait_grace();
+    let r1 = prune(&repo, &opts, &NoProgress).expect("prune");
+    assert!(r1.used_blobs >= base.len() as u64, "{r1:?}");
+    env.wait_grace();
+    let r2 = prune(&repo, &opts, &NoProgress).expect("prune again");
     assert!(
-        err.to_string().contains("based compression groups"),
-        "unexpected error: {err}"
+        r2.sweep.packs_deleted >= 1,
+        "prune deleted nothing: {r1:?} {r2:?}"
     );
-    // Only prune's own bookkeeping (a lease) may have come or gone; no pack, index file or
-    // snapshot.
-    let kept = |s: &std::collections::BTreeSet<String>| {
-        s.iter()
-            .filter(|p| !p.starts_with("locks/") && !p.starts_with("leases/"))
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(kept(&env.storage().all_objects()), kept(&before));
+    let repo = env.open();
+    for id in &base {
+        assert!(
+            repo.lookup_blob(id).expect("lookup").is_some(),
+            "base blob {id} is gone"
+        );
+    }
+    assert_eq!(dump(&repo, &s2).expect("dump after prune"), second);
+    let report = check(&repo, &read_data, &NoProgress).expect("check");
+    assert!(report.is_clean(), "{:?}", report.errors);
+
+    // Forgotten too, the group goes, and its base with it.
+    forget_ids(&repo, &[s2.to_hex()], false).expect("forget");
+    env.wait_grace();
+    prune(&repo, &opts, &NoProgress).expect("prune");
+    env.wait_grace();
+    prune(&repo, &opts, &NoProgress).expect("prune again");
+    let repo = env.open();
+    assert!(
+        base.iter()
+            .all(|id| repo.lookup_blob(id).expect("lookup").is_none())
+    );
+    assert_eq!(env.storage().count(FileType::Pack), 0);
 }
 
 #[test]

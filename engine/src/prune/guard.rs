@@ -206,6 +206,10 @@ fn add_indirect(
             match loc {
                 Some(loc) => {
                     referenced.insert(loc.pack);
+                    // A member of a based group is read through its base (SPEC §7).
+                    if loc.entry.compression == repo_format::Compression::Based {
+                        referenced.extend(repo.base_packs(&loc)?);
+                    }
                 }
                 None => {
                     return Err(Error::new(

@@ -32,7 +32,7 @@ use repo_format::{IndexId, PackId, Plan};
 
 use self::lease::{HeldLease, LeaseOptions};
 use self::plans::{StoredPlan, load_plans};
-use self::scan::{PackUse, index_files, pack_usage};
+use self::scan::{PackUse, index_files, mark_bases, pack_usage};
 use self::sweep::{SweepReport, delete_all, sweep};
 use self::used::{LOCATED, UsedSet};
 use crate::backend::FileType;
@@ -313,6 +313,10 @@ fn run(
     let roots: Vec<_> = snapshots.iter().map(|(id, s)| (*id, s.tree)).collect();
     report.used_blobs = used.add_snapshots(repo, &roots, &mut || keep_alive(&mut lease, repo))?;
     drop(snapshots);
+    // The bases of based groups holding used blobs are used (SPEC §18 P4).
+    report.used_blobs += mark_bases(repo, &files.current, &mut used, &mut || {
+        keep_alive(&mut lease, repo)
+    })?;
 
     // 4. The index and the packs on storage.
     let listed = repo

@@ -11,6 +11,7 @@ use super::used::{USED, UsedSet};
 use crate::archiver::saver::BlobSaver;
 use crate::backend::FileType;
 use crate::error::{Error, Result};
+use crate::index::cache::BlobLocation;
 use crate::progress::Progress;
 use crate::repository::{Repository, get_verified};
 
@@ -101,9 +102,14 @@ pub fn copy_packs(
                     .get(start..end)
                     .ok_or_else(|| format!("blob {} lies outside the pack", entry.id.0.short()))
                     .and_then(|env| {
-                        groups
-                            .open(repo.keys(), entry, env)
-                            .map_err(|e| format!("blob {}: {e}", entry.id.0.short()))
+                        // A based group is opened with its base (SPEC §7); its members are
+                        // stored again in plain groups, so a repack never makes a chain.
+                        let loc = BlobLocation {
+                            pack: *pack,
+                            entry: *entry,
+                        };
+                        repo.open_blob_cached(&mut groups, &loc, env)
+                            .map_err(|e| crate::restorer::error_chain(&e))
                     });
                 match opened {
                     Ok(plain) => blobs.push((entry.blob_type, entry.id, plain)),

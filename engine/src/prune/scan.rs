@@ -8,13 +8,13 @@
 use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
-use repo_format::{BlobType, IndexFile, IndexId, PackId};
+use repo_format::{BlobId, BlobType, Compression, IndexFile, IndexId, PackId};
 
 #[allow(unused_imports)]
 use super::used::LOCATED;
 use super::used::{USED, UsedSet};
 use crate::backend::FileType;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::repository::{Repository, get_verified};
 
 /// Index files fetched at once.
@@ -185,6 +185,44 @@ pub struct PackUsage {
     pub named_by: HashMap<PackId, Vec<IndexId>>,
 }
 
+/// Marks the base blobs of every based group (SPEC §7) that holds a used blob as used too
+/// (SPEC §18 P4): whoever needs a member needs its group's base to read it. One step, since a
+/// base is never itself based. Returns how many blobs it marked.
+pub fn mark_bases(
+    repo: &Repository,
+    files: &[IndexId],
+    used: &mut UsedSet,
+    tick: &mut dyn FnMut() -> Result<()>,
+) -> Result<u64> {
+    let mut marked = 0u64;
+    for_each_index(repo, files, &mut |_, file| {
+        tick()?;
+        for pack in file.packs.iter().filter(|p| !p.bases.is_empty()) {
+            for base in &pack.bases {
+                let members: Vec<BlobId> = pack
+                    .entries
+                    .iter()
+                    .filter(|e| e.compression == Compression::Based && e.offset == base.offset)
+                    .map(|e| e.id)
+                    .collect();
+                if !used.get_many(&members)?.iter().any(|f| f & USED != 0) {
+                    continue;
+                }
+                let flags = used.get_many(&base.ids)?;
+                for (id, flag) in base.ids.iter().zip(flags) {
+                    if flag & USED == 0 {
+                        used.put(id, flag | USED)?;
+                        marked += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
+    used.flush()?;
+    Ok(marked)
+}
+
 /// Reads the current index files and counts, per pack, the used and unused blobs; marks each
 /// used blob `LOCATED` at its first copy (in index-file order), so later copies count as
 /// duplicates.
@@ -206,18 +244,6 @@ pub fn pack_usage(
             if named.len() > 1 {
                 // Named by an earlier file already: counted there.
                 continue;
-            }
-            if !pack.bases.is_empty() {
-                // The blobs a based group is compressed against are needed by whoever needs a
-                // member, and this prune does not follow that link yet: deleting nothing is
-                // the only safe answer (SPEC §7, §18 P4).
-                return Err(Error::new(
-                    ErrorKind::Corrupt,
-                    format!(
-                        "pack {} holds based compression groups (SPEC §7), which this version of prune cannot account for; nothing was deleted: prune this repository with a cairn that writes based groups",
-                        pack.id.0.short()
-                    ),
-                ));
             }
             let ids: Vec<_> = pack.entries.iter().map(|e| e.id).collect();
             let flags = used.get_many(&ids)?;
