@@ -402,3 +402,54 @@ fn a_base_in_a_based_group_is_refused() {
         report.errors
     );
 }
+
+#[test]
+fn check_traces_a_lost_base_to_the_files_that_need_it() {
+    let env = env_with_grace(1);
+    let repo = env.open();
+    let mut rng = Rng(9);
+    let first = rng.text(400_000);
+    let mut second = first.clone();
+    for i in (0..second.len()).step_by(7000) {
+        second[i] = b'#';
+    }
+    let s1 = stream(&repo, first);
+    let s2 = stream(&repo, second);
+    let base = rebase(&env, &s1, &s2);
+    // Only the based group needs the base now.
+    forget_ids(&env.open(), &[s1.to_hex()], false).expect("forget");
+    // The index forgets one base blob (its pack still holds it).
+    let lost = base[0];
+    let storage = env.storage();
+    for name in storage.names(FileType::Index) {
+        let id = repo_format::IndexId(repo_format::Id::from_hex(&name).expect("id"));
+        let mut file = repo.load_index(&id).expect("index file");
+        if !file
+            .packs
+            .iter()
+            .any(|p| p.entries.iter().any(|e| e.id == lost))
+        {
+            continue;
+        }
+        for p in &mut file.packs {
+            p.entries.retain(|e| e.id != lost);
+        }
+        file.packs.retain(|p| !p.entries.is_empty());
+        storage.delete(FileType::Index, &name);
+        repo.put_object(
+            FileType::Index,
+            file.encode(repo.keys(), 3, [0x78; 16]).expect("encode"),
+        )
+        .expect("put index");
+    }
+    let repo = env.open();
+    let report = check(&repo, &CheckOptions::default(), &NoProgress).expect("check");
+    let finding = report
+        .errors
+        .iter()
+        .find(|f| f.kind == FindingKind::MissingBlob && f.object == lost.to_hex())
+        .unwrap_or_else(|| panic!("no missing-blob finding for the base: {:?}", report.errors));
+    assert!(finding.message.contains("base"), "{}", finding.message);
+    let here = format!("snapshot {}: /db.dump", s2.short());
+    assert!(finding.affects.contains(&here), "{:?}", finding.affects);
+}

@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
 use repo_format::{
-    BlobId, BlobType, Content, ContentList, Id, NodeKind, PackId, Snapshot, SnapshotId, Tree,
-    open_blob,
+    BlobId, BlobType, Compression, Content, ContentList, Id, NodeKind, PackId, Snapshot,
+    SnapshotId, Tree, open_blob,
 };
 
 use super::report::FindingKind;
@@ -85,6 +85,7 @@ pub(super) fn check_snapshots(
         list_sizes: HashMap::new(),
         missing: HashMap::new(),
         packs: HashSet::new(),
+        bases: HashMap::new(),
     };
     for (id, snap) in good {
         walker.snapshot = id.short();
@@ -107,6 +108,8 @@ struct Walker<'c, 'a> {
     missing: HashMap<BlobId, usize>,
     /// The packs holding the blobs reached (for read-data restricted to some snapshots).
     packs: HashSet<PackId>,
+    /// Each based group reached (pack, offset): the errors of its base, and its base's packs.
+    bases: HashMap<(PackId, u32), (Vec<usize>, Vec<PackId>)>,
 }
 
 impl Walker<'_, '_> {
@@ -307,7 +310,7 @@ impl Walker<'_, '_> {
                     .findings
                     .warn(FindingKind::BlobTypeMismatch, id.to_hex(), message);
             }
-            self.touch(&loc, &here, found);
+            self.touch(&loc, &here, found)?;
             sum = sum.map(|s| s + u64::from(loc.entry.raw_len));
         }
         found.sort_unstable();
@@ -315,19 +318,104 @@ impl Walker<'_, '_> {
         Ok(sum)
     }
 
-    /// Notes that `here` uses a blob in a damaged pack, or a blob found damaged.
-    fn touch(&mut self, loc: &BlobLocation, here: &str, found: &mut Vec<usize>) {
+    /// Notes that `here` uses a blob in a damaged pack, or a blob found damaged, or a member
+    /// of a based group whose base is missing, damaged or itself based.
+    fn touch(&mut self, loc: &BlobLocation, here: &str, found: &mut Vec<usize>) -> Result<()> {
         self.packs.insert(loc.pack);
-        for e in [
+        let mut errors: Vec<usize> = [
             self.ctx.pack_errors.get(&loc.pack).copied(),
             self.ctx.damaged_blobs.get(&loc.entry.id).copied(),
         ]
         .into_iter()
         .flatten()
-        {
+        .collect();
+        if loc.entry.compression == Compression::Based {
+            let (base_errors, base_packs) = self.base(loc)?;
+            errors.extend(base_errors);
+            self.packs.extend(base_packs);
+        }
+        for e in errors {
             self.ctx.findings.affect(e, here);
             found.push(e);
         }
+        Ok(())
+    }
+
+    /// The errors of the base of the based group `loc` is in (SPEC §7), found once per group:
+    /// no base, a base blob no index file names, one in a damaged pack or found damaged, or
+    /// one that is itself in a based group (one step only). Also the base's packs.
+    fn base(&mut self, loc: &BlobLocation) -> Result<(Vec<usize>, Vec<PackId>)> {
+        let key = (loc.pack, loc.entry.offset);
+        if let Some(known) = self.bases.get(&key) {
+            return Ok(known.clone());
+        }
+        let group = format!(
+            "the based compression group at offset {} of pack {}",
+            loc.entry.offset,
+            loc.pack.short()
+        );
+        let ids = self
+            .ctx
+            .index
+            .group_base(&loc.pack, loc.entry.offset)
+            .map_err(|e| Error::cache("cannot read the temporary index", e))?;
+        let mut errors = Vec::new();
+        let mut packs = Vec::new();
+        let Some(ids) = ids else {
+            let message = format!(
+                "{group} has no base in any index file: the files listed below cannot be restored in full; `cairn repair index` rebuilds the index from the pack headers"
+            );
+            errors.push(self.ctx.findings.error(
+                FindingKind::DamagedPackHeader,
+                loc.pack.to_hex(),
+                message,
+            ));
+            self.bases.insert(key, (errors.clone(), packs.clone()));
+            return Ok((errors, packs));
+        };
+        let found = self
+            .ctx
+            .index
+            .lookup_many(&ids)
+            .map_err(|e| Error::cache("cannot read the temporary index", e))?;
+        for (id, b) in ids.iter().zip(found) {
+            let Some(b) = b else {
+                let message = format!(
+                    "blob {} of the base of {group} is named by no index file: the files listed below cannot be restored in full; `cairn repair index` finds it if a pack still holds it",
+                    id.short()
+                );
+                errors.push(self.ctx.findings.error(
+                    FindingKind::MissingBlob,
+                    id.to_hex(),
+                    message,
+                ));
+                continue;
+            };
+            if b.entry.compression == Compression::Based {
+                let message = format!(
+                    "blob {} of the base of {group} is itself in a based group, and SPEC §7 allows one step: the files listed below cannot be restored in full",
+                    id.short()
+                );
+                errors.push(self.ctx.findings.error(
+                    FindingKind::DamagedPackHeader,
+                    loc.pack.to_hex(),
+                    message,
+                ));
+            }
+            packs.push(b.pack);
+            errors.extend(
+                [
+                    self.ctx.pack_errors.get(&b.pack).copied(),
+                    self.ctx.damaged_blobs.get(id).copied(),
+                ]
+                .into_iter()
+                .flatten(),
+            );
+        }
+        errors.sort_unstable();
+        errors.dedup();
+        self.bases.insert(key, (errors.clone(), packs.clone()));
+        Ok((errors, packs))
     }
 
     /// Reads a tree blob (`what`: tree or content list) without the repository's own cache.
@@ -365,7 +453,7 @@ impl Walker<'_, '_> {
                 .warn(FindingKind::BlobTypeMismatch, id.to_hex(), message);
         }
         let mut errors = Vec::new();
-        self.touch(&loc, &here, &mut errors);
+        self.touch(&loc, &here, &mut errors)?;
         if self.ctx.damaged_blobs.contains_key(id) {
             // read-data already reported it, with its pack.
             return Ok((None, errors));
