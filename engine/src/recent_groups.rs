@@ -14,11 +14,11 @@ use repo_format::{BlobType, PackId};
 use crate::index::cache::BlobLocation;
 
 /// Plaintext of the groups kept: a few of the ~1 MiB groups writers make.
-pub const RECENT_GROUP_BYTES: usize = 8 << 20;
+pub const RECENT_GROUP_BYTES: usize = 32 << 20;
 
 /// Groups kept at most (small ones: a backup's last group closes early), so a lookup stays a
 /// short scan.
-pub const RECENT_GROUPS: usize = 32;
+pub const RECENT_GROUPS: usize = 64;
 
 /// A group: its pack, its envelope's offset and length there, and its blob type (part of the
 /// AAD it was opened under).

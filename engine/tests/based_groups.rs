@@ -371,35 +371,44 @@ fn a_member_of_a_based_group_reads_through_its_base() {
 }
 
 #[test]
-fn a_base_in_a_based_group_is_refused() {
+fn bases_in_based_groups_are_followed_four_deep_and_no_deeper() {
     let env = env();
     let repo = env.open();
     let (base, members) = base_and_members();
     add_based_pack(&repo, &base, &members);
-    // A second based group on the first one's members: two steps.
-    let seconds: Vec<Vec<u8>> = members
-        .iter()
-        .map(|m| {
-            let mut x = m.clone();
-            x[5] = b'%';
-            x
-        })
-        .collect();
-    add_based_pack_on(&repo, &members, &seconds);
-    let repo = env.open();
-    let loc = repo
-        .locate_blob(&repo.keys().blob_id(&seconds[0]))
-        .expect("indexed");
-    let err = repo.load_blob(&loc).expect_err("a chain");
-    assert!(chain(&err).contains("one step"), "{}", chain(&err));
-    let report = check(&repo, &read_data(), &NoProgress).expect("check");
-    assert!(
-        report
-            .errors
+    // Each level a based group on the one before: the same blobs stored again elsewhere.
+    let mut levels = vec![members];
+    for n in 0..5u8 {
+        let next: Vec<Vec<u8>> = levels[levels.len() - 1]
             .iter()
-            .any(|f| f.kind == FindingKind::DamagedBlob && f.message.contains("one step")),
-        "{:?}",
-        report.errors
+            .map(|m| {
+                let mut x = m.clone();
+                x[5 + usize::from(n)] = b'%';
+                x
+            })
+            .collect();
+        add_based_pack_on(&repo, &levels[levels.len() - 1], &next);
+        levels.push(next);
+    }
+    let repo = env.open();
+    let read = |data: &Vec<u8>| {
+        let loc = repo
+            .locate_blob(&repo.keys().blob_id(data))
+            .expect("indexed");
+        repo.load_blob(&loc)
+    };
+    // Level 5 would need five groups decoded below it (none is among the recent groups yet).
+    let err = read(&levels[5][0]).expect_err("too deep");
+    assert!(chain(&err).contains("nest more than 4"), "{}", chain(&err));
+    // Levels 0-4 need at most four: they read.
+    for level in &levels[..5] {
+        assert_eq!(&read(&level[0]).expect("reads"), &level[0]);
+    }
+    // A group decoded once is kept among the recent groups, so the bound is on the groups one
+    // read decodes: with level 4 decoded, level 5 costs one more.
+    assert_eq!(
+        &read(&levels[5][0]).expect("level 4 is decoded now"),
+        &levels[5][0]
     );
 }
 
@@ -452,4 +461,109 @@ fn check_traces_a_lost_base_to_the_files_that_need_it() {
     assert!(finding.message.contains("base"), "{}", finding.message);
     let here = format!("snapshot {}: /db.dump", s2.short());
     assert!(finding.affects.contains(&here), "{:?}", finding.affects);
+}
+
+/// `first` with a byte changed every `every` bytes from `from`.
+fn edit(first: &[u8], every: usize, from: usize, with: u8) -> Vec<u8> {
+    let mut out = first.to_vec();
+    for i in (from..out.len()).step_by(every) {
+        out[i] = with;
+    }
+    out
+}
+
+/// Every based group's pack and offset, from the index files.
+fn based_groups(repo: &Repository) -> Vec<(PackId, u32)> {
+    let mut out = Vec::new();
+    for id in repo.list_ids(FileType::Index).expect("list") {
+        let file = repo
+            .load_index(&repo_format::IndexId(id))
+            .expect("index file");
+        for p in &file.packs {
+            out.extend(p.bases.iter().map(|b| (p.id, b.offset)));
+        }
+    }
+    out
+}
+
+#[test]
+fn nightly_streams_are_stored_against_the_night_before() {
+    let env = env_with_grace(1);
+    let repo = env.open();
+    let mut rng = Rng(11);
+    let day1 = rng.text(3 << 20);
+    let day2 = edit(&day1, 40_000, 1000, b'#');
+    let day3 = edit(&day2, 50_000, 7000, b'%');
+    let s1 = stream(&repo, day1.clone());
+    let s2 = stream(&repo, day2.clone());
+    assert!(
+        !based_groups(&repo).is_empty(),
+        "day 2 wrote no based group"
+    );
+    let s3 = stream(&repo, day3.clone());
+    let sum = |id: &SnapshotId| {
+        repo.load_snapshot(id)
+            .expect("snapshot")
+            .summary
+            .expect("summary")
+    };
+    let (d1, d2, d3) = (sum(&s1), sum(&s2), sum(&s3));
+    // Nearly every chunk changes, yet each night stores a small fraction of the first.
+    assert!(d2.data_added_raw * 2 > d1.data_added_raw, "{d2:?}");
+    assert!(
+        d2.data_added_stored * 4 < d1.data_added_stored,
+        "{d1:?} {d2:?}"
+    );
+    assert!(
+        d3.data_added_stored * 4 < d1.data_added_stored,
+        "{d1:?} {d3:?}"
+    );
+    // Day 3 bases on day 1's chunks, never on day 2's based ones: check enforces one step.
+    let read_data = CheckOptions {
+        read_data: ReadData::All,
+    };
+    let report = check(&repo, &read_data, &NoProgress).expect("check");
+    assert!(report.is_clean(), "{:?}", report.errors);
+    for (id, data) in [(&s1, &day1), (&s2, &day2), (&s3, &day3)] {
+        assert_eq!(&dump(&repo, id).expect("dump"), data);
+    }
+    // Keep only day 3: prune keeps its bases, and day 3 still restores and checks clean.
+    forget_ids(&repo, &[s1.to_hex(), s2.to_hex()], false).expect("forget");
+    let opts = PruneOptions {
+        max_unused: MaxUnused::Percent(0.0),
+        ..PruneOptions::default()
+    };
+    for _ in 0..2 {
+        env.wait_grace();
+        prune(&repo, &opts, &NoProgress).expect("prune");
+    }
+    let repo = env.open();
+    assert_eq!(dump(&repo, &s3).expect("dump after prune"), day3);
+    let report = check(&repo, &read_data, &NoProgress).expect("check");
+    assert!(report.is_clean(), "{:?}", report.errors);
+}
+
+#[test]
+fn another_stream_or_host_has_no_parent() {
+    let env = env_with_grace(1);
+    let repo = env.open();
+    let mut rng = Rng(12);
+    let day1 = rng.text(1 << 20);
+    let day2 = edit(&day1, 30_000, 500, b'#');
+    stream(&repo, day1);
+    let other = engine::archiver::backup(
+        &repo,
+        engine::archiver::BackupOptions::new(engine::archiver::Source::Stream {
+            name: "other.dump".into(),
+            reader: Box::new(std::io::Cursor::new(day2)),
+        }),
+        &NoProgress,
+    )
+    .expect("backup");
+    assert!(
+        based_groups(&repo).is_empty(),
+        "a stream of another name based on db.dump"
+    );
+    let summary = other.snapshot.summary.expect("summary");
+    assert!(summary.data_added_raw > 0, "{summary:?}");
 }

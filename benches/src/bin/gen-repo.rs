@@ -179,6 +179,7 @@ impl Generator<'_> {
                     blob_type: BlobType::Data,
                     id: keys.blob_id(&data),
                     data,
+                    base: Vec::new(),
                 });
             }
             let ids: Vec<_> = jobs.iter().map(|j| j.id).collect();

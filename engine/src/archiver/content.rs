@@ -109,14 +109,18 @@ pub fn save_content(
             (found, Some(read.map(|(end, eof)| (nb, end, eof))))
         };
         let found = found?;
+        let seen: Vec<(BlobId, bool)> = found.chunks.iter().map(|c| (c.id, c.new)).collect();
+        let bases = saver.bases_for(&seen)?;
         let jobs: Vec<Job> = found
             .chunks
             .iter()
             .filter(|c| c.new)
-            .map(|c| Job {
+            .zip(bases)
+            .map(|(c, base)| Job {
                 blob_type: BlobType::Data,
                 id: c.id,
                 data: data[c.start..c.end].to_vec(),
+                base,
             })
             .collect();
         let new_bytes: usize = jobs.iter().map(|j| j.data.len()).sum();

@@ -15,6 +15,7 @@
 //! A [`Source::Command`] that fails midway writes no snapshot, or, with
 //! [`BackupOptions::keep_failed`], a failed one (SPEC §10) holding what it wrote.
 
+pub mod bases;
 pub mod command;
 pub mod content;
 mod cut;
@@ -261,8 +262,19 @@ pub fn backup(
         .as_ref()
         .map(|g| g.marked().clone())
         .unwrap_or_default();
+    // A stream follows the previous snapshot of the same stream: its new chunks are then
+    // compressed against the chunks they replace (SPEC §7 based groups).
+    let stream_parent = match &opts.source {
+        Source::Stream { name, .. } | Source::Command { name, .. } => {
+            bases::parent_stream(repo, &host, name)
+        }
+        Source::Paths(_) => None,
+    };
     let (tree, mut totals) = std::thread::scope(|scope| -> Result<_> {
         let saver = BlobSaver::start_avoiding(scope, repo, workers, avoid);
+        if let Some(p) = stream_parent {
+            saver.follow_parent(p);
+        }
         if let (Some((_, snap)), true) = (&parent, parent_warning_is_some) {
             // The parent's root tree is unreadable: never dedup against it.
             saver.distrust(snap.tree);

@@ -4,7 +4,7 @@
 //! Packs are fetched by tokio tasks, a few at a time (fewer when packs are large, so memory
 //! stays near 256 MiB), while the calling thread verifies the previous one with rayon.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::pin::pin;
 use std::str::FromStr;
@@ -17,7 +17,9 @@ use super::Ctx;
 use super::report::FindingKind;
 use crate::backend::{BackendErrorKind, FileType};
 use crate::error::{Error, ErrorKind, Result};
+use crate::index::cache::IndexCache;
 use crate::progress::Progress;
+use crate::repository::Repository;
 
 /// Packs fetched at once, at most.
 const MAX_IN_FLIGHT: u64 = 4;
@@ -208,8 +210,18 @@ fn verify_pack(ctx: &mut Ctx, id: PackId, bytes: &[u8]) {
         || object_id(bytes),
         || match repo_format::decode_pack_header(keys, bytes) {
             Ok(header) => {
-                let bases = load_bases(ctx, &header.bases);
-                let failures = verify_blobs(keys, &header.entries, bytes, &bases);
+                let (index, repo) = (ctx.index, ctx.repo);
+                let bases = &header.bases;
+                // Each based group's base is loaded by the task that opens the group, so the
+                // bases of a pack are not all held at once.
+                let base = move |offset: u32| match bases.iter().find(|b| b.offset == offset) {
+                    Some(b) => load_base(index, repo, b),
+                    None => Err(FormatError::corrupted(
+                        "based compression group",
+                        "the pack header gives it no base",
+                    )),
+                };
+                let failures = verify_blobs(keys, &header.entries, bytes, &base);
                 (Ok(header.entries), failures)
             }
             Err(e) => (Err(e), Failures::default()),
@@ -288,65 +300,55 @@ struct Failures {
     groups: Vec<FormatError>,
 }
 
-/// The bases of a pack's based groups (SPEC §7), by group offset: each base blob located in
-/// this check's own index, read and verified. A base that cannot be read, or that breaks the
-/// one-step rule, is the reason its group's members fail.
-fn load_bases(ctx: &Ctx, bases: &[GroupBase]) -> HashMap<u32, Result<Vec<u8>, FormatError>> {
+/// The base of one based group (SPEC §7): each base blob located in this check's own index
+/// and read (a base in a based group itself through its own base, to a bounded depth). A base
+/// that cannot be read is the reason the group's members fail.
+fn load_base(
+    ctx_index: &IndexCache,
+    repo: &Repository,
+    b: &GroupBase,
+) -> Result<Vec<u8>, FormatError> {
     const WHAT: &str = "based compression group";
-    let load = |b: &GroupBase| -> Result<Vec<u8>, FormatError> {
-        let mut out = Vec::new();
-        for id in &b.ids {
-            let loc = ctx
-                .index
-                .lookup(id)
-                .map_err(|e| {
-                    FormatError::corrupted(
-                        WHAT,
-                        format!("its base blob {} cannot be looked up: {e}", id.short()),
-                    )
-                })?
-                .ok_or_else(|| {
-                    FormatError::corrupted(
-                        WHAT,
-                        format!("its base blob {} is named by no index file", id.short()),
-                    )
-                })?;
-            if loc.entry.compression == Compression::Based {
-                return Err(FormatError::corrupted(
-                    WHAT,
-                    format!(
-                        "its base blob {} is itself in a based group (SPEC §7 allows one step)",
-                        id.short()
-                    ),
-                ));
-            }
-            let plain = ctx.repo.load_blob_recent(&loc).map_err(|e| {
+    let mut out = Vec::new();
+    for id in &b.ids {
+        let loc = ctx_index
+            .lookup(id)
+            .map_err(|e| {
                 FormatError::corrupted(
                     WHAT,
-                    format!("its base blob {} cannot be read: {e}", id.short()),
+                    format!("its base blob {} cannot be looked up: {e}", id.short()),
+                )
+            })?
+            .ok_or_else(|| {
+                FormatError::corrupted(
+                    WHAT,
+                    format!("its base blob {} is named by no index file", id.short()),
                 )
             })?;
-            out.extend_from_slice(&plain);
-        }
-        Ok(out)
-    };
-    bases.iter().map(|b| (b.offset, load(b))).collect()
+        repo.append_base_blob(&loc, &mut out).map_err(|e| {
+            FormatError::corrupted(
+                WHAT,
+                format!("its base blob {} cannot be read: {e}", id.short()),
+            )
+        })?;
+    }
+    Ok(out)
 }
 
 /// Opens every blob of a pack (authenticated, decompressed, id and length checked) in parallel;
-/// returns the ones that fail. `bases` holds the base of each based group, by offset.
+/// returns the ones that fail. `base` loads the base of the based group at an offset.
 fn verify_blobs(
     keys: &repo_format::RepoKeys,
     entries: &[IndexEntry],
     bytes: &[u8],
-    bases: &HashMap<u32, Result<Vec<u8>, FormatError>>,
+    base: &(dyn Fn(u32) -> Result<Vec<u8>, FormatError> + Sync),
 ) -> Failures {
     // A compression group's members are neighbours in the header: one task opens it once.
     entries
         .par_chunk_by(repo_format::same_group)
         .map(|run| {
             if run[0].compression == Compression::Based {
-                return verify_based_group(keys, run, bytes, bases.get(&run[0].offset));
+                return verify_based_group(keys, run, bytes, base(run[0].offset));
             }
             let mut groups = repo_format::GroupCache::new();
             let blobs: Vec<_> = run
@@ -381,20 +383,13 @@ fn verify_based_group(
     keys: &repo_format::RepoKeys,
     run: &[IndexEntry],
     bytes: &[u8],
-    base: Option<&Result<Vec<u8>, FormatError>>,
+    base: Result<Vec<u8>, FormatError>,
 ) -> Failures {
     let first = &run[0];
     let envelope = bytes
         .get(first.offset as usize..first.end() as usize)
         .unwrap_or(&[]);
-    let opened = match base {
-        Some(Ok(base)) => repo_format::open_based_group(keys, first, envelope, base),
-        Some(Err(e)) => Err(e.clone()),
-        None => Err(FormatError::corrupted(
-            "based compression group",
-            "the pack header gives it no base",
-        )),
-    };
+    let opened = base.and_then(|base| repo_format::open_based_group(keys, first, envelope, &base));
     let group = match opened {
         Ok(g) => g,
         Err(e) => {
@@ -473,20 +468,21 @@ mod tests {
 
     #[test]
     fn a_group_with_unlisted_bytes_is_reported_apart_from_its_blobs() {
+        let no_base = |_: u32| Err(FormatError::corrupted("test", "no based groups here"));
         let keys = RepoKeys::new(Id([5; 32]), MasterKey::from_bytes([6; 72]));
         let datas = vec![text(3000, 0), text(2000, 1), text(1000, 2)];
         let whole = pack(&keys, &datas, 3);
         let entries = repo_format::decode_pack_header(&keys, &whole)
             .expect("header")
             .entries;
-        let f = verify_blobs(&keys, &entries, &whole, &HashMap::new());
+        let f = verify_blobs(&keys, &entries, &whole, &no_base);
         assert!(f.blobs.is_empty() && f.groups.is_empty());
         // The header leaves the last member out: both listed blobs verify, the group does not.
         let short = pack(&keys, &datas, 2);
         let entries = repo_format::decode_pack_header(&keys, &short)
             .expect("header")
             .entries;
-        let f = verify_blobs(&keys, &entries, &short, &HashMap::new());
+        let f = verify_blobs(&keys, &entries, &short, &no_base);
         assert!(f.blobs.is_empty(), "{:?}", f.blobs);
         assert_eq!(f.groups.len(), 1);
         assert!(

@@ -20,7 +20,7 @@ use super::{Ctx, is_damage};
 use crate::backend::{BackendErrorKind, FileType};
 use crate::error::{Error, Result};
 use crate::index::cache::BlobLocation;
-use crate::repository::get_verified;
+use crate::repository::{MAX_BASE_DEPTH, get_verified};
 
 /// Snapshots fetched at once.
 const SNAPSHOT_CONCURRENCY: usize = 8;
@@ -330,7 +330,7 @@ impl Walker<'_, '_> {
         .flatten()
         .collect();
         if loc.entry.compression == Compression::Based {
-            let (base_errors, base_packs) = self.base(loc)?;
+            let (base_errors, base_packs) = self.base(loc, 1)?;
             errors.extend(base_errors);
             self.packs.extend(base_packs);
         }
@@ -342,13 +342,16 @@ impl Walker<'_, '_> {
     }
 
     /// The errors of the base of the based group `loc` is in (SPEC §7), found once per group:
-    /// no base, a base blob no index file names, one in a damaged pack or found damaged, or
-    /// one that is itself in a based group (one step only). Also the base's packs.
-    fn base(&mut self, loc: &BlobLocation) -> Result<(Vec<usize>, Vec<PackId>)> {
+    /// no base, a base blob no index file names, one in a damaged pack or found damaged; a
+    /// base in a based group itself is followed, `depth` groups down, and bases nested deeper
+    /// than readers follow are an error. Also the base's packs.
+    fn base(&mut self, loc: &BlobLocation, depth: usize) -> Result<(Vec<usize>, Vec<PackId>)> {
         let key = (loc.pack, loc.entry.offset);
         if let Some(known) = self.bases.get(&key) {
             return Ok(known.clone());
         }
+        // Marked before the walk down, so a cycle of bases ends here.
+        self.bases.insert(key, (Vec::new(), Vec::new()));
         let group = format!(
             "the based compression group at offset {} of pack {}",
             loc.entry.offset,
@@ -392,15 +395,21 @@ impl Walker<'_, '_> {
                 continue;
             };
             if b.entry.compression == Compression::Based {
-                let message = format!(
-                    "blob {} of the base of {group} is itself in a based group, and SPEC §7 allows one step: the files listed below cannot be restored in full",
-                    id.short()
-                );
-                errors.push(self.ctx.findings.error(
-                    FindingKind::DamagedPackHeader,
-                    loc.pack.to_hex(),
-                    message,
-                ));
+                if depth >= MAX_BASE_DEPTH {
+                    let message = format!(
+                        "blob {} of the base of {group} is itself in a based group, {depth} deep, more than readers follow: the files listed below cannot be restored in full",
+                        id.short()
+                    );
+                    errors.push(self.ctx.findings.error(
+                        FindingKind::DamagedPackHeader,
+                        loc.pack.to_hex(),
+                        message,
+                    ));
+                } else {
+                    let (deeper, deeper_packs) = self.base(&b, depth + 1)?;
+                    errors.extend(deeper);
+                    packs.extend(deeper_packs);
+                }
             }
             packs.push(b.pack);
             errors.extend(

@@ -186,9 +186,28 @@ pub struct PackUsage {
 }
 
 /// Marks the base blobs of every based group (SPEC §7) that holds a used blob as used too
-/// (SPEC §18 P4): whoever needs a member needs its group's base to read it. One step, since a
-/// base is never itself based. Returns how many blobs it marked.
+/// (SPEC §18 P4): whoever needs a member needs its group's base to read it. A base in a based
+/// group itself makes that group's base needed too: passes repeat while one marks anything,
+/// as deep as readers follow bases. Returns how many blobs it marked.
 pub fn mark_bases(
+    repo: &Repository,
+    files: &[IndexId],
+    used: &mut UsedSet,
+    tick: &mut dyn FnMut() -> Result<()>,
+) -> Result<u64> {
+    let mut total = 0;
+    for _ in 0..=crate::repository::MAX_BASE_DEPTH {
+        let marked = mark_bases_once(repo, files, used, tick)?;
+        total += marked;
+        if marked == 0 {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// One pass of [`mark_bases`].
+fn mark_bases_once(
     repo: &Repository,
     files: &[IndexId],
     used: &mut UsedSet,
