@@ -1004,11 +1004,36 @@ impl Repository {
 
     /// The packs holding the base of the based group `loc` is in (SPEC §7): what a snapshot
     /// that uses the group's members relies on besides the group's own pack.
+    /// A base in a based group itself brings that group's base packs too, as deep as readers
+    /// follow bases. A base blob only a superseded index file names counts as missing: its
+    /// pack may be one a sweep deleted (SPEC §8).
     pub fn base_packs(&self, loc: &BlobLocation) -> Result<Vec<repo_format::PackId>> {
-        let ids = self.group_base_ids(loc)?;
-        let mut packs = Vec::with_capacity(ids.len());
-        for id in &ids {
-            packs.push(self.locate_blob(id)?.pack);
+        let mut packs = Vec::new();
+        let mut groups = vec![(*loc, 1usize)];
+        let mut seen = std::collections::HashSet::new();
+        while let Some((g, depth)) = groups.pop() {
+            if !seen.insert((g.pack, g.entry.offset)) || depth > MAX_BASE_DEPTH {
+                continue;
+            }
+            for id in &self.group_base_ids(&g)? {
+                let b = self
+                    .cache()
+                    .lookup_for_dedup(id)
+                    .map_err(|e| Error::cache("cannot read the index cache", e))?
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::NotFound,
+                            format!(
+                                "base blob {} is named by no current index file",
+                                id.0.short()
+                            ),
+                        )
+                    })?;
+                packs.push(b.pack);
+                if b.entry.compression == repo_format::Compression::Based {
+                    groups.push((b, depth + 1));
+                }
+            }
         }
         packs.sort_unstable();
         packs.dedup();

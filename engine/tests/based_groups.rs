@@ -10,6 +10,7 @@ use std::collections::HashSet;
 
 use common::grace::{GraceEnv, dump, env_with_grace, stream};
 use common::{Rng, env};
+use engine::archiver::saver::BlobSaver;
 use engine::backend::FileType;
 use engine::checker::{CheckOptions, FindingKind, ReadData, check};
 use engine::forget::forget_ids;
@@ -566,4 +567,119 @@ fn another_stream_or_host_has_no_parent() {
     );
     let summary = other.snapshot.summary.expect("summary");
     assert!(summary.data_added_raw > 0, "{summary:?}");
+}
+
+#[test]
+fn reusing_a_member_relies_on_its_base_packs_and_avoids_marked_ones() {
+    let env = env_with_grace(1);
+    let repo = env.open();
+    let mut rng = Rng(13);
+    let day1 = rng.text(2 << 20);
+    let day2 = edit(&day1, 40_000, 1000, b'#');
+    stream(&repo, day1);
+    stream(&repo, day2);
+    let repo = env.open();
+    let (pack, offset) = based_groups(&repo)[0];
+    let file = repo
+        .list_ids(FileType::Index)
+        .expect("list")
+        .into_iter()
+        .flat_map(|id| {
+            repo.load_index(&repo_format::IndexId(id))
+                .expect("load")
+                .packs
+        })
+        .find(|p| p.id == pack)
+        .expect("the based pack");
+    let member = file
+        .entries
+        .iter()
+        .find(|e| e.offset == offset)
+        .expect("a member")
+        .id;
+    let base = &file
+        .bases
+        .iter()
+        .find(|b| b.offset == offset)
+        .expect("base")
+        .ids;
+    let base_pack = repo.locate_blob(&base[0]).expect("base indexed").pack;
+    assert_ne!(base_pack, pack);
+    std::thread::scope(|scope| {
+        // A backup that may use every pack relies on the base's pack too.
+        let saver = BlobSaver::start_avoiding(scope, &repo, 1, HashSet::new());
+        assert_eq!(saver.need_many(&[member]).expect("need"), vec![false]);
+        let totals = saver.finish().expect("finish");
+        assert!(totals.referenced.contains(&pack) && totals.referenced.contains(&base_pack));
+        // One that must avoid the base's pack (a prune plan marks it) stores the member again.
+        let saver = BlobSaver::start_avoiding(scope, &repo, 1, HashSet::from([base_pack]));
+        assert_eq!(saver.need_many(&[member]).expect("need"), vec![true]);
+        assert!(saver.known(&member).expect("known"), "pending now");
+        drop(saver);
+    });
+}
+
+#[test]
+fn check_reports_bases_that_lead_back_to_their_group() {
+    let env = env_with_grace(1);
+    let repo = env.open();
+    let mut rng = Rng(14);
+    // G1 holds c and d on the base b; G2 holds b and e on the base c: a cycle.
+    let (b, c, d, e) = (
+        rng.text(3000),
+        rng.text(3000),
+        rng.text(3000),
+        rng.text(3000),
+    );
+    let (b2, c2) = (b.clone(), c.clone());
+    add_based_pack_on(&repo, &[b], &[c, d.clone()]);
+    add_based_pack_on(&repo, &[c2], &[b2, e]);
+    let repo = env.open();
+    // A stream that is exactly d: one chunk, deduplicated against G1's member.
+    let s = stream(&repo, d.clone());
+    let err = dump(&repo, &s).expect_err("a cycle cannot be read");
+    assert!(chain(&err).contains("nest more than 4"), "{}", chain(&err));
+    let report = check(&repo, &CheckOptions::default(), &NoProgress).expect("check");
+    let cycle = report
+        .errors
+        .iter()
+        .find(|f| f.message.contains("lead back to it"))
+        .unwrap_or_else(|| panic!("no cycle finding: {:?}", report.errors));
+    let here = format!("snapshot {}: /db.dump", s.short());
+    assert!(cycle.affects.contains(&here), "{:?}", cycle.affects);
+}
+
+#[test]
+fn a_based_group_nobody_needs_whose_base_is_gone_is_a_warning() {
+    let env = env();
+    let repo = env.open();
+    let (base, members) = base_and_members();
+    add_based_pack(&repo, &base, &members);
+    // The base's pack goes, as prune removes it when no snapshot needs the group.
+    let repo = env.open();
+    let k = repo.keys();
+    let base_pack = repo.locate_blob(&k.blob_id(&base[0])).expect("base").pack;
+    let storage = env.storage();
+    for name in storage.names(FileType::Index) {
+        let id = repo_format::IndexId(repo_format::Id::from_hex(&name).expect("id"));
+        let mut file = repo.load_index(&id).expect("index file");
+        file.packs.retain(|p| p.id != base_pack);
+        storage.delete(FileType::Index, &name);
+        repo.put_object(
+            FileType::Index,
+            file.encode(k, 3, [0x79; 16]).expect("encode"),
+        )
+        .expect("put index");
+    }
+    storage.delete(FileType::Pack, &base_pack.0.to_hex());
+    let repo = env.open();
+    let report = check(&repo, &read_data(), &NoProgress).expect("check");
+    assert!(report.is_clean(), "{:?}", report.errors);
+    assert_eq!(
+        report.warnings_of(FindingKind::UnverifiableGroup).count(),
+        1,
+        "{:?} {:?}",
+        report.warnings,
+        report.stats
+    );
 }

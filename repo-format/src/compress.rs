@@ -94,8 +94,9 @@ pub fn compress_with_prefix(level: i32, data: &[u8], prefix: &[u8]) -> Option<Ve
 }
 
 /// Decompresses one frame made by [`compress_with_prefix`] with the same `prefix`. The frame
-/// must announce its size, at most `max`, and a window of at most 2^[`BASED_WINDOW_LOG_MAX`]
-/// bytes; the output is allocated once, at the announced size.
+/// must announce its size, at most `max`; the output is allocated once, at that size, and is
+/// the only window (one-shot decompression ignores the window the frame announces, so memory
+/// is bounded by `max` and the prefix whatever the frame says).
 pub fn decompress_with_prefix(
     data: &[u8],
     prefix: &[u8],

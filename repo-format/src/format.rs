@@ -129,7 +129,8 @@ pub const MAX_BASE_RAW: usize = 4 << 20;
 /// The window writers give a based group's frame: base (≤ 4 MiB) and group (≤ 1.25 MiB as the
 /// saver fills them) fit in 8 MiB, so every byte of the base stays in reach.
 pub const BASED_WINDOW_LOG: u32 = 23;
-/// The largest window readers accept in a based group's frame (SPEC §7): 16 MiB.
+/// The window readers set for a based group's frame; one-shot decompression writes into its
+/// output buffer (at most 16 MiB, SPEC §7), which bounds memory whatever the frame says.
 pub const BASED_WINDOW_LOG_MAX: u32 = 24;
 
 // ---- §8 index files ----

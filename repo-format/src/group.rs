@@ -11,8 +11,8 @@
 //! its *base*, as zstd's history: the chunks its members replace in an earlier snapshot, so an
 //! edited stretch of a dump costs little more than its edits. Its header entries name the base
 //! (pack header and index file); a reader loads the base blobs first and opens the group with
-//! [`open_based_group`]. A base blob is never itself in a based group (SPEC §7), so a read costs
-//! at most one more group.
+//! [`open_based_group`]. Writers choose bases outside based groups; readers follow a base that
+//! is in one anyway to a bounded depth (SPEC §7).
 //!
 //! Small chunks deduplicate well and compress badly one by one (each frame starts with an empty
 //! window, and every envelope costs 32 bytes); a group compresses like one large chunk while every

@@ -164,6 +164,12 @@ impl IndexFile {
             }
             for e in &p.entries {
                 check_blob_lengths(WHAT, e.compression, e.stored_len, e.raw_len)?;
+                if e.compression == Compression::Based && e.blob_type != BlobType::Data {
+                    return Err(FormatError::corrupted(
+                        WHAT,
+                        format!("pack {}: tree blob {} in a based group", p.id, e.id),
+                    ));
+                }
                 let group_end = u64::from(e.group_offset) + u64::from(e.raw_len);
                 if (e.group_offset > 0 && !e.is_grouped())
                     || (e.is_grouped() && group_end > MAX_GROUP_RAW as u64)

@@ -179,6 +179,7 @@ impl Generator<'_> {
                     blob_type: BlobType::Data,
                     id: keys.blob_id(&data),
                     data,
+                    plain_only: false,
                     base: Vec::new(),
                 });
             }

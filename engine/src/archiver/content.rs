@@ -116,10 +116,11 @@ pub fn save_content(
             .iter()
             .filter(|c| c.new)
             .zip(bases)
-            .map(|(c, base)| Job {
+            .map(|(c, (base, plain_only))| Job {
                 blob_type: BlobType::Data,
                 id: c.id,
                 data: data[c.start..c.end].to_vec(),
+                plain_only,
                 base,
             })
             .collect();

@@ -63,6 +63,9 @@ pub struct Job {
     pub id: BlobId,
     /// Its plaintext.
     pub data: Vec<u8>,
+    /// Never in a based group: a blob the index already names (stored again), since some
+    /// based group may use it as its base (SPEC §7).
+    pub plain_only: bool,
     /// Stored blobs this one most likely replaces ([`BlobSaver::resolve_bases`]): its group is
     /// compressed against them when that is smaller (a based group, SPEC §7). Empty: none.
     pub base: Vec<BlobId>,
@@ -216,7 +219,7 @@ impl<'s> BlobSaver<'s> {
             return Ok(lock(&self.shared.pending).insert(*id));
         }
         if let Some(loc) = self.shared.lookup(id)?
-            && self.shared.usable(&loc.pack)
+            && self.shared.usable(&loc)?
         {
             return Ok(false);
         }
@@ -232,22 +235,19 @@ impl<'s> BlobSaver<'s> {
             .cache()
             .lookup_many_for_dedup(ids)
             .map_err(|e| Error::cache("cannot read the index cache", e))?;
+        let hits: Vec<bool> = found
+            .iter()
+            .map(|loc| match loc {
+                Some(loc) => self.shared.usable(loc),
+                None => Ok(false),
+            })
+            .collect::<Result<_>>()?;
         let mut pending = lock(&self.shared.pending);
         let mut distrusted = lock(&self.shared.distrusted);
-        let mut referenced = lock(&self.shared.referenced);
         Ok(ids
             .iter()
-            .zip(found)
-            .map(|(id, loc)| {
-                let hit = match loc {
-                    Some(loc) if !self.shared.avoid.contains(&loc.pack) => {
-                        referenced.insert(loc.pack);
-                        true
-                    }
-                    _ => false,
-                };
-                (!hit || distrusted.remove(id)) && pending.insert(*id)
-            })
+            .zip(hits)
+            .map(|(id, hit)| (!hit || distrusted.remove(id)) && pending.insert(*id))
             .collect())
     }
 
@@ -265,13 +265,14 @@ impl<'s> BlobSaver<'s> {
     }
 
     /// The bases of the new chunks among `chunks` (each chunk's id and whether it is new, in
-    /// stream order), one entry per new chunk; all empty when no parent is followed.
-    pub fn bases_for(&self, chunks: &[(BlobId, bool)]) -> Result<Vec<Vec<BlobId>>> {
+    /// stream order), one entry per new chunk, with whether it must stay out of based groups
+    /// (the index names it already); all empty when no parent is followed.
+    pub fn bases_for(&self, chunks: &[(BlobId, bool)]) -> Result<Vec<(Vec<BlobId>, bool)>> {
         let candidates: Vec<Option<BlobId>> = {
             let mut parent = lock(&self.parent);
             let Some(parent) = parent.as_mut() else {
                 let new = chunks.iter().filter(|(_, new)| *new).count();
-                return Ok(vec![Vec::new(); new]);
+                return Ok(vec![(Vec::new(), false); new]);
             };
             chunks
                 .iter()
@@ -295,12 +296,17 @@ impl<'s> BlobSaver<'s> {
             .cache()
             .lookup_many(&new)
             .map_err(|e| Error::cache("cannot read the index cache", e))?;
+        let known: Vec<bool> = known.iter().map(Option::is_some).collect();
         let candidates: Vec<Option<BlobId>> = candidates
             .into_iter()
-            .zip(known)
-            .map(|(c, k)| if k.is_some() { None } else { c })
+            .zip(&known)
+            .map(|(c, k)| if *k { None } else { c })
             .collect();
-        self.resolve_bases(&candidates)
+        Ok(self
+            .resolve_bases(&candidates)?
+            .into_iter()
+            .zip(known)
+            .collect())
     }
 
     /// For each candidate (a stored blob a new chunk most likely replaces), the blobs a based
@@ -370,6 +376,7 @@ impl<'s> BlobSaver<'s> {
             blob_type,
             id,
             data,
+            plain_only: false,
             base: Vec::new(),
         }])
     }
@@ -430,10 +437,10 @@ impl<'s> BlobSaver<'s> {
         if lock(&self.shared.pending).contains(id) {
             return Ok(true);
         }
-        Ok(match self.shared.lookup(id)? {
-            Some(loc) => self.shared.usable(&loc.pack),
-            None => false,
-        })
+        match self.shared.lookup(id)? {
+            Some(loc) => self.shared.usable(&loc),
+            None => Ok(false),
+        }
     }
 
     /// Fails fast if a worker or an upload has failed.
@@ -605,13 +612,27 @@ impl Shared<'_> {
             .map_err(|e| Error::cache("cannot read the index cache", e))
     }
 
-    /// Whether a blob stored in `pack` may be deduplicated against; records the pack if so.
-    fn usable(&self, pack: &PackId) -> bool {
-        if self.avoid.contains(pack) {
-            return false;
+    /// Whether the blob stored at `loc` may be deduplicated against; records the packs it
+    /// relies on if so: its own, and for a member of a based group those of its base, which a
+    /// read needs too (SPEC §7, §18). Not when one of them is in a pack a prune plan marks, or
+    /// the base cannot be located (the blob is then stored again).
+    fn usable(&self, loc: &crate::index::cache::BlobLocation) -> Result<bool> {
+        if self.avoid.contains(&loc.pack) {
+            return Ok(false);
         }
-        lock(&self.referenced).insert(*pack);
-        true
+        let mut packs = vec![loc.pack];
+        if loc.entry.compression == repo_format::Compression::Based {
+            match self.repo.base_packs(loc) {
+                Ok(base) if base.iter().all(|p| !self.avoid.contains(p)) => packs.extend(base),
+                Ok(_) => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Corrupt || e.kind() == ErrorKind::NotFound => {
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        lock(&self.referenced).extend(packs);
+        Ok(true)
     }
 
     /// Seals a batch: its runs of small data blobs as compression groups (each alone when a
@@ -652,9 +673,11 @@ impl Shared<'_> {
                     level,
                     random_bytes::<16>()?,
                 );
+                // A based group keeps its base alive for as long as a snapshot needs one of
+                // its members: worth it only when it halves what the group stores.
                 match (plain, based) {
-                    (Some(p), Some(b)) if b.bytes.len() < p.bytes.len() => Some(b),
-                    (None, Some(b)) => Some(b),
+                    (Some(p), Some(b)) if b.bytes.len() * 2 < p.bytes.len() => Some(b),
+                    (None, Some(b)) if b.bytes.len() * 2 < raw => Some(b),
                     (p, _) => p,
                 }
             }
@@ -682,6 +705,9 @@ impl Shared<'_> {
         blobs: &[(BlobId, &[u8])],
         level: i32,
     ) -> Result<Option<repo_format::SealedGroup>> {
+        if jobs.iter().any(|j| j.plain_only) {
+            return Ok(None);
+        }
         let members: HashSet<BlobId> = jobs.iter().map(|j| j.id).collect();
         let mut ids: Vec<BlobId> = Vec::new();
         for id in jobs.iter().flat_map(|j| &j.base) {

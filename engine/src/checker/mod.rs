@@ -20,7 +20,7 @@
 //! | 9 | every snapshot hashes to its name, decrypts and decodes | §2, §10 | error `damaged-snapshot` |
 //! | 10 | every tree and content list reachable from a snapshot is indexed as a tree blob, reads, authenticates and decodes | §9, §12 *must* | error `missing-blob`, `damaged-tree`; warning `blob-type-mismatch` |
 //! | 11 | every data blob a file names is indexed as a data blob, and their lengths add up to the file's size; a based group's base blobs are indexed, outside based groups | §7, §9, §12 *must* | error `missing-blob`, `file-size-mismatch`, `damaged-pack-header` (no base, or a chain); warning `blob-type-mismatch` |
-//! | 12 | with [`ReadData`]: each selected pack hashes to its name, its header decodes, and every blob authenticates, decompresses and hashes (keyed) to its id | §2, §7, §12 *must* | error `damaged-pack`, `damaged-pack-header`, `damaged-blob` |
+//! | 12 | with [`ReadData`]: each selected pack hashes to its name, its header decodes, and every blob authenticates, decompresses and hashes (keyed) to its id | §2, §7, §12 *must* | error `damaged-pack`, `damaged-pack-header`, `damaged-blob`; warning `unverifiable-group` (a based group whose base prune removed: no snapshot needs it) |
 //!
 //! Checks 1-11 read only small objects and pack headers; check 12 reads whole packs and is the
 //! only one that proves the data itself. [`ReadData::Subset`] and [`ReadData::Percent`] pick

@@ -216,10 +216,10 @@ fn verify_pack(ctx: &mut Ctx, id: PackId, bytes: &[u8]) {
                 // bases of a pack are not all held at once.
                 let base = move |offset: u32| match bases.iter().find(|b| b.offset == offset) {
                     Some(b) => load_base(index, repo, b),
-                    None => Err(FormatError::corrupted(
+                    None => Err(BaseFailure::Damaged(FormatError::corrupted(
                         "based compression group",
                         "the pack header gives it no base",
-                    )),
+                    ))),
                 };
                 let failures = verify_blobs(keys, &header.entries, bytes, &base);
                 (Ok(header.entries), failures)
@@ -252,7 +252,19 @@ fn verify_pack(ctx: &mut Ctx, id: PackId, bytes: &[u8]) {
     let Failures {
         blobs: failures,
         groups,
+        unverifiable,
     } = failures;
+    let mut unverified = 0;
+    for (offset, members, why) in unverifiable {
+        unverified += members;
+        ctx.findings.warn(
+            FindingKind::UnverifiableGroup,
+            id.to_hex(),
+            format!(
+                "pack {p}: the based compression group at offset {offset} ({members} blobs) cannot be verified: {why}; prune removed its base because no snapshot needs the group, and removes the group when it repacks the pack"
+            ),
+        );
+    }
     // A group holding bytes no member claims: its blobs verify, so no file is affected; the
     // pack's header does not describe it exactly (SPEC §7).
     for err in groups {
@@ -262,7 +274,7 @@ fn verify_pack(ctx: &mut Ctx, id: PackId, bytes: &[u8]) {
             format!("pack {p}: {err}; its blobs verify, so no file is affected"),
         );
     }
-    ctx.stats.blobs_verified += (entries.len() - failures.len()) as u64;
+    ctx.stats.blobs_verified += (entries.len() - failures.len() - unverified) as u64;
     for (e, err) in &failures {
         let i = ctx.findings.error(
             FindingKind::DamagedBlob,
@@ -298,6 +310,17 @@ struct Failures {
     blobs: Vec<(IndexEntry, FormatError)>,
     /// Compression groups whose every member verifies but that hold more than their members.
     groups: Vec<FormatError>,
+    /// Based groups whose base is no longer indexed: their offset, member count and why.
+    unverifiable: Vec<(u32, usize, String)>,
+}
+
+/// Why a based group's base could not be had.
+enum BaseFailure {
+    /// A base blob no index file names: prune removed it because no snapshot needs the group
+    /// (if one does, the walk reports the missing base against its files).
+    Unindexed(String),
+    /// Anything else: the members fail.
+    Damaged(FormatError),
 }
 
 /// The base of one based group (SPEC §7): each base blob located in this check's own index
@@ -307,30 +330,30 @@ fn load_base(
     ctx_index: &IndexCache,
     repo: &Repository,
     b: &GroupBase,
-) -> Result<Vec<u8>, FormatError> {
+) -> Result<Vec<u8>, BaseFailure> {
     const WHAT: &str = "based compression group";
+    let damaged = |detail: String| BaseFailure::Damaged(FormatError::corrupted(WHAT, detail));
     let mut out = Vec::new();
     for id in &b.ids {
         let loc = ctx_index
             .lookup(id)
             .map_err(|e| {
-                FormatError::corrupted(
-                    WHAT,
-                    format!("its base blob {} cannot be looked up: {e}", id.short()),
-                )
+                damaged(format!(
+                    "its base blob {} cannot be looked up: {e}",
+                    id.short()
+                ))
             })?
             .ok_or_else(|| {
-                FormatError::corrupted(
-                    WHAT,
-                    format!("its base blob {} is named by no index file", id.short()),
-                )
+                BaseFailure::Unindexed(format!(
+                    "its base blob {} is named by no index file",
+                    id.short()
+                ))
             })?;
-        repo.append_base_blob(&loc, &mut out).map_err(|e| {
-            FormatError::corrupted(
-                WHAT,
-                format!("its base blob {} cannot be read: {e}", id.short()),
-            )
-        })?;
+        repo.append_base_blob(&loc, &mut out)
+            .map_err(|e| damaged(format!("its base blob {} cannot be read: {e}", id.short())))?;
+        if out.len() > repo_format::format::MAX_BASE_RAW {
+            return Err(damaged("its base is over 4 MiB".into()));
+        }
     }
     Ok(out)
 }
@@ -341,7 +364,7 @@ fn verify_blobs(
     keys: &repo_format::RepoKeys,
     entries: &[IndexEntry],
     bytes: &[u8],
-    base: &(dyn Fn(u32) -> Result<Vec<u8>, FormatError> + Sync),
+    base: &(dyn Fn(u32) -> Result<Vec<u8>, BaseFailure> + Sync),
 ) -> Failures {
     // A compression group's members are neighbours in the header: one task opens it once.
     entries
@@ -368,11 +391,13 @@ fn verify_blobs(
             Failures {
                 blobs,
                 groups: groups.into_iter().collect(),
+                unverifiable: Vec::new(),
             }
         })
         .reduce(Failures::default, |mut a, b| {
             a.blobs.extend(b.blobs);
             a.groups.extend(b.groups);
+            a.unverifiable.extend(b.unverifiable);
             a
         })
 }
@@ -383,19 +408,28 @@ fn verify_based_group(
     keys: &repo_format::RepoKeys,
     run: &[IndexEntry],
     bytes: &[u8],
-    base: Result<Vec<u8>, FormatError>,
+    base: Result<Vec<u8>, BaseFailure>,
 ) -> Failures {
     let first = &run[0];
     let envelope = bytes
         .get(first.offset as usize..first.end() as usize)
         .unwrap_or(&[]);
-    let opened = base.and_then(|base| repo_format::open_based_group(keys, first, envelope, &base));
+    let opened = match base {
+        Ok(base) => repo_format::open_based_group(keys, first, envelope, &base),
+        Err(BaseFailure::Damaged(e)) => Err(e),
+        Err(BaseFailure::Unindexed(why)) => {
+            return Failures {
+                unverifiable: vec![(first.offset, run.len(), why)],
+                ..Failures::default()
+            };
+        }
+    };
     let group = match opened {
         Ok(g) => g,
         Err(e) => {
             return Failures {
                 blobs: run.iter().map(|m| (*m, e.clone())).collect(),
-                groups: Vec::new(),
+                ..Failures::default()
             };
         }
     };
@@ -421,7 +455,11 @@ fn verify_based_group(
     } else {
         Vec::new()
     };
-    Failures { blobs, groups }
+    Failures {
+        blobs,
+        groups,
+        unverifiable: Vec::new(),
+    }
 }
 
 /// What to do about a damaged pack: nothing depends on one that no index file names.
@@ -468,7 +506,12 @@ mod tests {
 
     #[test]
     fn a_group_with_unlisted_bytes_is_reported_apart_from_its_blobs() {
-        let no_base = |_: u32| Err(FormatError::corrupted("test", "no based groups here"));
+        let no_base = |_: u32| {
+            Err(BaseFailure::Damaged(FormatError::corrupted(
+                "test",
+                "no based groups here",
+            )))
+        };
         let keys = RepoKeys::new(Id([5; 32]), MasterKey::from_bytes([6; 72]));
         let datas = vec![text(3000, 0), text(2000, 1), text(1000, 2)];
         let whole = pack(&keys, &datas, 3);

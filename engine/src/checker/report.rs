@@ -46,6 +46,10 @@ pub enum FindingKind {
     MixedPack,
     /// Warning: a pack no index file names.
     UnreferencedPack,
+    /// Warning: a based compression group whose base is no longer indexed (prune removed it:
+    /// no snapshot needs the group, which stays until its pack is repacked); its blobs cannot
+    /// be verified, and no file needs them.
+    UnverifiableGroup,
 }
 
 impl FindingKind {
@@ -69,6 +73,7 @@ impl FindingKind {
             FindingKind::DuplicatePack => "duplicate-pack",
             FindingKind::MixedPack => "mixed-pack",
             FindingKind::UnreferencedPack => "unreferenced-pack",
+            FindingKind::UnverifiableGroup => "unverifiable-group",
         }
     }
 }

@@ -86,6 +86,7 @@ pub(super) fn check_snapshots(
         missing: HashMap::new(),
         packs: HashSet::new(),
         bases: HashMap::new(),
+        base_walk: HashSet::new(),
     };
     for (id, snap) in good {
         walker.snapshot = id.short();
@@ -93,6 +94,10 @@ pub(super) fn check_snapshots(
     }
     Ok(walker.packs)
 }
+
+/// What the walk found about one based group's base: the errors, the base's packs, and how many
+/// groups deep one read of the group decodes.
+type BaseCheck = (Vec<usize>, Vec<PackId>, usize);
 
 struct Walker<'c, 'a> {
     ctx: &'c mut Ctx<'a>,
@@ -108,8 +113,11 @@ struct Walker<'c, 'a> {
     missing: HashMap<BlobId, usize>,
     /// The packs holding the blobs reached (for read-data restricted to some snapshots).
     packs: HashSet<PackId>,
-    /// Each based group reached (pack, offset): the errors of its base, and its base's packs.
-    bases: HashMap<(PackId, u32), (Vec<usize>, Vec<PackId>)>,
+    /// Each based group reached (pack, offset): the errors of its base, its base's packs, and
+    /// how many groups deep a read of it decodes.
+    bases: HashMap<(PackId, u32), BaseCheck>,
+    /// The based groups whose bases are being walked (a cycle comes back to one).
+    base_walk: HashSet<(PackId, u32)>,
 }
 
 impl Walker<'_, '_> {
@@ -330,7 +338,7 @@ impl Walker<'_, '_> {
         .flatten()
         .collect();
         if loc.entry.compression == Compression::Based {
-            let (base_errors, base_packs) = self.base(loc, 1)?;
+            let (base_errors, base_packs, _) = self.base(loc)?;
             errors.extend(base_errors);
             self.packs.extend(base_packs);
         }
@@ -342,21 +350,51 @@ impl Walker<'_, '_> {
     }
 
     /// The errors of the base of the based group `loc` is in (SPEC §7), found once per group:
-    /// no base, a base blob no index file names, one in a damaged pack or found damaged; a
-    /// base in a based group itself is followed, `depth` groups down, and bases nested deeper
-    /// than readers follow are an error. Also the base's packs.
-    fn base(&mut self, loc: &BlobLocation, depth: usize) -> Result<(Vec<usize>, Vec<PackId>)> {
+    /// no base, a base blob no index file names, one in a damaged pack or found damaged, bases
+    /// that form a cycle or nest deeper than readers follow (a base in a based group is
+    /// followed). Also the base's packs, and how many groups deep one read of it decodes.
+    fn base(&mut self, loc: &BlobLocation) -> Result<BaseCheck> {
         let key = (loc.pack, loc.entry.offset);
         if let Some(known) = self.bases.get(&key) {
             return Ok(known.clone());
         }
-        // Marked before the walk down, so a cycle of bases ends here.
-        self.bases.insert(key, (Vec::new(), Vec::new()));
         let group = format!(
             "the based compression group at offset {} of pack {}",
             loc.entry.offset,
             loc.pack.short()
         );
+        if !self.base_walk.insert(key) {
+            let message = format!(
+                "the bases of {group} lead back to it: the files listed below cannot be restored in full"
+            );
+            let e =
+                self.ctx
+                    .findings
+                    .error(FindingKind::DamagedPackHeader, loc.pack.to_hex(), message);
+            return Ok((vec![e], Vec::new(), MAX_BASE_DEPTH + 1));
+        }
+        let found = self.base_of(loc, &group);
+        self.base_walk.remove(&key);
+        let (mut errors, packs, height) = found?;
+        if height > MAX_BASE_DEPTH && height <= MAX_BASE_DEPTH + 1 {
+            let message = format!(
+                "the bases of {group} nest {height} groups deep, more than readers follow ({MAX_BASE_DEPTH}): the files listed below cannot be restored in full"
+            );
+            errors.push(self.ctx.findings.error(
+                FindingKind::DamagedPackHeader,
+                loc.pack.to_hex(),
+                message,
+            ));
+        }
+        errors.sort_unstable();
+        errors.dedup();
+        let out = (errors, packs, height);
+        self.bases.insert(key, out.clone());
+        Ok(out)
+    }
+
+    /// [`Walker::base`] below the memo and cycle check.
+    fn base_of(&mut self, loc: &BlobLocation, group: &str) -> Result<BaseCheck> {
         let ids = self
             .ctx
             .index
@@ -373,14 +411,14 @@ impl Walker<'_, '_> {
                 loc.pack.to_hex(),
                 message,
             ));
-            self.bases.insert(key, (errors.clone(), packs.clone()));
-            return Ok((errors, packs));
+            return Ok((errors, packs, 1));
         };
         let found = self
             .ctx
             .index
             .lookup_many(&ids)
             .map_err(|e| Error::cache("cannot read the temporary index", e))?;
+        let mut height = 1;
         for (id, b) in ids.iter().zip(found) {
             let Some(b) = b else {
                 let message = format!(
@@ -395,21 +433,10 @@ impl Walker<'_, '_> {
                 continue;
             };
             if b.entry.compression == Compression::Based {
-                if depth >= MAX_BASE_DEPTH {
-                    let message = format!(
-                        "blob {} of the base of {group} is itself in a based group, {depth} deep, more than readers follow: the files listed below cannot be restored in full",
-                        id.short()
-                    );
-                    errors.push(self.ctx.findings.error(
-                        FindingKind::DamagedPackHeader,
-                        loc.pack.to_hex(),
-                        message,
-                    ));
-                } else {
-                    let (deeper, deeper_packs) = self.base(&b, depth + 1)?;
-                    errors.extend(deeper);
-                    packs.extend(deeper_packs);
-                }
+                let (deeper, deeper_packs, h) = self.base(&b)?;
+                errors.extend(deeper);
+                packs.extend(deeper_packs);
+                height = height.max(h + 1);
             }
             packs.push(b.pack);
             errors.extend(
@@ -421,10 +448,7 @@ impl Walker<'_, '_> {
                 .flatten(),
             );
         }
-        errors.sort_unstable();
-        errors.dedup();
-        self.bases.insert(key, (errors.clone(), packs.clone()));
-        Ok((errors, packs))
+        Ok((errors, packs, height))
     }
 
     /// Reads a tree blob (`what`: tree or content list) without the repository's own cache.

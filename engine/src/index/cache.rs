@@ -10,7 +10,7 @@
 //! | `default` | `cairn-index-cache-format` | u32 LE: the cache format version |
 //! | `blobs` | blob id (32) | pack id (32) ‖ blob type u8 ‖ compression u8 ‖ offset u32 ‖ stored_len u32 ‖ raw_len u32 ‖ group_offset u32 (50 bytes, LE), then one byte [`FILL_IN`] when a superseded file's entry filled it in |
 //! | `files` | index file id (32) | u64 LE: how many blob entries the file has ‖ u8: 1 if they were added as a current file's, 0 as a superseded file's ‖ u32 LE `supersedes` count ‖ the ids it supersedes (32 each) |
-//! | `bases` | pack id (32) ‖ group offset u32 BE | the base blob ids of the based group there (32 each, in order; SPEC §7) |
+//! | `bases` | pack id (32) ‖ the group envelope's offset in the pack, u32 BE | the base blob ids of the based group there (32 each, in order; SPEC §7) |
 //!
 //! A database written with another format version (or with column families this version does
 //! not know) is destroyed and recreated empty on [`IndexCache::open`]; the caller then reloads
@@ -88,7 +88,7 @@ const ADDING_END: &[u8] = b"cairn-index-cache-adding0";
 const CF_BLOBS: &str = "blobs";
 /// Column family: index file id → [`IndexFileRecord`].
 const CF_FILES: &str = "files";
-/// Column family: pack id ‖ group offset → a based group's base blob ids.
+/// Column family: pack id ‖ group envelope offset → a based group's base blob ids.
 const CF_BASES: &str = "bases";
 
 /// Lookups of more blobs than this are split into batches of this size, read in parallel.

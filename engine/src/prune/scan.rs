@@ -224,7 +224,28 @@ fn mark_bases_once(
                     .filter(|e| e.compression == Compression::Based && e.offset == base.offset)
                     .map(|e| e.id)
                     .collect();
-                if !used.get_many(&members)?.iter().any(|f| f & USED != 0) {
+                let flags = used.get_many(&members)?;
+                let used_members: Vec<BlobId> = members
+                    .iter()
+                    .zip(flags)
+                    .filter(|(_, f)| f & USED != 0)
+                    .map(|(id, _)| *id)
+                    .collect();
+                if used_members.is_empty() {
+                    continue;
+                }
+                // Only when readers take a used member from this group: a copy stored again
+                // elsewhere (plainly, while a plan marked a pack of this group's base) makes
+                // this one a duplicate whose base prune may already have removed.
+                let locs = repo
+                    .cache()
+                    .lookup_many(&used_members)
+                    .map_err(|e| Error::cache("cannot read the index cache", e))?;
+                let read_here = locs
+                    .iter()
+                    .flatten()
+                    .any(|l| l.pack == pack.id && l.entry.offset == base.offset);
+                if !read_here {
                     continue;
                 }
                 let flags = used.get_many(&base.ids)?;
