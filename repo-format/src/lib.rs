@@ -40,7 +40,7 @@
 //! // Reading: the trailer gives the header, the header gives the blobs.
 //! let len = pack.bytes.len();
 //! let hl = header_len(&pack.bytes[len - 4..].try_into().unwrap(), len as u64)? as usize;
-//! let entries: Vec<IndexEntry> = decode_header(&keys, &pack.bytes[len - 4 - hl..len - 4], len as u64)?;
+//! let entries: Vec<IndexEntry> = decode_header(&keys, &pack.bytes[len - 4 - hl..len - 4], len as u64)?.entries;
 //! let e = &entries[0];
 //! let blob = &pack.bytes[e.offset as usize..(e.offset + e.stored_len) as usize];
 //! assert_eq!(open_blob(&keys, e, blob)?, data);
