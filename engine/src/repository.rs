@@ -917,14 +917,7 @@ impl Repository {
         envelope: &[u8],
     ) -> Result<Vec<u8>> {
         if loc.entry.compression == repo_format::Compression::Based {
-            if let Some(group) = self.recent_groups.get(loc) {
-                return self.blob_from_group(loc, &group);
-            }
-            let base = self.load_base(loc)?;
-            let group = repo_format::open_based_group(&self.keys, &loc.entry, envelope, &base)
-                .map_err(|e| damaged_blob(loc, e))?;
-            let group = std::sync::Arc::new(group);
-            self.recent_groups.put(loc, std::sync::Arc::clone(&group));
+            let group = self.group_plain(loc, Some(envelope), 0)?;
             return self.blob_from_group(loc, &group);
         }
         groups
@@ -1060,7 +1053,7 @@ impl Repository {
             out.extend_from_slice(&self.load_blob(loc)?);
             return Ok(());
         }
-        let group = self.group_plain(loc, depth)?;
+        let group = self.group_plain(loc, None, depth)?;
         let bytes = group.get(loc.entry.group_range()).ok_or_else(|| {
             Error::new(
                 ErrorKind::Corrupt,
@@ -1075,22 +1068,35 @@ impl Repository {
         Ok(())
     }
 
-    /// The plaintext of the group (plain or based) `loc` is in: from the recent groups, or read,
-    /// opened (a based one with its base, `depth` groups down) and kept there.
-    fn group_plain(&self, loc: &BlobLocation, depth: usize) -> Result<std::sync::Arc<Vec<u8>>> {
+    /// The plaintext of the group (plain or based) `loc` is in: from the recent groups, or
+    /// opened from `envelope` (read here when `None`; a based group with its base, `depth`
+    /// groups down) and kept there.
+    fn group_plain(
+        &self,
+        loc: &BlobLocation,
+        envelope: Option<&[u8]>,
+        depth: usize,
+    ) -> Result<std::sync::Arc<Vec<u8>>> {
         if let Some(group) = self.recent_groups.get(loc) {
             return Ok(group);
         }
-        let envelope = self.read_pack_range(
-            &loc.pack,
-            u64::from(loc.entry.offset),
-            u64::from(loc.entry.stored_len),
-        )?;
+        let read;
+        let envelope = match envelope {
+            Some(e) => e,
+            None => {
+                read = self.read_pack_range(
+                    &loc.pack,
+                    u64::from(loc.entry.offset),
+                    u64::from(loc.entry.stored_len),
+                )?;
+                &read[..]
+            }
+        };
         let group = if loc.entry.compression == repo_format::Compression::Based {
             let base = self.load_base_at(loc, depth + 1)?;
-            repo_format::open_based_group(&self.keys, &loc.entry, &envelope, &base)
+            repo_format::open_based_group(&self.keys, &loc.entry, envelope, &base)
         } else {
-            repo_format::open_group(&self.keys, &loc.entry, &envelope)
+            repo_format::open_group(&self.keys, &loc.entry, envelope)
         }
         .map_err(|e| damaged_blob(loc, e))?;
         let group = std::sync::Arc::new(group);

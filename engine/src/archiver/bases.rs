@@ -9,9 +9,9 @@
 //! makes day 2 cost 0.09 and day 3 0.12 of the plain groups (benches' `delta-curve`).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::PathBuf;
 
-use repo_format::{BlobId, Content, NodeKind, SnapshotStatus};
+use repo_format::{BlobId, Content, NodeKind};
 
 use crate::repository::Repository;
 
@@ -67,15 +67,8 @@ impl ParentStream {
 /// that stream, if any can be read: a parent that cannot be read only costs bases, so every
 /// failure is `None`.
 pub fn parent_stream(repo: &Repository, host: &str, name: &str) -> Option<ParentStream> {
-    let want = vec![Path::new(name).as_os_str().as_encoded_bytes().to_vec()];
-    let (_, snap) = repo
-        .list_snapshots()
-        .ok()?
-        .into_iter()
-        .rev()
-        .find(|(_, s)| {
-            s.hostname == host && s.paths == want && s.status == SnapshotStatus::Complete
-        })?;
+    // The same choice as a directory backup's parent: this host, just this path, complete.
+    let (_, snap) = super::find_parent(repo, host, &[PathBuf::from(name)], None).ok()??;
     let tree = repo.load_tree(&snap.tree).ok()?;
     let node = tree.find(name.as_bytes())?;
     let ids = match &node.kind {
