@@ -15,7 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use repo_format::{
-    BlobId, Config, Id, IndexFile, IndexId, KdfParams, KeyFile, MasterKey, RepoKeys, Snapshot,
+    BlobId, ChunkerProfile, Config, Id, IndexFile, IndexId, KdfParams, KeyFile, MasterKey, RepoKeys, Snapshot,
     SnapshotId, object_id,
 };
 
@@ -41,6 +41,8 @@ pub struct InitOptions {
     /// Prune's grace period in seconds (SPEC §6 tag 6); `None` keeps the default (12 h).
     /// It must be longer than a backup may pause between its last check and its snapshot.
     pub prune_grace_secs: Option<u64>,
+    /// Chunker profiles to write instead of SPEC §6's three (`None`); validated as any config.
+    pub profiles: Option<Vec<ChunkerProfile>>,
 }
 
 impl Default for InitOptions {
@@ -51,6 +53,7 @@ impl Default for InitOptions {
             hostname: crate::host::hostname(),
             username: crate::host::username(),
             prune_grace_secs: None,
+            profiles: None,
         }
     }
 }
@@ -213,6 +216,9 @@ pub fn init_with_backend(
     }
     if let Some(level) = opts.compression_level {
         config.compression_level = level;
+    }
+    if let Some(profiles) = &opts.profiles {
+        config.profiles = profiles.clone();
     }
     let key_bytes = KeyFile::create(
         &repo_id,

@@ -43,18 +43,18 @@ impl ChunkerParams {
         avg: 1 << 20,
         max: 8 << 20,
     };
-    /// The `stream` profile: 4 KiB / 16 KiB / 64 KiB, for stdin and command output.
+    /// The `stream` profile: 16 KiB / 64 KiB / 256 KiB, for stdin and command output.
     pub const STREAM: Self = ChunkerParams {
-        min: 4 << 10,
-        avg: 16 << 10,
-        max: 64 << 10,
+        min: 16 << 10,
+        avg: 64 << 10,
+        max: 256 << 10,
     };
-    /// The `redis` profile: 2 KiB / 8 KiB / 32 KiB, for Redis RDB files, whose changed keys
+    /// The `redis` profile: 8 KiB / 32 KiB / 128 KiB, for Redis RDB files, whose changed keys
     /// scatter over the whole file (measured in benches/README.md).
     pub const REDIS: Self = ChunkerParams {
-        min: 2 << 10,
-        avg: 8 << 10,
-        max: 32 << 10,
+        min: 8 << 10,
+        avg: 32 << 10,
+        max: 128 << 10,
     };
 
     /// Checks the bounds of SPEC §6: 64 ≤ min ≤ 1 MiB, 256 ≤ avg ≤ 4 MiB, 1 KiB ≤ max ≤ 16 MiB,
@@ -278,7 +278,8 @@ mod tests {
         assert_eq!(c.next_chunk_len(&[1; 100], true), Some(100));
         assert_eq!(c.next_chunk_len(&[1], true), Some(1));
         // All zeros never cuts: max-sized chunks.
-        assert_eq!(c.next_chunk_len(&vec![0; 200_000], false), Some(64 << 10));
+        let max = ChunkerParams::STREAM.max as usize;
+        assert_eq!(c.next_chunk_len(&vec![0; 2 * max], false), Some(max));
         assert_eq!(c.chunks(&[]).count(), 0);
     }
 

@@ -377,9 +377,17 @@ fn config() {
     assert_eq!(
         back.profile("stream").unwrap().params,
         ChunkerParams {
-            min: 4 << 10,
-            avg: 16 << 10,
-            max: 64 << 10
+            min: 16 << 10,
+            avg: 64 << 10,
+            max: 256 << 10
+        }
+    );
+    assert_eq!(
+        back.profile("redis").unwrap().params,
+        ChunkerParams {
+            min: 8 << 10,
+            avg: 32 << 10,
+            max: 128 << 10
         }
     );
 }
@@ -627,7 +635,14 @@ fn lease_vector() {
 #[test]
 fn chunk_cut_points() {
     let data = xorshift_bytes(1 << 20);
-    let c = Chunker::new(ChunkerParams::STREAM, CHUNKER_SEED).unwrap();
+    // The `stream` profile of repositories made before its sizes were raised (SPEC §15): the
+    // cut points test FastCDC and the seed's gear table, not today's defaults.
+    let params = ChunkerParams {
+        min: 4 << 10,
+        avg: 16 << 10,
+        max: 64 << 10,
+    };
+    let c = Chunker::new(params, CHUNKER_SEED).unwrap();
     let text: String = c
         .chunks(&data)
         .map(|r| format!("{} {}\n", r.start, r.len()))

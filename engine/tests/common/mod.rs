@@ -89,12 +89,35 @@ pub fn repo_location(root: &std::path::Path) -> String {
 
 /// A new, empty repository.
 pub fn env() -> Env {
+    env_with(InitOptions::default())
+}
+
+/// A new, empty repository whose `stream` profile cuts 4/16/64 KiB chunks (the size `init`
+/// wrote before SPEC §6 raised it): content lists and groups of many chunks from a few MiB.
+pub fn env_small_chunks() -> Env {
+    let mut profiles = repo_format::Config::new(repo_format::Id([0; 32]), 0).profiles;
+    for p in &mut profiles {
+        if p.name == "stream" {
+            p.params = repo_format::ChunkerParams {
+                min: 4 << 10,
+                avg: 16 << 10,
+                max: 64 << 10,
+            };
+        }
+    }
+    env_with(InitOptions {
+        profiles: Some(profiles),
+        ..InitOptions::default()
+    })
+}
+
+fn env_with(opts: InitOptions) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().to_path_buf();
     let repo_path = repo_location(&root);
     let opts = InitOptions {
         kdf: KdfParams::TEST,
-        ..InitOptions::default()
+        ..opts
     };
     init(&repo_path, PASSWORD, &opts).expect("init");
     Env {
