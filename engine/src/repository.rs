@@ -15,8 +15,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use repo_format::{
-    BlobId, ChunkerProfile, Config, Id, IndexFile, IndexId, KdfParams, KeyFile, MasterKey, RepoKeys, Snapshot,
-    SnapshotId, object_id,
+    BlobId, ChunkerProfile, Config, Id, IndexFile, IndexId, KdfParams, KeyFile, MasterKey,
+    RepoKeys, Snapshot, SnapshotId, object_id,
 };
 
 use crate::backend::{Backend, BackendErrorKind, FileType, open_backend};

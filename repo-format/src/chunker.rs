@@ -161,6 +161,55 @@ impl Chunker {
         }
     }
 
+    /// Whether the chunk that starts at `data[0]` ends at `len`, *given* that no cut comes
+    /// before `len`: as when `data[..len]` is a chunk this chunker cut, not at the end of its
+    /// input, from an input with at least `avg` bytes left at its start (so the normalization
+    /// center was `avg`), and `data` also holds at least `avg` bytes.
+    ///
+    /// Only the decision at `len` is computed: `cut_gear`'s check at a position hashes the byte
+    /// there, which is the next chunk's first, so a chunk's bytes alone do not prove its cut.
+    /// The hash is shifted left by 2 per pair of bytes, so the 64 bytes before that position
+    /// (and the byte itself) are all that reach it. `false` when the answer needs bytes `data`
+    /// does not have.
+    pub fn cut_confirmed(&self, data: &[u8], len: usize) -> bool {
+        let ChunkerParams { min, avg, max } = self.params;
+        let (min, avg, max) = (min as usize, avg as usize, max as usize);
+        if len == max {
+            // No cut before `max` (given): `cut_gear` then cuts at `max`, whatever follows.
+            return data.len() >= max;
+        }
+        // `cut_gear` checks from the pair at `first`, and checks the pair at `a` only when the
+        // input holds the pair after it too (2 bytes past `len`, at most `max`).
+        let first = (min / 2) * 2;
+        if len < first || len + 2 > max || data.len() < (len + 2).max(avg) {
+            return false;
+        }
+        // The check at `len` is made in the pair that starts at the even position `a`.
+        let a = len & !1;
+        // Start hashing at an even position 32 pairs back (or where `cut_gear` starts): older
+        // bytes are shifted out of the 64-bit hash by then.
+        let from = a.saturating_sub(64).max(first);
+        let mut hash: u64 = 0;
+        let mut i = from;
+        while i < a {
+            hash = (hash << 2).wrapping_add(self.gear_ls[data[i] as usize]);
+            hash = hash.wrapping_add(self.gear[data[i + 1] as usize]);
+            i += 2;
+        }
+        let small = a / 2 < avg / 2;
+        let (mask, mask_ls) = if small {
+            (self.mask_s, self.mask_s << 1)
+        } else {
+            (self.mask_l, self.mask_l << 1)
+        };
+        hash = (hash << 2).wrapping_add(self.gear_ls[data[a] as usize]);
+        if len == a {
+            return hash & mask_ls == 0;
+        }
+        hash = hash.wrapping_add(self.gear[data[a + 1] as usize]);
+        hash & mask == 0
+    }
+
     /// The chunk ranges of a whole slice, in order.
     pub fn chunks<'a>(&'a self, data: &'a [u8]) -> impl Iterator<Item = Range<usize>> + 'a {
         let mut pos = 0;
@@ -281,6 +330,46 @@ mod tests {
         let max = ChunkerParams::STREAM.max as usize;
         assert_eq!(c.next_chunk_len(&vec![0; 2 * max], false), Some(max));
         assert_eq!(c.chunks(&[]).count(), 0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_confirmed_cut_is_the_cut_next_chunk_len_makes(
+            seed in proptest::prelude::any::<u64>(),
+            data_seed in proptest::prelude::any::<u64>(),
+            min_exp in 6u32..9,
+            avg_mul in 1u32..5,
+            flips in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..8),
+        ) {
+            let min = 1u32 << min_exp;
+            let params = ChunkerParams { min, avg: (min * avg_mul).max(256), max: min * 16 };
+            let c = Chunker::new(params, seed).unwrap();
+            let mut s = data_seed | 1;
+            let data: Vec<u8> = (0..20_000)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    b"ab \n01"[(s >> 40) as usize % 6]
+                })
+                .collect();
+            let mut checked = 0;
+            for r in c.chunks(&data) {
+                if data.len() - r.start < params.max as usize + 2 {
+                    break; // near the end: the center moves (not for the guide to guess)
+                }
+                // The same chunk followed by other bytes: confirmed exactly when it is cut the same.
+                for &f in &flips {
+                    let mut other = data[r.start..].to_vec();
+                    other[r.len()] ^= f;
+                    let truth = c.next_chunk_len(&other, true) == Some(r.len());
+                    proptest::prop_assert_eq!(c.cut_confirmed(&other, r.len()), truth);
+                }
+                proptest::prop_assert!(c.cut_confirmed(&data[r.start..], r.len()));
+                checked += 1;
+            }
+            proptest::prop_assert!(checked > 5);
+        }
     }
 
     #[test]

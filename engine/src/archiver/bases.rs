@@ -10,8 +10,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use repo_format::{BlobId, Content, NodeKind};
+use repo_format::{BlobId, ChunkerParams, Content, NodeKind};
 
 use crate::repository::Repository;
 
@@ -19,54 +20,84 @@ use crate::repository::Repository;
 /// chunk): 4 Mi chunks is 64 GiB of dump at 16 KiB.
 pub const MAX_PARENT_CHUNKS: usize = 4 << 20;
 
-/// The parent snapshot's chunks of one stream, and where the new stream is in them.
+/// The parent snapshot's chunks of one stream, in order.
 #[derive(Debug)]
-pub struct ParentStream {
-    ids: Vec<BlobId>,
+pub struct ParentChunks {
+    /// Their ids.
+    pub ids: Vec<BlobId>,
+    /// Their plaintext lengths, from the index (0: not indexed).
+    pub lens: Vec<u32>,
     /// Each chunk's first place in `ids`.
-    at: HashMap<BlobId, u32>,
-    /// The place of the last chunk followed.
-    anchor: Option<usize>,
+    pub at: HashMap<BlobId, u32>,
 }
 
-impl ParentStream {
-    /// Follows `ids` (the parent's chunks, in order); `None` when there are none or more than
-    /// [`MAX_PARENT_CHUNKS`].
-    pub fn new(ids: Vec<BlobId>) -> Option<ParentStream> {
-        if ids.is_empty() || ids.len() > MAX_PARENT_CHUNKS {
+impl ParentChunks {
+    /// `None` when there are no chunks or more than [`MAX_PARENT_CHUNKS`], or `lens` does not
+    /// match `ids`.
+    pub fn new(ids: Vec<BlobId>, lens: Vec<u32>) -> Option<ParentChunks> {
+        if ids.is_empty() || ids.len() > MAX_PARENT_CHUNKS || lens.len() != ids.len() {
             return None;
         }
         let mut at = HashMap::with_capacity(ids.len());
         for (i, id) in ids.iter().enumerate() {
             at.entry(*id).or_insert(i as u32); // ≤ MAX_PARENT_CHUNKS
         }
-        Some(ParentStream {
-            ids,
-            at,
+        Some(ParentChunks { ids, lens, at })
+    }
+}
+
+/// Where the new stream is in its parent's chunks, for choosing bases.
+#[derive(Debug)]
+pub struct ParentStream {
+    chunks: Arc<ParentChunks>,
+    /// The place of the last chunk followed.
+    anchor: Option<usize>,
+}
+
+impl ParentStream {
+    /// Follows `chunks` from their start.
+    pub fn new(chunks: Arc<ParentChunks>) -> ParentStream {
+        ParentStream {
+            chunks,
             anchor: None,
-        })
+        }
     }
 
     /// The next chunk of the new stream, `new` when the repository does not have it: its
     /// candidate base for a new chunk, `None` for a known one (which moves the anchor).
     pub fn next(&mut self, id: &BlobId, new: bool) -> Option<BlobId> {
         if !new {
-            if let Some(&i) = self.at.get(id) {
+            if let Some(&i) = self.chunks.at.get(id) {
                 self.anchor = Some(i as usize);
             }
             return None;
         }
         let next = self.anchor.map_or(0, |i| i + 1);
-        let candidate = self.ids.get(next).copied()?;
+        let candidate = self.chunks.ids.get(next).copied()?;
         self.anchor = Some(next);
         Some(candidate)
     }
 }
 
+/// The parent of a stream: its chunks, and whether it was cut as this stream is.
+#[derive(Debug)]
+pub struct Parent {
+    /// The parent snapshot's chunks of the stream.
+    pub chunks: Arc<ParentChunks>,
+    /// The parent snapshot names the chunker parameters given (the repository, and so the
+    /// seed, is the same): its cuts are this stream's cuts where the bytes are the same.
+    pub same_chunker: bool,
+}
+
 /// The chunks of the stream `name` in the newest complete snapshot of `host` that holds just
-/// that stream, if any can be read: a parent that cannot be read only costs bases, so every
-/// failure is `None`.
-pub fn parent_stream(repo: &Repository, host: &str, name: &str) -> Option<ParentStream> {
+/// that stream, if any can be read: a parent that cannot be read only costs bases and
+/// guided cuts, so every failure is `None`.
+pub fn parent_stream(
+    repo: &Repository,
+    host: &str,
+    name: &str,
+    params: &ChunkerParams,
+) -> Option<Parent> {
     // The same choice as a directory backup's parent: this host, just this path, complete.
     let (_, snap) = super::find_parent(repo, host, &[PathBuf::from(name)], None).ok()??;
     let tree = repo.load_tree(&snap.tree).ok()?;
@@ -89,7 +120,18 @@ pub fn parent_stream(repo: &Repository, host: &str, name: &str) -> Option<Parent
         }
         _ => return None,
     };
-    ParentStream::new(ids)
+    let lens = repo
+        .cache()
+        .lookup_many(&ids)
+        .ok()?
+        .into_iter()
+        .map(|loc| loc.map_or(0, |l| l.entry.raw_len))
+        .collect();
+    let same_chunker = snap.chunker.is_some_and(|c| c.params == *params);
+    Some(Parent {
+        chunks: Arc::new(ParentChunks::new(ids, lens)?),
+        same_chunker,
+    })
 }
 
 #[cfg(test)]
@@ -101,10 +143,15 @@ mod tests {
         BlobId(Id([n; 32]))
     }
 
+    fn parent(ids: Vec<BlobId>) -> ParentStream {
+        let lens = vec![1; ids.len()];
+        ParentStream::new(Arc::new(ParentChunks::new(ids, lens).expect("parent")))
+    }
+
     #[test]
     fn a_new_chunk_replaces_the_one_after_the_last_shared_chunk() {
         // Parent: 1 2 3 4 5 6. New stream: 1 [a] 3 [b c] 6 [d].
-        let mut p = ParentStream::new((1..=6).map(id).collect()).expect("parent");
+        let mut p = parent((1..=6).map(id).collect());
         assert_eq!(p.next(&id(1), false), None);
         assert_eq!(p.next(&id(0xa), true), Some(id(2)));
         assert_eq!(p.next(&id(3), false), None);
@@ -117,7 +164,7 @@ mod tests {
 
     #[test]
     fn a_stream_that_starts_new_or_jumps_follows_the_parent() {
-        let mut p = ParentStream::new((1..=4).map(id).collect()).expect("parent");
+        let mut p = parent((1..=4).map(id).collect());
         assert_eq!(p.next(&id(0xa), true), Some(id(1)));
         assert_eq!(p.next(&id(0xb), true), Some(id(2)));
         // A chunk from further on moves the anchor there; one not in the parent does not.
@@ -128,6 +175,7 @@ mod tests {
             None,
             "after the parent's last chunk"
         );
-        assert!(ParentStream::new(Vec::new()).is_none());
+        assert!(ParentChunks::new(Vec::new(), Vec::new()).is_none());
+        assert!(ParentChunks::new(vec![id(1)], Vec::new()).is_none());
     }
 }

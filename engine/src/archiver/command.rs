@@ -13,6 +13,7 @@ use std::process::{Command, ExitStatus, Stdio};
 
 use repo_format::{Chunker, Node};
 
+use super::guide::Guide;
 use super::save_stream;
 use super::saver::BlobSaver;
 use super::walk::WalkCounts;
@@ -143,6 +144,7 @@ pub(super) fn save_command(
     repo: &Repository,
     saver: &BlobSaver<'_>,
     chunker: &Chunker,
+    guide: Option<Guide>,
     name: &str,
     argv: &[OsString],
     env: &[(OsString, OsString)],
@@ -181,7 +183,16 @@ pub(super) fn save_command(
     };
     let (result, tail) = std::thread::scope(|s| {
         let tail = s.spawn(|| StderrTail::collect(stderr, &|line| progress.command_stderr(line)));
-        let result = save_stream(repo, saver, chunker, name, &mut stdout, progress, counts);
+        let result = save_stream(
+            repo,
+            saver,
+            chunker,
+            guide,
+            name,
+            &mut stdout,
+            progress,
+            counts,
+        );
         if result.is_err() {
             // Our side failed: don't leave the command blocked on a full pipe.
             let _ = child.kill();

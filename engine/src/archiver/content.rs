@@ -11,6 +11,7 @@ use std::io::{ErrorKind as IoKind, Read};
 use rayon::prelude::*;
 use repo_format::{BlobId, BlobType, Chunker, Content, ContentBuilder, RepoKeys};
 
+use super::guide::Guide;
 use super::saver::{BlobSaver, Job};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -46,6 +47,8 @@ pub struct SavedContent {
 }
 
 /// Reads `reader` to its end and stores its content; memory stays bounded by two buffers.
+/// With a `guide` (a stream's parent), stretches that repeat the parent are cut where it was
+/// (same cuts, less work: see `guide`).
 ///
 /// A stream that fills the first buffer is pipelined: while the pool cuts, hashes and looks up
 /// one block, this thread reads the next into a second buffer. Each buffer keeps `max` bytes of
@@ -54,6 +57,7 @@ pub fn save_content(
     saver: &BlobSaver<'_>,
     keys: &RepoKeys,
     chunker: &Chunker,
+    mut guide: Option<&mut Guide>,
     reader: &mut dyn Read,
     progress: &dyn Progress,
 ) -> std::result::Result<SavedContent, ContentError> {
@@ -75,13 +79,21 @@ pub fn save_content(
     let mut sequential = true;
     let mut builder = ContentBuilder::new();
     let mut size = 0u64;
+    let mut find = |data: &[u8], eof: bool, parallel: bool| {
+        find_new(
+            saver,
+            keys,
+            chunker,
+            guide.as_deref_mut(),
+            data,
+            eof,
+            parallel,
+        )
+    };
     loop {
         let data = &cur.buf[cur.start..cur.end];
         let (found, next) = if cur.eof {
-            (
-                find_new(saver, keys, chunker, data, true, !sequential),
-                None,
-            )
+            (find(data, true, !sequential), None)
         } else if sequential {
             // The first window is finished before reading on: a file that changes just after
             // its first read is read again from there (what `limits.rs` tests), and a file
@@ -90,11 +102,12 @@ pub fn save_content(
             // do better with both cores than with a reader and cutters beside them (1 GiB of
             // dump, 3 runs each: day 1 2.0-2.3 s and day 2 1.4-1.5 s either way, where reading
             // ahead always gave day 2 1.6-1.8 s; unchanged input 0.8-0.9 s against 1.0-1.3 s).
-            (find_new(saver, keys, chunker, data, false, false), None)
+            (find(data, false, false), None)
         } else {
             let mut nb = spare.take().unwrap_or_else(|| vec![0u8; head + block]);
+            let find = &mut find;
             let (found, read) = std::thread::scope(|s| {
-                let finder = s.spawn(|| find_new(saver, keys, chunker, data, false, true));
+                let finder = s.spawn(move || find(data, false, true));
                 let read = fill(reader, &mut nb, head, head + block);
                 let found = finder.join().unwrap_or_else(|_| {
                     Err(Error::new(
@@ -222,19 +235,33 @@ struct Cut {
     consumed: usize,
 }
 
-/// Cuts every chunk `data` decides (with `parallel`, on all threads, see `cut`), hashes them
-/// in parallel and asks the saver about them in one batch. While most chunks are new the
-/// saver's workers are the bottleneck, and cutting on one thread leaves them more of the CPU
-/// (measured: 2.0 s against 2.2 s for 1 GiB of new dump).
+/// Cuts every chunk `data` decides (with `parallel`, on all threads, see `cut`; with a guide,
+/// where the parent was cut as far as the stream repeats it), hashes them in parallel and asks
+/// the saver about them in one batch. While most chunks are new the saver's workers are the
+/// bottleneck, and cutting on one thread leaves them more of the CPU (measured: 2.0 s against
+/// 2.2 s for 1 GiB of new dump).
 fn find_new(
     saver: &BlobSaver<'_>,
     keys: &RepoKeys,
     chunker: &Chunker,
+    guide: Option<&mut Guide>,
     data: &[u8],
     eof: bool,
     parallel: bool,
 ) -> Result<Cut> {
-    let ends = super::cut::chunk_ends(chunker, data, eof, parallel);
+    let hash = |b: &[u8]| keys.blob_id(b);
+    let mut guide = guide;
+    let (ends, known): (Vec<usize>, Vec<Option<BlobId>>) = match guide.as_deref_mut() {
+        Some(g) => g
+            .cut(chunker, data, eof, parallel, &hash)
+            .into_iter()
+            .unzip(),
+        None => {
+            let ends = super::cut::chunk_ends(chunker, data, eof, parallel);
+            let n = ends.len();
+            (ends, vec![None; n])
+        }
+    };
     let ranges: Vec<(usize, usize)> = ends
         .iter()
         .scan(0usize, |start, &end| {
@@ -245,8 +272,13 @@ fn find_new(
         .collect();
     let ids: Vec<BlobId> = ranges
         .par_iter()
-        .map(|&(a, b)| keys.blob_id(&data[a..b]))
+        .zip(&known)
+        .map(|(&(a, b), k)| k.unwrap_or_else(|| hash(&data[a..b])))
         .collect();
+    if let Some(g) = guide {
+        // The guide's guesses come first; the chunks after them were cut by content.
+        g.after(&ids[known.iter().take_while(|k| k.is_some()).count()..]);
+    }
     let needed = saver.need_many(&ids)?;
     Ok(Cut {
         consumed: ends.last().copied().unwrap_or(0),

@@ -20,6 +20,7 @@ pub mod command;
 pub mod content;
 mod cut;
 pub mod exclude;
+pub mod guide;
 pub mod saver;
 pub mod walk;
 
@@ -263,17 +264,22 @@ pub fn backup(
         .map(|g| g.marked().clone())
         .unwrap_or_default();
     // A stream follows the previous snapshot of the same stream: its new chunks are then
-    // compressed against the chunks they replace (SPEC §7 based groups).
+    // compressed against the chunks they replace (SPEC §7 based groups), and where it repeats
+    // the parent it is cut where the parent was (`guide`).
     let stream_parent = match &opts.source {
         Source::Stream { name, .. } | Source::Command { name, .. } => {
-            bases::parent_stream(repo, &host, name)
+            bases::parent_stream(repo, &host, name, &profile.params)
         }
         Source::Paths(_) => None,
     };
+    let guide = stream_parent
+        .as_ref()
+        .filter(|p| p.same_chunker)
+        .map(|p| guide::Guide::new(p.chunks.clone()));
     let (tree, mut totals) = std::thread::scope(|scope| -> Result<_> {
         let saver = BlobSaver::start_avoiding(scope, repo, workers, avoid);
         if let Some(p) = stream_parent {
-            saver.follow_parent(p);
+            saver.follow_parent(bases::ParentStream::new(p.chunks));
         }
         if let (Some((_, snap)), true) = (&parent, parent_warning_is_some) {
             // The parent's root tree is unreadable: never dedup against it.
@@ -322,6 +328,7 @@ pub fn backup(
                     repo,
                     &saver,
                     &chunker,
+                    guide,
                     &name,
                     &mut *reader,
                     progress,
@@ -337,6 +344,7 @@ pub fn backup(
                     repo,
                     &saver,
                     &chunker,
+                    guide,
                     &name,
                     &argv,
                     &env,
@@ -510,23 +518,30 @@ fn stream_node(name: &str, content: repo_format::Content, size: u64) -> Node {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the backup's pieces, passed through
 fn save_stream(
     repo: &Repository,
     saver: &BlobSaver<'_>,
     chunker: &Chunker,
+    mut guide: Option<guide::Guide>,
     name: &str,
     reader: &mut dyn Read,
     progress: &dyn Progress,
     counts: &mut WalkCounts,
 ) -> Result<Node> {
     progress.file_started(Path::new(name));
-    let saved =
-        save_content(saver, repo.keys(), chunker, reader, progress).map_err(|e| match e {
-            ContentError::Read(e) => {
-                Error::io(format!("cannot read the input stream for {name}"), e)
-            }
-            ContentError::Repo(e) => e,
-        })?;
+    let saved = save_content(
+        saver,
+        repo.keys(),
+        chunker,
+        guide.as_mut(),
+        reader,
+        progress,
+    )
+    .map_err(|e| match e {
+        ContentError::Read(e) => Error::io(format!("cannot read the input stream for {name}"), e),
+        ContentError::Repo(e) => e,
+    })?;
     progress.file_done();
     counts.files_new = 1;
     counts.total_files = 1;

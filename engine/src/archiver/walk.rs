@@ -279,6 +279,7 @@ impl Walker<'_, '_> {
             self.saver,
             self.repo.keys(),
             &self.chunker,
+            None,
             &mut file,
             self.progress,
         ) {

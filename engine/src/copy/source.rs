@@ -65,7 +65,7 @@ pub(super) fn save_bytes(
     mut data: &[u8],
     progress: &dyn Progress,
 ) -> Result<SavedContent> {
-    save_content(saver, keys, chunker, &mut data, progress).map_err(|e| match e {
+    save_content(saver, keys, chunker, None, &mut data, progress).map_err(|e| match e {
         ContentError::Repo(e) => e,
         // Reading a slice cannot fail; keep the error anyway rather than assume.
         ContentError::Read(e) => Error::io("cannot read a copied file's content", e),
@@ -98,7 +98,7 @@ pub(super) fn save_streamed(
             pos: 0,
             ended: false,
         };
-        let saved = save_content(saver, keys, chunker, &mut pipe, progress);
+        let saved = save_content(saver, keys, chunker, None, &mut pipe, progress);
         // Hang up first, so a reader blocked on a full channel sees the end and stops.
         drop(pipe);
         let read = reader.join().unwrap_or_else(|_| {
