@@ -26,7 +26,7 @@ use repo_format::{BlobId, Content, Node, NodeKind};
 use crate::error::{Error, Result};
 use crate::repository::Repository;
 
-/// Files with more data blobs than this (per side; 16 GiB at 16 KiB chunks) are compared by
+/// Files with more data blobs than this (per side; 64 GiB at 64 KiB chunks) are compared by
 /// their content lists only, without a [`DataDelta`]: the two id lists are held in memory.
 pub const MAX_COMPARED_IDS: usize = 1 << 20;
 

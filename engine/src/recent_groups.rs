@@ -13,7 +13,7 @@ use repo_format::{BlobType, PackId};
 
 use crate::index::cache::BlobLocation;
 
-/// Plaintext of the groups kept: a few of the ~1 MiB groups writers make.
+/// Plaintext of the groups kept: about 14 of the ~2 MiB groups writers make.
 pub const RECENT_GROUP_BYTES: usize = 32 << 20;
 
 /// Groups kept at most (small ones: a backup's last group closes early), so a lookup stays a

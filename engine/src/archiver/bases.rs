@@ -16,8 +16,8 @@ use repo_format::{BlobId, ChunkerParams, Content, NodeKind};
 
 use crate::repository::Repository;
 
-/// Parents with more chunks than this are not followed (their map would cost ~50 bytes a
-/// chunk): 4 Mi chunks is 64 GiB of dump at 16 KiB.
+/// Parents with more chunks than this are not followed (ids, lengths and map cost ~90 bytes a
+/// chunk, ~380 MB at the cap): 4 Mi chunks is 256 GiB of dump at 64 KiB.
 pub const MAX_PARENT_CHUNKS: usize = 4 << 20;
 
 /// The parent snapshot's chunks of one stream, in order.

@@ -10,18 +10,26 @@
 //! looks at nothing before it and stops at the first match after `min`, or at `max`), but the
 //! check that cuts at a position hashes the byte there, the next chunk's first: so the guide
 //! asks [`repo_format::Chunker::cut_confirmed`] to redo that one check on the new bytes (65
-//! bytes of gear hash instead of the chunk's). And near an input's end FastCDC moves its
-//! normalization center: the parent's chunks within `max` bytes of its end are never guessed,
-//! nor is a chunk without `avg` bytes and two more of the window after its start. The parent
-//! must have been cut with the same parameters and the same repository (its chunker seed):
-//! [`Guide`] is only made for such a parent. So a stream gets the same chunks whether or not it
-//! is guided (tested below against the sequential walk), and dedup does not depend on which
-//! snapshot came before.
+//! bytes of gear hash instead of the chunk's). And the parent's last chunk may have been cut
+//! by the end of its input, where FastCDC also skips a check a longer input gets (at an odd
+//! end, the one before it): the chunks in the parent's last `max` bytes are never guessed (the
+//! last alone would do; the margin costs at most `max` bytes cut by content), nor is a chunk
+//! the window cannot confirm (`cut_confirmed` needs the two bytes after it and `avg` bytes
+//! from its start). The parent must have been cut with the same parameters and the same
+//! repository (its chunker seed): [`Guide`] is only made for such a parent. So a stream gets
+//! the same chunks whether or not it is guided (tested below against the sequential walk), and
+//! dedup does not depend on which snapshot came before.
 //!
-//! A wrong guess costs one hash of a chunk's length of bytes, after which the rest of the
-//! window is cut by content; guesses are hashed in batches that start small and double, so a
-//! stream whose changes scatter wastes little. The guide picks up the parent again where a
-//! window's last chunk (cut by content) is one of the parent's.
+//! A wrong guess costs the hashes of its batch; batches start at one guess after a miss and
+//! double while the guesses hold, so a stream whose changes scatter wastes at most about as
+//! much hashing as its guesses saved. After a miss, a window that is mostly new (cut on one
+//! thread, while the saver's workers compress) is cut by content one chunk at a time, and the
+//! guide follows the parent again from the first chunk the parent has. A window that is
+//! mostly known is cut by content on all threads from the miss to its end, and the guide picks
+//! up the parent again where its last chunk is one of the parent's.
+//!
+//! The parent's map keeps each id's first place only, so a chunk that repeats in the parent (a
+//! run of zeros) may send the guide to the wrong place; the next guess then misses.
 
 use std::sync::Arc;
 
@@ -30,8 +38,7 @@ use repo_format::{BlobId, Chunker};
 
 use super::bases::ParentChunks;
 
-/// Guesses hashed at once after a miss or at the start: a dump whose changes scatter misses
-/// often, and each miss wastes at most a batch.
+/// Guesses hashed at once at the start: the parent's first chunks are the likeliest to hold.
 const FIRST_BATCH: usize = 8;
 
 /// Largest batch: enough to keep both cores busy on a window.
@@ -45,6 +52,10 @@ pub struct Guide {
     next: Option<usize>,
     /// [`Guide::guessable`], once computed.
     guessable: Option<usize>,
+    /// Guesses hashed at once next: 1 after a miss, doubled after each batch that holds.
+    batch: usize,
+    /// Chunks cut by guessing so far.
+    guessed: u64,
 }
 
 /// One chunk of a window: where it ends, and its id when the guide hashed it already.
@@ -58,12 +69,15 @@ impl Guide {
             chunks,
             next: Some(0),
             guessable: None,
+            batch: FIRST_BATCH,
+            guessed: 0,
         }
     }
 
     /// The chunk ends of `data` (as [`super::cut::chunk_ends`] gives them for the same `data`
-    /// and `eof`), with the ids of the chunks the guide hashed. `hash` is the blob id
-    /// function; the caller hashes the others and then calls [`Guide::after`].
+    /// and `eof`), with the ids of the chunks the guide hashed, which come first when
+    /// `parallel`. `hash` is the blob id function; the caller hashes the others and then calls
+    /// [`Guide::after`].
     pub fn cut(
         &mut self,
         chunker: &Chunker,
@@ -74,12 +88,40 @@ impl Guide {
     ) -> Vec<GuidedEnd> {
         let mut out = Vec::new();
         let mut pos = 0usize;
-        let mut batch = FIRST_BATCH;
+        loop {
+            pos = self.guess(chunker, data, pos, parallel, hash, &mut out);
+            if parallel {
+                break;
+            }
+            // Mostly new: one chunk by content, then follow the parent again if it has it.
+            let Some(n) = chunker.next_chunk_len(&data[pos..], eof) else {
+                return out;
+            };
+            let id = hash(&data[pos..pos + n]);
+            pos += n;
+            out.push((pos, Some(id)));
+            self.next = self.chunks.at.get(&id).map(|&i| i as usize + 1);
+        }
+        let ends = super::cut::chunk_ends(chunker, &data[pos..], eof, parallel);
+        out.extend(ends.into_iter().map(|e| (pos + e, None)));
+        out
+    }
+
+    /// Guesses from `pos` while they hold, appending them to `out`; returns where they end.
+    fn guess(
+        &mut self,
+        chunker: &Chunker,
+        data: &[u8],
+        mut pos: usize,
+        parallel: bool,
+        hash: &(dyn Fn(&[u8]) -> BlobId + Sync),
+        out: &mut Vec<GuidedEnd>,
+    ) -> usize {
         let guessable = self.guessable(chunker);
         while let Some(k) = self.next {
-            let mut guesses: Vec<(usize, usize)> = Vec::with_capacity(batch);
+            let mut guesses: Vec<(usize, usize)> = Vec::with_capacity(self.batch);
             let mut p = pos;
-            for i in k..guessable.min(k + batch) {
+            for i in k..guessable.min(k + self.batch) {
                 let len = self.chunks.lens[i] as usize;
                 if len == 0 || !chunker.cut_confirmed(&data[p..], len) {
                     break;
@@ -112,20 +154,20 @@ impl Guide {
             if good > 0 {
                 pos = guesses[good - 1].1;
                 self.next = Some(k + good);
+                self.guessed += good as u64;
             }
             if good < guesses.len() {
                 self.next = None;
+                self.batch = 1;
                 break;
             }
-            batch = (batch * 2).min(MAX_BATCH);
+            self.batch = (self.batch * 2).min(MAX_BATCH);
         }
-        let ends = super::cut::chunk_ends(chunker, &data[pos..], eof, parallel);
-        out.extend(ends.into_iter().map(|e| (pos + e, None)));
-        out
+        pos
     }
 
-    /// How many of the parent's first chunks may be guessed: those that start more than `max`
-    /// bytes before its end (FastCDC cut them with its normalization center at `avg`).
+    /// How many of the parent's first chunks may be guessed: those before its last `max` bytes
+    /// (see the module docs).
     fn guessable(&mut self, chunker: &Chunker) -> usize {
         if let Some(n) = self.guessable {
             return n;
@@ -139,6 +181,11 @@ impl Guide {
         }
         self.guessable = Some(n);
         n
+    }
+
+    /// How many chunks were cut by guessing so far.
+    pub fn guessed(&self) -> u64 {
+        self.guessed
     }
 
     /// Tells the guide the ids of the chunks a window's [`Guide::cut`] left to the caller, in
@@ -196,19 +243,20 @@ mod tests {
 
     /// Cuts `data` window by window as `save_content` does (each window starts where the last
     /// chunk ended and holds up to `window` bytes): every end, and how many the guide hashed.
+    /// (`parallel`: as for a window that is mostly known.) Also returns how many were guessed.
     fn guided(
         chunker: &Chunker,
         guide: &mut Guide,
         data: &[u8],
         window: usize,
+        parallel: bool,
     ) -> (Vec<usize>, usize) {
         let mut ends = Vec::new();
-        let mut guessed = 0;
         let mut start = 0;
         while start < data.len() {
             let end = (start + window).min(data.len());
             let eof = end == data.len();
-            let cut = guide.cut(chunker, &data[start..end], eof, false, &hash);
+            let cut = guide.cut(chunker, &data[start..end], eof, parallel, &hash);
             let mut prev = 0;
             let mut by_content = Vec::new();
             for &(e, id) in &cut {
@@ -219,7 +267,6 @@ mod tests {
                             hash(&data[start + prev..start + e]),
                             "the id of the guessed bytes"
                         );
-                        guessed += 1;
                     }
                     None => by_content.push(hash(&data[start + prev..start + e])),
                 }
@@ -235,7 +282,7 @@ mod tests {
             );
             start += prev;
         }
-        (ends, guessed)
+        (ends, guide.guessed() as usize)
     }
 
     fn sequential(chunker: &Chunker, data: &[u8]) -> Vec<usize> {
@@ -298,6 +345,7 @@ mod tests {
             edits in proptest::collection::vec(edit(), 0..6),
             appended in 0usize..3000,
             window_exp in 10u32..15,
+            parallel in any::<bool>(),
         ) {
             let chunker = chunker();
             let parent = text(len, seed);
@@ -305,7 +353,7 @@ mod tests {
             let mut new = apply(parent.clone(), &edits);
             new.extend(text(appended, seed ^ 0x55));
             let mut guide = Guide::new(parent_of(&chunker, &parent));
-            let (ends, _) = guided(&chunker, &mut guide, &new, 1 << window_exp);
+            let (ends, _) = guided(&chunker, &mut guide, &new, 1 << window_exp, parallel);
             prop_assert_eq!(ends, sequential(&chunker, &new));
         }
     }
@@ -318,7 +366,7 @@ mod tests {
         let n = parent.ids.len();
         assert!(n > 300, "{n} chunks");
         let mut guide = Guide::new(parent);
-        let (ends, guessed) = guided(&chunker, &mut guide, &data, 16 << 10);
+        let (ends, guessed) = guided(&chunker, &mut guide, &data, 16 << 10, true);
         assert_eq!(ends, sequential(&chunker, &data));
         // The chunks within `max` (1024) bytes of the end are cut by content: at most 1024/64.
         assert!(
@@ -334,7 +382,7 @@ mod tests {
         let mut longer = data.clone();
         longer.extend(text(5_000, 12));
         let mut guide = Guide::new(parent_of(&chunker, &data));
-        let (ends, _) = guided(&chunker, &mut guide, &longer, 1 << 20);
+        let (ends, _) = guided(&chunker, &mut guide, &longer, 1 << 20, false);
         assert_eq!(ends, sequential(&chunker, &longer));
     }
 
@@ -347,9 +395,33 @@ mod tests {
         edited[3_000] ^= 0x20;
         let n = parent_of(&chunker, &data).ids.len();
         let mut guide = Guide::new(parent_of(&chunker, &data));
-        let (ends, guessed) = guided(&chunker, &mut guide, &edited, 32 << 10);
+        let (ends, guessed) = guided(&chunker, &mut guide, &edited, 32 << 10, true);
         assert_eq!(ends, sequential(&chunker, &edited));
         // Everything after the first window that cut by content again is guessed.
         assert!(guessed > n * 8 / 10, "{guessed} of {n} guessed");
+    }
+
+    #[test]
+    fn a_mostly_new_window_follows_the_parent_again_within_the_window() {
+        let chunker = chunker();
+        let data = text(300_000, 14);
+        let mut edited = data.clone();
+        for at in (5_000..300_000).step_by(60_000) {
+            edited[at] ^= 0x20;
+        }
+        let n = parent_of(&chunker, &data).ids.len();
+        // One window for the whole stream: cut on one thread, the guide rejoins after each
+        // edit; on all threads it cuts the rest of the window by content after the first.
+        let mut one = Guide::new(parent_of(&chunker, &data));
+        let (ends, guessed) = guided(&chunker, &mut one, &edited, 1 << 20, false);
+        assert_eq!(ends, sequential(&chunker, &edited));
+        assert!(
+            guessed > n * 8 / 10,
+            "{guessed} of {n} guessed on one thread"
+        );
+        let mut all = Guide::new(parent_of(&chunker, &data));
+        let (ends, guessed) = guided(&chunker, &mut all, &edited, 1 << 20, true);
+        assert_eq!(ends, sequential(&chunker, &edited));
+        assert!(guessed < n / 10, "{guessed} of {n} guessed on all threads");
     }
 }
