@@ -144,7 +144,7 @@ pub(super) fn save_command(
     repo: &Repository,
     saver: &BlobSaver<'_>,
     chunker: &Chunker,
-    guide: Option<Guide>,
+    guide: Option<&mut Guide>,
     name: &str,
     argv: &[OsString],
     env: &[(OsString, OsString)],

@@ -176,6 +176,9 @@ pub struct BackupResult {
     pub warnings: Vec<Warning>,
     /// Entries left out by exclude patterns.
     pub excluded: u64,
+    /// Chunks of a stream cut where its parent was cut (the same cuts, found by hashing the
+    /// parent's chunk lengths instead of running FastCDC: `archiver::guide`).
+    pub guided_chunks: u64,
 }
 
 /// Runs a backup and writes its snapshot.
@@ -272,7 +275,7 @@ pub fn backup(
         }
         Source::Paths(_) => None,
     };
-    let guide = stream_parent
+    let mut guide = stream_parent
         .as_ref()
         .filter(|p| p.same_chunker)
         .map(|p| guide::Guide::new(p.chunks.clone()));
@@ -328,7 +331,7 @@ pub fn backup(
                     repo,
                     &saver,
                     &chunker,
-                    guide,
+                    guide.as_mut(),
                     &name,
                     &mut *reader,
                     progress,
@@ -344,7 +347,7 @@ pub fn backup(
                     repo,
                     &saver,
                     &chunker,
-                    guide,
+                    guide.as_mut(),
                     &name,
                     &argv,
                     &env,
@@ -439,6 +442,7 @@ pub fn backup(
         snapshot,
         warnings,
         excluded: counts.excluded,
+        guided_chunks: guide.map_or(0, |g| g.guessed()),
     })
 }
 
@@ -523,25 +527,21 @@ fn save_stream(
     repo: &Repository,
     saver: &BlobSaver<'_>,
     chunker: &Chunker,
-    mut guide: Option<guide::Guide>,
+    guide: Option<&mut guide::Guide>,
     name: &str,
     reader: &mut dyn Read,
     progress: &dyn Progress,
     counts: &mut WalkCounts,
 ) -> Result<Node> {
     progress.file_started(Path::new(name));
-    let saved = save_content(
-        saver,
-        repo.keys(),
-        chunker,
-        guide.as_mut(),
-        reader,
-        progress,
-    )
-    .map_err(|e| match e {
-        ContentError::Read(e) => Error::io(format!("cannot read the input stream for {name}"), e),
-        ContentError::Repo(e) => e,
-    })?;
+    let saved = save_content(saver, repo.keys(), chunker, guide, reader, progress).map_err(
+        |e| match e {
+            ContentError::Read(e) => {
+                Error::io(format!("cannot read the input stream for {name}"), e)
+            }
+            ContentError::Repo(e) => e,
+        },
+    )?;
     progress.file_done();
     counts.files_new = 1;
     counts.total_files = 1;
