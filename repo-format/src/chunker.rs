@@ -170,7 +170,7 @@ impl Chunker {
     /// there, which is the next chunk's first, so a chunk's bytes alone do not prove its cut.
     /// The hash is shifted left by 2 per pair of bytes, so the 64 bytes before that position
     /// (and the byte itself) are all that reach it. `false` when the answer needs bytes `data`
-    /// does not have.
+    /// does not have (it holds fewer than `avg`, or ends before the pair `cut_gear` checks).
     pub fn cut_confirmed(&self, data: &[u8], len: usize) -> bool {
         let ChunkerParams { min, avg, max } = self.params;
         let (min, avg, max) = (min as usize, avg as usize, max as usize);
@@ -178,14 +178,15 @@ impl Chunker {
             // No cut before `max` (given): `cut_gear` then cuts at `max`, whatever follows.
             return data.len() >= max;
         }
-        // `cut_gear` checks from the pair at `first`, and checks the pair at `a` only when the
-        // input holds the pair after it too (2 bytes past `len`, at most `max`).
+        // The check at `len` is made in the pair that starts at the even position `a`.
+        // `cut_gear` checks pairs from the one at `first`, while `a / 2 < r / 2` where `r` is
+        // what it may cut (at most `max`), and checks nothing when `r <= min`.
         let first = (min / 2) * 2;
-        if len < first || len + 2 > max || data.len() < (len + 2).max(avg) {
+        let a = len & !1;
+        let r = data.len().min(max);
+        if len < first || data.len() < avg || r <= min || a / 2 >= r / 2 {
             return false;
         }
-        // The check at `len` is made in the pair that starts at the even position `a`.
-        let a = len & !1;
         // Start hashing at an even position 32 pairs back (or where `cut_gear` starts): older
         // bytes are shifted out of the 64-bit hash by then.
         let from = a.saturating_sub(64).max(first);

@@ -14,8 +14,8 @@
 //! by the end of its input, where FastCDC also skips a check a longer input gets (at an odd
 //! end, the one before it): the chunks in the parent's last `max` bytes are never guessed (the
 //! last alone would do; the margin costs at most `max` bytes cut by content), nor is a chunk
-//! the window cannot confirm (`cut_confirmed` needs the two bytes after it and `avg` bytes
-//! from its start). The parent must have been cut with the same parameters and the same
+//! the window cannot confirm (`cut_confirmed` needs `avg` bytes from its start and the pair of
+//! bytes FastCDC checks at its end). The parent must have been cut with the same parameters and the same
 //! repository (its chunker seed): [`Guide`] is only made for such a parent. So a stream gets
 //! the same chunks whether or not it is guided (tested below against the sequential walk), and
 //! dedup does not depend on which snapshot came before.
@@ -344,16 +344,29 @@ mod tests {
             seed in any::<u64>(),
             edits in proptest::collection::vec(edit(), 0..6),
             appended in 0usize..3000,
-            window_exp in 10u32..15,
+            window_mul in 0u32..15,
             parallel in any::<bool>(),
+            odd in any::<bool>(),
+            min in 64u32..160,
+            avg_mul in 1u32..5,
+            max_extra in 0u32..1024,
         ) {
-            let chunker = chunker();
+            // Also odd and unusual sizes: `cut_confirmed` must know FastCDC's pairs exactly.
+            let chunker = if odd {
+                let avg = (min * avg_mul).max(256);
+                let params = ChunkerParams { min, avg, max: (avg + max_extra).max(1024) };
+                Chunker::new(params, seed).expect("valid parameters")
+            } else {
+                chunker()
+            };
+            let max = chunker.params().max as usize;
+            let window = max * (1 + window_mul as usize) + window_mul as usize;
             let parent = text(len, seed);
             prop_assume!(!parent.is_empty());
             let mut new = apply(parent.clone(), &edits);
             new.extend(text(appended, seed ^ 0x55));
             let mut guide = Guide::new(parent_of(&chunker, &parent));
-            let (ends, _) = guided(&chunker, &mut guide, &new, 1 << window_exp, parallel);
+            let (ends, _) = guided(&chunker, &mut guide, &new, window, parallel);
             prop_assert_eq!(ends, sequential(&chunker, &new));
         }
     }
