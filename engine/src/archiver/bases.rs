@@ -25,7 +25,7 @@ pub const MAX_PARENT_CHUNKS: usize = 4 << 20;
 pub struct ParentChunks {
     /// Their ids.
     pub ids: Vec<BlobId>,
-    /// Their plaintext lengths, from the index (0: not indexed).
+    /// Their plaintext lengths, from the index (0: not indexed, or not looked up).
     pub lens: Vec<u32>,
     /// Each chunk's first place in `ids`.
     pub at: HashMap<BlobId, u32>,
@@ -120,14 +120,18 @@ pub fn parent_stream(
         }
         _ => return None,
     };
-    let lens = repo
-        .cache()
-        .lookup_many(&ids)
-        .ok()?
-        .into_iter()
-        .map(|loc| loc.map_or(0, |l| l.entry.raw_len))
-        .collect();
+    // The lengths serve only guided cuts, which need a parent cut as this stream is.
     let same_chunker = snap.chunker.is_some_and(|c| c.params == *params);
+    let lens = if same_chunker {
+        repo.cache()
+            .lookup_many(&ids)
+            .ok()?
+            .into_iter()
+            .map(|loc| loc.map_or(0, |l| l.entry.raw_len))
+            .collect()
+    } else {
+        vec![0; ids.len()]
+    };
     Some(Parent {
         chunks: Arc::new(ParentChunks::new(ids, lens)?),
         same_chunker,

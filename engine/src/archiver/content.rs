@@ -244,13 +244,12 @@ fn find_new(
     saver: &BlobSaver<'_>,
     keys: &RepoKeys,
     chunker: &Chunker,
-    guide: Option<&mut Guide>,
+    mut guide: Option<&mut Guide>,
     data: &[u8],
     eof: bool,
     parallel: bool,
 ) -> Result<Cut> {
     let hash = |b: &[u8]| keys.blob_id(b);
-    let mut guide = guide;
     let (ends, known): (Vec<usize>, Vec<Option<BlobId>>) = match guide.as_deref_mut() {
         Some(g) => g
             .cut(chunker, data, eof, parallel, &hash)

@@ -100,7 +100,7 @@ impl Guide {
             let id = hash(&data[pos..pos + n]);
             pos += n;
             out.push((pos, Some(id)));
-            self.next = self.chunks.at.get(&id).map(|&i| i as usize + 1);
+            self.after(&[id]);
         }
         let ends = super::cut::chunk_ends(chunker, &data[pos..], eof, parallel);
         out.extend(ends.into_iter().map(|e| (pos + e, None)));
