@@ -14,30 +14,54 @@ use crate::error::FormatError;
 use crate::format::{BASED_WINDOW_LOG, BASED_WINDOW_LOG_MAX};
 
 thread_local! {
-    /// One zstd compression context per thread and the level it is set to: creating a context
+    /// One zstd compression context per thread and the settings it has: creating a context
     /// costs about as much as compressing a 16 KiB chunk, so each thread keeps its own.
-    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+    static COMPRESSOR: RefCell<Option<(Zstd, zstd::bulk::Compressor<'static>)>> =
         const { RefCell::new(None) };
     /// One zstd decompression context per thread (`ZSTD_createDCtx` was ~16 % of a restore).
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
 }
 
-/// Runs `f` with this thread's compressor set to `level`, creating it on first use.
+/// How a writer runs zstd (SPEC §3): the config's level and, optionally, zstd's minimum match
+/// length in place of the one the level implies. A writer's choice only: a frame decodes the
+/// same whatever it was made with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Zstd {
+    /// The level, 1 ≤ level ≤ 19; 0 or less stores raw.
+    pub level: i32,
+    /// `ZSTD_c_minMatch` (3 ≤ m ≤ 7), or `None` for the level's own.
+    pub min_match: Option<u32>,
+}
+
+impl From<i32> for Zstd {
+    /// The level with zstd's own parameters for it.
+    fn from(level: i32) -> Self {
+        Zstd {
+            level,
+            min_match: None,
+        }
+    }
+}
+
+/// Runs `f` with this thread's compressor set to `z`, creating it on first use.
 fn with_compressor<T>(
-    level: i32,
+    z: Zstd,
     f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> std::io::Result<T>,
 ) -> std::io::Result<T> {
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         match slot.as_mut() {
-            Some((current, c)) if *current == level => f(c),
+            Some((current, c)) if *current == z => f(c),
             _ => {
-                // Dropped first, so a failing `new` leaves no context with the wrong level.
+                // Dropped first, so a failing `new` leaves no context with other settings.
                 *slot = None;
-                let mut c = zstd::bulk::Compressor::new(level)?;
+                let mut c = zstd::bulk::Compressor::new(z.level)?;
+                if let Some(m) = z.min_match {
+                    c.set_parameter(zstd::zstd_safe::CParameter::MinMatch(m))?;
+                }
                 let out = f(&mut c);
-                *slot = Some((level, c));
+                *slot = Some((z, c));
                 out
             }
         }
@@ -58,13 +82,14 @@ fn with_decompressor<T>(
     })
 }
 
-/// zstd at `level`, or `None` if `level <= 0` or the result is not strictly smaller than `data`
-/// (the caller then stores `data` raw).
-pub fn compress(level: i32, data: &[u8]) -> Option<Vec<u8>> {
-    if level <= 0 {
+/// zstd as `z` says (a level, or a [`Zstd`]), or `None` if the level is 0 or less or the result
+/// is not strictly smaller than `data` (the caller then stores `data` raw).
+pub fn compress(z: impl Into<Zstd>, data: &[u8]) -> Option<Vec<u8>> {
+    let z = z.into();
+    if z.level <= 0 {
         return None;
     }
-    let out = with_compressor(level, |c| c.compress(data)).ok()?;
+    let out = with_compressor(z, |c| c.compress(data)).ok()?;
     (out.len() < data.len()).then_some(out)
 }
 
@@ -279,6 +304,39 @@ mod tests {
             let ours = compress(*level, data).unwrap();
             assert_eq!(ours, fresh, "level {level}, {} bytes", data.len());
             assert_eq!(&decompress_exact(&ours, data.len(), "t").unwrap(), data);
+            // Interleaved with another minimum match length: the context is set up again.
+            let z = Zstd {
+                level: *level,
+                min_match: Some(7),
+            };
+            let mut c = zstd::bulk::Compressor::new(*level).unwrap();
+            c.set_parameter(zstd::zstd_safe::CParameter::MinMatch(7))
+                .unwrap();
+            let fresh = c.compress(data).unwrap();
+            let ours = compress(z, data).unwrap();
+            assert_eq!(ours, fresh, "{z:?}, {} bytes", data.len());
+            assert_eq!(&decompress_exact(&ours, data.len(), "t").unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn a_min_match_changes_the_frame_not_what_it_decodes_to() {
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("{i}\t{}\t    \n", i % 977).into_bytes())
+            .collect();
+        let mut frames = Vec::new();
+        for min_match in [None, Some(3), Some(6), Some(7)] {
+            let z = Zstd {
+                level: 3,
+                min_match,
+            };
+            let c = compress(z, &data).unwrap();
+            assert_eq!(decompress_exact(&c, data.len(), "t").unwrap(), data);
+            frames.push(c);
+        }
+        assert_eq!(frames[0], compress(3, &data).unwrap());
+        for (i, f) in frames.iter().enumerate().skip(1) {
+            assert_ne!(f, &frames[0], "min match #{i} made level 3's own frame");
         }
     }
 

@@ -20,7 +20,9 @@
 //! its range; its keyed id is checked as for any blob, so the group's AAD, which cannot name
 //! every member, needs no id: a group moved elsewhere still yields only blobs whose ids match.
 
-use crate::compress::{compress, compress_with_prefix, decompress_bounded, decompress_with_prefix};
+use crate::compress::{
+    Zstd, compress, compress_with_prefix, decompress_bounded, decompress_with_prefix,
+};
 use crate::crypto::{RepoKeys, aad, open, seal_into};
 use crate::error::FormatError;
 use crate::format::{ENVELOPE_OVERHEAD, MAX_BASE_IDS, MAX_BASE_RAW, MAX_GROUP_RAW};
@@ -47,8 +49,8 @@ fn what(t: BlobType) -> &'static str {
     }
 }
 
-/// Compresses `blobs` (id, plaintext; each id `keys.blob_id` of its plaintext) together at
-/// `level` and seals the frame under `AAD(blob type, repo_id, zeros)`.
+/// Compresses `blobs` (id, plaintext; each id `keys.blob_id` of its plaintext) together as
+/// `zstd` says (a level or a [`Zstd`]) and seals the frame under `AAD(blob type, repo_id, zeros)`.
 ///
 /// `None` when a group does not apply and each blob is to be sealed on its own
 /// ([`crate::seal_blob`]): fewer than two blobs, an empty one, more than [`MAX_GROUP_RAW`]
@@ -57,18 +59,19 @@ pub fn seal_group(
     keys: &RepoKeys,
     blob_type: BlobType,
     blobs: &[(BlobId, &[u8])],
-    level: i32,
+    zstd: impl Into<Zstd>,
     nonce_salt: [u8; 16],
 ) -> Option<SealedGroup> {
+    let zstd = zstd.into();
     let total: usize = blobs.iter().map(|(_, b)| b.len()).sum();
     if blobs.len() < 2
-        || level == 0
+        || zstd.level == 0
         || total > MAX_GROUP_RAW
         || blobs.iter().any(|(_, b)| b.is_empty())
     {
         return None;
     }
-    let frame = compress(level, &concat(blobs))?;
+    let frame = compress(zstd, &concat(blobs))?;
     seal_frame(
         keys,
         blob_type,

@@ -69,7 +69,7 @@ pub mod tree;
 mod wire;
 
 pub use chunker::{Chunker, ChunkerParams};
-pub use compress::{compress, decompress_bounded, decompress_exact};
+pub use compress::{Zstd, compress, decompress_bounded, decompress_exact};
 pub use config::{ChunkerProfile, Config};
 pub use crypto::{MasterKey, ObjectType, RepoKeys, aad, open, seal, seal_into};
 pub use error::FormatError;

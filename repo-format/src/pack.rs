@@ -14,7 +14,7 @@
 //! in entry order: count u8 (≥ 1) | ids[32]…. [`PackWriter`] builds a pack in memory and, before handing it out, decodes
 //! its own header again and checks it against what it wrote (as restic's `verifyHeader` does).
 
-use crate::compress::{compress, decompress_exact};
+use crate::compress::{Zstd, compress, decompress_exact};
 use crate::crypto::{ObjectType, RepoKeys, aad, open, seal_into};
 use crate::error::FormatError;
 use crate::format::{
@@ -165,8 +165,8 @@ pub struct SealedBlob {
     pub bytes: Vec<u8>,
 }
 
-/// Compresses `plaintext` with zstd at `level` if that makes it strictly smaller (level 0:
-/// never), then seals it under `AAD(blob type, repo_id, id)`. `id` must be
+/// Compresses `plaintext` with zstd as `zstd` says (a level or a [`Zstd`]) if that makes it
+/// strictly smaller (level 0: never), then seals it under `AAD(blob type, repo_id, id)`. `id` must be
 /// `keys.blob_id(plaintext)`.
 ///
 /// A blob of 4 GiB or more cannot be described by a pack entry: its lengths saturate, and
@@ -176,10 +176,10 @@ pub fn seal_blob(
     blob_type: BlobType,
     id: BlobId,
     plaintext: &[u8],
-    level: i32,
+    zstd: impl Into<Zstd>,
     nonce_salt: [u8; 16],
 ) -> SealedBlob {
-    let compressed = compress(level, plaintext);
+    let compressed = compress(zstd, plaintext);
     let (compression, body) = match &compressed {
         Some(c) => (Compression::Zstd, c.as_slice()),
         None => (Compression::Raw, plaintext),

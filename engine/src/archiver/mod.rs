@@ -21,6 +21,7 @@ pub mod content;
 mod cut;
 pub mod exclude;
 pub mod guide;
+mod min_match;
 pub mod saver;
 pub mod walk;
 

@@ -34,9 +34,11 @@ use std::time::{Duration, Instant};
 
 use repo_format::format::{MAX_BASE_IDS, MAX_BASE_RAW, MAX_PACK_ENTRIES};
 use repo_format::{
-    BlobId, BlobType, IndexFile, IndexId, IndexPack, PackId, PackWriter, SealedBlob, seal_blob,
-    seal_group,
+    BlobId, BlobType, IndexFile, IndexId, IndexPack, PackId, PackWriter, SealedBlob, Zstd,
+    seal_blob, seal_group,
 };
+
+use super::min_match::MinMatch;
 
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
@@ -132,6 +134,8 @@ struct Shared<'r> {
     /// The first failure of a worker or an upload; the producer sees it at its next check.
     failure: Arc<Mutex<Option<Error>>>,
     stats: SaverStats,
+    /// zstd's minimum match length for data, chosen by trying (SPEC §3).
+    min_match: MinMatch,
 }
 
 /// Accepts blobs from one producer thread and stores them (see the module docs).
@@ -189,6 +193,7 @@ impl<'s> BlobSaver<'s> {
             slots: Arc::new(tokio::sync::Semaphore::new(UPLOADS_IN_FLIGHT)),
             failure: Arc::new(Mutex::new(None)),
             stats: SaverStats::default(),
+            min_match: MinMatch::new(repo.config().compression_level),
         });
         let (tx, rx) = crossbeam_channel::bounded::<Vec<Job>>(workers.max(1) * 2);
         let workers = (0..workers.max(1))
@@ -670,13 +675,13 @@ impl Shared<'_> {
         let group = match based {
             Some(b) if b.bytes.len() * 32 <= raw => Some(b),
             based => {
-                let plain = seal_group(
-                    repo.keys(),
-                    BlobType::Data,
-                    &blobs,
-                    level,
-                    random_bytes::<16>()?,
-                );
+                let plain = self.min_match.seal(
+                    |zstd| {
+                        let salt = random_bytes::<16>()?;
+                        Ok(seal_group(repo.keys(), BlobType::Data, &blobs, zstd, salt))
+                    },
+                    |g| g.as_ref().map_or(usize::MAX, |g| g.bytes.len()),
+                )?;
                 // A based group keeps its base alive for as long as a snapshot needs one of
                 // its members: worth it only when it halves what the group stores.
                 match (plain, based) {
@@ -753,14 +758,21 @@ impl Shared<'_> {
     fn seal_and_pack(&self, job: &Job) -> Result<()> {
         let repo = self.repo;
         let config = repo.config();
-        let sealed: SealedBlob = seal_blob(
-            repo.keys(),
-            job.blob_type,
-            job.id,
-            &job.data,
-            config.compression_level,
-            random_bytes::<16>()?,
-        );
+        let seal = |zstd: Zstd| -> Result<SealedBlob> {
+            let salt = random_bytes::<16>()?;
+            Ok(seal_blob(
+                repo.keys(),
+                job.blob_type,
+                job.id,
+                &job.data,
+                zstd,
+                salt,
+            ))
+        };
+        let sealed = match job.blob_type {
+            BlobType::Data => self.min_match.seal(seal, |b| b.bytes.len())?,
+            BlobType::Tree => seal(Zstd::from(config.compression_level))?,
+        };
         self.stats.blobs.fetch_add(1, Ordering::Relaxed);
         self.stats
             .raw
