@@ -30,8 +30,16 @@ thread_local! {
 pub struct Zstd {
     /// The level, 1 ≤ level ≤ 19; 0 or less stores raw.
     pub level: i32,
-    /// `ZSTD_c_minMatch` (3 ≤ m ≤ 7), or `None` for the level's own.
+    /// `ZSTD_c_minMatch` (zstd takes 3 ≤ m ≤ 7; other values are clamped to that), or `None`
+    /// for the level's own.
     pub min_match: Option<u32>,
+}
+
+impl Zstd {
+    /// The value for `ZSTD_c_minMatch`: 0 (the level's own) or the length clamped to 3..=7.
+    fn min_match_param(self) -> u32 {
+        self.min_match.map_or(0, |m| m.clamp(3, 7))
+    }
 }
 
 impl From<i32> for Zstd {
@@ -49,22 +57,29 @@ fn with_compressor<T>(
     z: Zstd,
     f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> std::io::Result<T>,
 ) -> std::io::Result<T> {
+    use zstd::zstd_safe::CParameter::MinMatch;
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
-        match slot.as_mut() {
-            Some((current, c)) if *current == z => f(c),
-            _ => {
-                // Dropped first, so a failing `new` leaves no context with other settings.
-                *slot = None;
-                let mut c = zstd::bulk::Compressor::new(z.level)?;
-                if let Some(m) = z.min_match {
-                    c.set_parameter(zstd::zstd_safe::CParameter::MinMatch(m))?;
-                }
-                let out = f(&mut c);
-                *slot = Some((z, c));
-                out
+        if let Some((current, c)) = slot.as_mut() {
+            if *current == z {
+                return f(c);
+            }
+            // Same level: only the minimum match length changes (a new context per change
+            // would cost about a 16 KiB compression each time).
+            if current.level == z.level && c.set_parameter(MinMatch(z.min_match_param())).is_ok() {
+                *current = z;
+                return f(c);
             }
         }
+        // Dropped first, so a failing `new` leaves no context with other settings.
+        *slot = None;
+        let mut c = zstd::bulk::Compressor::new(z.level)?;
+        if z.min_match.is_some() {
+            c.set_parameter(MinMatch(z.min_match_param()))?;
+        }
+        let out = f(&mut c);
+        *slot = Some((z, c));
+        out
     })
 }
 

@@ -676,6 +676,7 @@ impl Shared<'_> {
             Some(b) if b.bytes.len() * 32 <= raw => Some(b),
             based => {
                 let plain = self.min_match.seal(
+                    raw,
                     |zstd| {
                         let salt = random_bytes::<16>()?;
                         Ok(seal_group(repo.keys(), BlobType::Data, &blobs, zstd, salt))
@@ -770,7 +771,9 @@ impl Shared<'_> {
             ))
         };
         let sealed = match job.blob_type {
-            BlobType::Data => self.min_match.seal(seal, |b| b.bytes.len())?,
+            BlobType::Data => self
+                .min_match
+                .seal(job.data.len(), seal, |b| b.bytes.len())?,
             BlobType::Tree => seal(Zstd::from(config.compression_level))?,
         };
         self.stats.blobs.fetch_add(1, Ordering::Relaxed);
