@@ -746,3 +746,73 @@ fn a_stream_is_cut_the_same_with_its_parent_as_without() {
     assert_eq!(alone("day1.dump", day1), cut1, "day 1 without a parent");
     assert_eq!(dump(&repo, &s2).expect("dump"), day2);
 }
+
+/// Saves copies of the first `n` chunks of snapshot `s1` with one byte XOR-ed with `flip`, each
+/// based on the chunk it replaces, through a saver that avoids `avoid`; returns the packs the
+/// saver relied on and the compression each new blob was stored with.
+fn save_edited(
+    repo: &Repository,
+    s1: &SnapshotId,
+    n: usize,
+    flip: u8,
+    avoid: HashSet<PackId>,
+) -> (HashSet<PackId>, Vec<Compression>) {
+    let keys = repo.keys();
+    let jobs: Vec<engine::archiver::saver::Job> = chunks_of(repo, s1)
+        .into_iter()
+        .take(n)
+        .map(|old| {
+            let loc = repo.locate_blob(&old).expect("indexed");
+            let mut data = repo.load_blob(&loc).expect("reads");
+            data[100] ^= flip;
+            engine::archiver::saver::Job {
+                blob_type: BlobType::Data,
+                id: keys.blob_id(&data),
+                data,
+                plain_only: false,
+                base: vec![old],
+            }
+        })
+        .collect();
+    let ids: Vec<BlobId> = jobs.iter().map(|j| j.id).collect();
+    let referenced = std::thread::scope(|scope| {
+        let saver = BlobSaver::start_avoiding(scope, repo, 1, avoid);
+        assert!(saver.need_many(&ids).expect("need").iter().all(|&n| n));
+        saver.save_many(jobs).expect("save");
+        saver.finish().expect("finish").referenced
+    });
+    let stored = ids
+        .iter()
+        .map(|id| repo.locate_blob(id).expect("stored").entry.compression)
+        .collect();
+    (referenced, stored)
+}
+
+#[test]
+fn a_based_group_relies_on_its_base_packs_and_avoids_marked_ones() {
+    let env = env_with_grace(1);
+    let repo = env.open();
+    let mut rng = Rng(17);
+    let s1 = stream(&repo, rng.text(2 << 20));
+    let repo = env.open();
+    let first = chunks_of(&repo, &s1)[0];
+    let base_pack = repo.locate_blob(&first).expect("indexed").pack;
+
+    // Based on the chunks they replace, and the snapshot would rely on the bases' pack (SPEC
+    // §18 B2, B3), as on a pack it deduplicated against.
+    let (referenced, stored) = save_edited(&repo, &s1, 8, 0x55, HashSet::new());
+    assert!(
+        stored.iter().all(|c| *c == Compression::Based),
+        "{stored:?}"
+    );
+    assert!(
+        referenced.contains(&base_pack),
+        "the base's pack is not relied on"
+    );
+
+    // A prune plan marks that pack: its blobs are no base (the sweep may delete it; B1).
+    let repo = env.open();
+    let (referenced, stored) = save_edited(&repo, &s1, 8, 0x66, HashSet::from([base_pack]));
+    assert!(!stored.contains(&Compression::Based), "{stored:?}");
+    assert!(!referenced.contains(&base_pack));
+}
