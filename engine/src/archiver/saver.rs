@@ -670,10 +670,7 @@ impl Shared<'_> {
         // frame under 1/32 of the plaintext is taken without trying the plain one: a dump
         // compresses about 5-17x plainly, and the second compression doubled the time of a
         // pg day 2 (1.7 s against 0.8).
-        let (based, base_packs) = match self.seal_based(jobs, &blobs, level)? {
-            Some((group, packs)) => (Some(group), packs),
-            None => (None, Vec::new()),
-        };
+        let based = self.seal_based(jobs, &blobs, level)?;
         let raw: usize = blobs.iter().map(|(_, b)| b.len()).sum();
         let group = match based {
             Some(b) if b.bytes.len() * 32 <= raw => Some(b),
@@ -698,11 +695,6 @@ impl Shared<'_> {
         let Some(group) = group else {
             return jobs.iter().try_for_each(|j| self.seal_and_pack(j));
         };
-        if !group.base.is_empty() {
-            // The snapshot relies on the base's packs as on those it deduplicates against
-            // (SPEC §18 B2, B3): a read of a member needs them.
-            lock(&self.referenced).extend(base_packs);
-        }
         self.stats
             .blobs
             .fetch_add(jobs.len() as u64, Ordering::Relaxed);
@@ -714,17 +706,15 @@ impl Shared<'_> {
         self.pack(BlobType::Data, n, |packer| packer.add_group(group))
     }
 
-    /// The based group of `jobs` on their bases, if they have any and the bases load, with the
-    /// packs its base blobs are in: at most [`MAX_BASE_IDS`] blobs and [`MAX_BASE_RAW`] bytes of
-    /// them, in the members' order. A base that cannot be read only costs the group its base: a
-    /// backup never fails over one. A base blob in a pack a prune plan marks is left out, as a
-    /// deduplication against it would be (SPEC §18 B1): the sweep may delete that pack.
+    /// The based group of `jobs` on their bases, if they have any and the bases load: at most
+    /// [`MAX_BASE_IDS`] blobs and [`MAX_BASE_RAW`] bytes of them, in the members' order. A base
+    /// that cannot be read only costs the group its base: a backup never fails over one.
     fn seal_based(
         &self,
         jobs: &[Job],
         blobs: &[(BlobId, &[u8])],
         level: i32,
-    ) -> Result<Option<(repo_format::SealedGroup, Vec<PackId>)>> {
+    ) -> Result<Option<repo_format::SealedGroup>> {
         if jobs.iter().any(|j| j.plain_only) {
             return Ok(None);
         }
@@ -741,14 +731,10 @@ impl Shared<'_> {
         // One buffer for the whole base: the ids and where each blob's bytes are in it.
         let mut buf = Vec::new();
         let mut spans: Vec<(BlobId, usize, usize)> = Vec::with_capacity(ids.len());
-        let mut packs: Vec<PackId> = Vec::new();
         for id in ids {
             let Some(loc) = self.lookup(&id)? else {
                 return Ok(None);
             };
-            if self.avoid.contains(&loc.pack) {
-                continue;
-            }
             if loc.entry.compression == repo_format::Compression::Based
                 || buf.len() + loc.entry.raw_len as usize > MAX_BASE_RAW
             {
@@ -759,19 +745,15 @@ impl Shared<'_> {
                 return Ok(None);
             }
             spans.push((id, start, buf.len()));
-            if !packs.contains(&loc.pack) {
-                packs.push(loc.pack);
-            }
         }
         let base: Vec<(BlobId, &[u8])> = spans.iter().map(|&(id, a, b)| (id, &buf[a..b])).collect();
-        let group = repo_format::seal_based_group(
+        Ok(repo_format::seal_based_group(
             self.repo.keys(),
             blobs,
             &base,
             level,
             random_bytes::<16>()?,
-        );
-        Ok(group.map(|g| (g, packs)))
+        ))
     }
 
     fn seal_and_pack(&self, job: &Job) -> Result<()> {
