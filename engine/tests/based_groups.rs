@@ -746,3 +746,131 @@ fn a_stream_is_cut_the_same_with_its_parent_as_without() {
     assert_eq!(alone("day1.dump", day1), cut1, "day 1 without a parent");
     assert_eq!(dump(&repo, &s2).expect("dump"), day2);
 }
+
+/// Stores `blobs` as single blobs in a new pack with its own index file; returns the pack's id,
+/// the index file's id and the file.
+fn add_plain_pack(
+    repo: &Repository,
+    blobs: &[Vec<u8>],
+) -> (PackId, repo_format::IndexId, IndexFile) {
+    let k = repo.keys();
+    let mut w = PackWriter::new();
+    for (i, b) in blobs.iter().enumerate() {
+        w.add(seal_blob(
+            k,
+            BlobType::Data,
+            k.blob_id(b),
+            b,
+            3,
+            [0x80 ^ i as u8; 16],
+        ));
+    }
+    let p = w.finish(k, [0x81; 16]).expect("pack");
+    repo.put_object(FileType::Pack, p.bytes.clone())
+        .expect("put pack");
+    let file = IndexFile {
+        supersedes: Vec::new(),
+        packs: vec![IndexPack {
+            id: p.id,
+            entries: p.entries,
+            bases: Vec::new(),
+        }],
+    };
+    let id = repo
+        .put_object(
+            FileType::Index,
+            file.encode(k, 3, [0x82; 16]).expect("encode"),
+        )
+        .expect("put index");
+    (p.id, repo_format::IndexId(id), file)
+}
+
+#[test]
+fn a_group_whose_members_are_also_stored_plainly_keeps_its_base() {
+    let env = env_with_grace(1);
+    let repo = env.open();
+    let mut rng = Rng(23);
+    let first = rng.text(600_000);
+    let mut second = first.clone();
+    for i in (0..second.len()).step_by(9000) {
+        second[i] = b'#';
+    }
+    let s1 = stream(&repo, first);
+    let s2 = stream(&repo, second.clone());
+    let base = rebase(&env, &s1, &s2);
+    // The group's members stored again plainly (as a backup that had to avoid a pack of the
+    // group's base stores them), in an index file the cache reads after the group's: readers
+    // now take the plain copies, and the group is a duplicate.
+    let repo = env.open();
+    let old = chunks_of(&repo, &s1);
+    let added: Vec<BlobId> = chunks_of(&repo, &s2)
+        .into_iter()
+        .filter(|c| !old.contains(c))
+        .collect();
+    let plain: Vec<Vec<u8>> = added
+        .iter()
+        .map(|id| {
+            repo.load_blob(&repo.locate_blob(id).expect("indexed"))
+                .expect("blob")
+        })
+        .collect();
+    let (plain_pack, plain_file, file) = add_plain_pack(&repo, &plain);
+    let repo = env.open();
+    // The cache keeps one location per blob, the last current file's it added; the order of a
+    // sync is the listing's, so add the plain file once more to make readers take it.
+    repo.cache()
+        .add_index_file(plain_file, &file)
+        .expect("cache");
+    assert_eq!(
+        repo.locate_blob(&added[0]).expect("indexed").pack,
+        plain_pack
+    );
+
+    // With `first` forgotten, whichever copy each prune counts, no copy of a needed blob that
+    // readers may take loses its base (before, prune let the base go because readers took the
+    // plain copies, and could then count the group as the copy and delete the plain one).
+    forget_ids(&repo, &[s1.to_hex()], false).expect("forget");
+    let opts = PruneOptions {
+        max_unused: MaxUnused::Percent(0.0),
+        ..PruneOptions::default()
+    };
+    let read_data = CheckOptions {
+        read_data: ReadData::All,
+    };
+    // The group holds needed blobs and its base is indexed: its base is needed, although
+    // readers take the plain copies (before, it was not: prune could repack the base away).
+    let distinct: HashSet<BlobId> = chunks_of(&repo, &s2).into_iter().collect();
+    let dry = prune(
+        &repo,
+        &PruneOptions {
+            dry_run: true,
+            ..PruneOptions::default()
+        },
+        &NoProgress,
+    )
+    .expect("dry run");
+    assert!(
+        dry.used_blobs >= (distinct.len() + base.len()) as u64,
+        "{} used blobs: the base ({}) is not among them ({} data blobs)",
+        dry.used_blobs,
+        base.len(),
+        distinct.len()
+    );
+    for round in 0..3 {
+        env.wait_grace();
+        prune(&repo, &opts, &NoProgress).expect("prune");
+        let repo = env.open();
+        // While the group is indexed its base is, whichever copy each prune counted.
+        if !based_groups(&repo).is_empty() {
+            for id in &base {
+                assert!(
+                    repo.lookup_blob(id).expect("lookup").is_some(),
+                    "round {round}: base blob {id} is gone while its group is indexed"
+                );
+            }
+        }
+        assert_eq!(dump(&repo, &s2).expect("dump"), second, "round {round}");
+        let report = check(&repo, &read_data, &NoProgress).expect("check");
+        assert!(report.is_clean(), "round {round}: {:?}", report.errors);
+    }
+}

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
-use repo_format::{BlobId, BlobType, Compression, IndexFile, IndexId, PackId};
+use repo_format::{BlobId, BlobType, Compression, IndexFile, IndexId, IndexPack, PackId};
 
 #[allow(unused_imports)]
 use super::used::LOCATED;
@@ -234,18 +234,15 @@ fn mark_bases_once(
                 if used_members.is_empty() {
                     continue;
                 }
-                // Only when readers take a used member from this group: a copy stored again
-                // elsewhere (plainly, while a plan marked a pack of this group's base) makes
-                // this one a duplicate whose base prune may already have removed.
-                let locs = repo
+                // Every group with a used member keeps its base, while the whole base is
+                // indexed (current files): then every copy of a used blob that readers may take
+                // stays readable, and [`countable`] counts it. A group whose base is already
+                // (partly) gone is dead: its members count as no copy, and do not stop prune.
+                let bases = repo
                     .cache()
-                    .lookup_many(&used_members)
+                    .lookup_many_for_dedup(&base.ids)
                     .map_err(|e| Error::cache("cannot read the index cache", e))?;
-                let read_here = locs
-                    .iter()
-                    .flatten()
-                    .any(|l| l.pack == pack.id && l.entry.offset == base.offset);
-                if !read_here {
+                if bases.iter().any(Option::is_none) {
                     continue;
                 }
                 let flags = used.get_many(&base.ids)?;
@@ -263,9 +260,28 @@ fn mark_bases_once(
     Ok(marked)
 }
 
+/// Per entry of `pack`: whether it counts as a copy of its blob for prune. Every entry not in a
+/// based group does; a member of a based group does only when every blob of its base is used
+/// ([`mark_bases`] has marked the base of every group with a used member whose base is
+/// indexed): prune keeps such a base, so the copy stays readable. A member of a group whose base
+/// is not kept is no copy: counting it could let prune delete a readable copy elsewhere and
+/// then the base.
+pub fn countable(pack: &IndexPack, used: &mut UsedSet) -> Result<Vec<bool>> {
+    let mut live: HashMap<u32, bool> = HashMap::new();
+    for base in &pack.bases {
+        let flags = used.get_many(&base.ids)?;
+        live.insert(base.offset, flags.iter().all(|f| f & USED != 0));
+    }
+    Ok(pack
+        .entries
+        .iter()
+        .map(|e| e.compression != Compression::Based || live.get(&e.offset) == Some(&true))
+        .collect())
+}
+
 /// Reads the current index files and counts, per pack, the used and unused blobs; marks each
-/// used blob `LOCATED` at its first copy (in index-file order), so later copies count as
-/// duplicates.
+/// used blob `LOCATED` at its first [`countable`] copy (in index-file order), so later copies
+/// count as duplicates.
 /// `bit` is the flag that records "counted" ([`LOCATED`] the first time, another bit when
 /// counting again after the index changed).
 pub fn pack_usage(
@@ -286,12 +302,15 @@ pub fn pack_usage(
                 continue;
             }
             let ids: Vec<_> = pack.entries.iter().map(|e| e.id).collect();
+            let counts = countable(&pack, used)?;
             let flags = used.get_many(&ids)?;
             let stat = usage.packs.entry(pack.id).or_default();
             let shares = repo_format::stored_shares(&pack.entries);
-            for ((entry, flag), bytes) in pack.entries.iter().zip(flags).zip(shares) {
+            for (((entry, flag), bytes), counts) in
+                pack.entries.iter().zip(flags).zip(shares).zip(counts)
+            {
                 stat.blob_type.get_or_insert(entry.blob_type);
-                if flag & USED != 0 && flag & bit == 0 {
+                if counts && flag & USED != 0 && flag & bit == 0 {
                     stat.used_blobs += 1;
                     stat.used_bytes += bytes;
                     used.put(&entry.id, flag | bit)?;

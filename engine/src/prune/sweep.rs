@@ -85,8 +85,10 @@ pub fn sweep(
             .filter(|p| !marked.contains(&p.id) && sizes.contains_key(&p.id))
         {
             let ids: Vec<_> = pack.entries.iter().map(|e| e.id).collect();
-            for (id, flag) in ids.iter().zip(used.get_many(&ids)?) {
-                if flag & USED != 0 && flag & ELSEWHERE == 0 {
+            // A member of a based group whose base prune does not keep is no copy.
+            let counts = super::scan::countable(pack, used)?;
+            for ((id, flag), counts) in ids.iter().zip(used.get_many(&ids)?).zip(counts) {
+                if counts && flag & USED != 0 && flag & ELSEWHERE == 0 {
                     used.put(id, flag | ELSEWHERE)?;
                 }
             }
