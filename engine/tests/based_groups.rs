@@ -199,11 +199,13 @@ fn rebase(env: &GraceEnv, first: &SnapshotId, second: &SnapshotId) -> Vec<BlobId
     replaced
 }
 
-#[test]
-fn prune_keeps_the_base_of_a_group_that_a_snapshot_needs() {
+/// Two nights of a 600 KB stream (the second with a byte changed every 9000), the second's new
+/// chunks rewritten into a based group on the first's chunks they replace ([`rebase`]):
+/// the environment, both snapshots, the second night's bytes and the base.
+fn two_nights_rebased(seed: u64) -> (GraceEnv, SnapshotId, SnapshotId, Vec<u8>, Vec<BlobId>) {
     let env = env_with_grace(1);
     let repo = env.open();
-    let mut rng = Rng(3);
+    let mut rng = Rng(seed);
     let first = rng.text(600_000);
     let mut second = first.clone();
     for i in (0..second.len()).step_by(9000) {
@@ -212,6 +214,12 @@ fn prune_keeps_the_base_of_a_group_that_a_snapshot_needs() {
     let s1 = stream(&repo, first);
     let s2 = stream(&repo, second.clone());
     let base = rebase(&env, &s1, &s2);
+    (env, s1, s2, second, base)
+}
+
+#[test]
+fn prune_keeps_the_base_of_a_group_that_a_snapshot_needs() {
+    let (env, s1, s2, second, base) = two_nights_rebased(3);
     let repo = env.open();
     assert_eq!(dump(&repo, &s2).expect("dump"), second);
     let read_data = CheckOptions {
@@ -787,17 +795,7 @@ fn add_plain_pack(
 
 #[test]
 fn a_group_whose_members_are_also_stored_plainly_keeps_its_base() {
-    let env = env_with_grace(1);
-    let repo = env.open();
-    let mut rng = Rng(23);
-    let first = rng.text(600_000);
-    let mut second = first.clone();
-    for i in (0..second.len()).step_by(9000) {
-        second[i] = b'#';
-    }
-    let s1 = stream(&repo, first);
-    let s2 = stream(&repo, second.clone());
-    let base = rebase(&env, &s1, &s2);
+    let (env, s1, s2, second, base) = two_nights_rebased(23);
     // The group's members stored again plainly (as a backup that had to avoid a pack of the
     // group's base stores them), in an index file the cache reads after the group's: readers
     // now take the plain copies, and the group is a duplicate.

@@ -325,3 +325,67 @@ pub fn pack_usage(
     used.flush()?;
     Ok(usage)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use repo_format::{BlobType, GroupBase, IndexEntry};
+
+    fn id(n: u8) -> BlobId {
+        BlobId(repo_format::Id([n; 32]))
+    }
+
+    fn entry(n: u8, compression: Compression, offset: u32) -> IndexEntry {
+        IndexEntry {
+            blob_type: BlobType::Data,
+            compression,
+            offset,
+            stored_len: 100,
+            raw_len: 1000,
+            id: id(n),
+            group_offset: 0,
+        }
+    }
+
+    #[test]
+    fn members_of_a_group_count_only_while_its_whole_base_is_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut used = UsedSet::create(dir.path()).expect("used set");
+        // A plain blob, a plain group's member and two based groups: one on blobs 10 and 11,
+        // one on blobs 10 and 12.
+        let pack = IndexPack {
+            id: PackId(repo_format::Id([9; 32])),
+            entries: vec![
+                entry(1, Compression::Zstd, 0),
+                entry(2, Compression::Group, 100),
+                entry(3, Compression::Based, 200),
+                entry(4, Compression::Based, 300),
+            ],
+            bases: vec![
+                GroupBase {
+                    offset: 200,
+                    ids: vec![id(10), id(11)],
+                },
+                GroupBase {
+                    offset: 300,
+                    ids: vec![id(10), id(12)],
+                },
+            ],
+        };
+        assert_eq!(
+            countable(&pack, &mut used).expect("countable"),
+            vec![true, true, false, false]
+        );
+        used.put(&id(10), USED).expect("put");
+        used.put(&id(11), USED).expect("put");
+        assert_eq!(
+            countable(&pack, &mut used).expect("countable"),
+            vec![true, true, true, false]
+        );
+        used.put(&id(12), USED | LOCATED).expect("put");
+        assert_eq!(
+            countable(&pack, &mut used).expect("countable"),
+            vec![true; 4]
+        );
+    }
+}
