@@ -281,12 +281,15 @@ fn db_options() -> Result<Options, rocksdb::Error> {
     Ok(opts)
 }
 
+/// Where a `blobs` value holds the entry's compression.
+const COMPRESSION_AT: usize = 33;
+
 /// Encodes a blob location as the `blobs` value (see the module docs).
 pub fn encode_location(pack: &PackId, entry: &IndexEntry) -> [u8; LOCATION_LEN] {
     let mut out = [0u8; LOCATION_LEN];
     out[..32].copy_from_slice(&pack.0.0);
     out[32] = entry.blob_type as u8;
-    out[33] = entry.compression as u8;
+    out[COMPRESSION_AT] = entry.compression as u8;
     out[34..38].copy_from_slice(&entry.offset.to_le_bytes());
     out[38..42].copy_from_slice(&entry.stored_len.to_le_bytes());
     out[42..46].copy_from_slice(&entry.raw_len.to_le_bytes());
@@ -438,7 +441,9 @@ impl IndexCache {
 
     /// Adds every entry of index file `id` over whatever the cache says about those blobs, and
     /// records the file (with its `supersedes` list) in the same write batch as its last
-    /// entries (see "Consistency" in the module docs).
+    /// entries (see "Consistency" in the module docs). Its entries replace the locations known
+    /// for their blobs, except that a member of a based group never replaces a plain copy
+    /// another current file named.
     pub fn add_index_file(&self, id: IndexId, file: &IndexFile) -> Result<(), CacheError> {
         self.add_file(id, file, true)
     }
@@ -488,7 +493,35 @@ impl IndexCache {
                     })
                     .collect::<Result<_, _>>()?
             };
+            // A member of a based group does not replace a plain copy a current file gave:
+            // readers take the plain one (no base to load, and it stays readable when prune
+            // lets a duplicate group's base go, SPEC §18 P4), whichever file is added first.
+            let plain_known: Vec<bool> = if current
+                && chunk
+                    .iter()
+                    .any(|(_, e)| e.compression == Compression::Based)
+            {
+                self.db
+                    .batched_multi_get_cf(blobs, chunk.iter().map(|(_, e)| e.id.0.0), false)
+                    .into_iter()
+                    .zip(chunk.iter())
+                    .map(|(v, (_, e))| {
+                        let v =
+                            v.map_err(|source| self.db_err("read blob locations from", source))?;
+                        Ok(e.compression == Compression::Based
+                            && v.is_some_and(|v| {
+                                !is_fill_in(&v)
+                                    && v.get(COMPRESSION_AT) != Some(&(Compression::Based as u8))
+                            }))
+                    })
+                    .collect::<Result<_, CacheError>>()?
+            } else {
+                Vec::new()
+            };
             for (i, (pack, entry)) in chunk.iter().enumerate() {
+                if current && plain_known.get(i).copied().unwrap_or(false) {
+                    continue;
+                }
                 if current {
                     batch.put_cf(blobs, entry.id.0.0, encode_location(pack, entry));
                 } else if !present.get(i).copied().unwrap_or(false) {
