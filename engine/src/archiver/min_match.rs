@@ -87,15 +87,14 @@ impl MinMatch {
             return seal(zstd(current));
         }
         // The length in use first, so a tie keeps it.
-        let order = std::iter::once(current).chain((0..CANDIDATES.len()).filter(|&i| i != current));
-        let mut best: Option<(usize, T)> = None;
-        for i in order {
+        let mut best = (current, seal(zstd(current))?);
+        for i in (0..CANDIDATES.len()).filter(|&i| i != current) {
             let t = seal(zstd(i))?;
-            if best.as_ref().is_none_or(|(_, b)| stored(&t) < stored(b)) {
-                best = Some((i, t));
+            if stored(&t) < stored(&best.1) {
+                best = (i, t);
             }
         }
-        let (i, t) = best.expect("CANDIDATES is not empty");
+        let (i, t) = best;
         self.choice.store(i, Ordering::Relaxed);
         Ok(t)
     }
