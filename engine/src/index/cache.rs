@@ -439,11 +439,10 @@ impl IndexCache {
         Ok(out)
     }
 
-    /// Adds every entry of index file `id` over whatever the cache says about those blobs, and
-    /// records the file (with its `supersedes` list) in the same write batch as its last
-    /// entries (see "Consistency" in the module docs). Its entries replace the locations known
-    /// for their blobs, except that a member of a based group never replaces a plain copy
-    /// another current file named.
+    /// Adds every entry of index file `id` over whatever the cache says about those blobs
+    /// (except that a member of a based group never replaces a plain copy another current file
+    /// named), and records the file (with its `supersedes` list) in the same write batch as its
+    /// last entries (see "Consistency" in the module docs).
     pub fn add_index_file(&self, id: IndexId, file: &IndexFile) -> Result<(), CacheError> {
         self.add_file(id, file, true)
     }
