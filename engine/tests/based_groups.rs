@@ -199,10 +199,9 @@ fn rebase(env: &GraceEnv, first: &SnapshotId, second: &SnapshotId) -> Vec<BlobId
     replaced
 }
 
-/// Two nights of a 600 KB stream (the second with a byte changed every 9000), the second's new
-/// chunks rewritten into a based group on the first's chunks they replace ([`rebase`]):
-/// the environment, both snapshots, the second night's bytes and the base.
-fn two_nights_rebased(seed: u64) -> (GraceEnv, SnapshotId, SnapshotId, Vec<u8>, Vec<BlobId>) {
+/// Two nights of a 600 KB stream (the second with a byte changed every 9000): the environment,
+/// both snapshots and the second night's bytes.
+fn two_nights(seed: u64) -> (GraceEnv, SnapshotId, SnapshotId, Vec<u8>) {
     let env = env_with_grace(1);
     let repo = env.open();
     let mut rng = Rng(seed);
@@ -213,6 +212,13 @@ fn two_nights_rebased(seed: u64) -> (GraceEnv, SnapshotId, SnapshotId, Vec<u8>, 
     }
     let s1 = stream(&repo, first);
     let s2 = stream(&repo, second.clone());
+    (env, s1, s2, second)
+}
+
+/// [`two_nights`], the second's new chunks rewritten into a based group on the first's chunks
+/// they replace ([`rebase`]); also returns the base.
+fn two_nights_rebased(seed: u64) -> (GraceEnv, SnapshotId, SnapshotId, Vec<u8>, Vec<BlobId>) {
+    let (env, s1, s2, second) = two_nights(seed);
     let base = rebase(&env, &s1, &s2);
     (env, s1, s2, second, base)
 }
@@ -873,4 +879,82 @@ fn a_group_whose_members_are_also_stored_plainly_keeps_its_base() {
         let report = check(&repo, &read_data, &NoProgress).expect("check");
         assert!(report.is_clean(), "round {round}: {:?}", report.errors);
     }
+}
+
+#[test]
+fn a_member_of_a_group_whose_base_is_gone_is_no_copy() {
+    // One night, stored in plain groups (no parent, so no bases).
+    let env = env_with_grace(1);
+    let mut rng = Rng(29);
+    let second = rng.text(600_000);
+    let s2 = stream(&env.open(), second.clone());
+    let repo = env.open();
+    let mut ids = chunks_of(&repo, &s2);
+    ids.sort();
+    ids.dedup();
+    let added: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|id| {
+            let loc = repo.locate_blob(id).expect("indexed");
+            assert_ne!(loc.entry.compression, Compression::Based);
+            repo.load_blob(&loc).expect("blob")
+        })
+        .collect();
+    // Every chunk again, as a based group on blobs no index names (a base already gone), in an
+    // index file that prune reads before the backup's: a copy first in prune's order that
+    // readers cannot open. Counted as a copy, it would make the backup's data pack a pack of
+    // duplicates, which prune deletes.
+    let k = repo.keys();
+    let fake: Vec<Vec<u8>> = (0..2).map(|_| rng.text(20_000)).collect();
+    let m: Vec<(BlobId, &[u8])> = added.iter().map(|d| (k.blob_id(d), &d[..])).collect();
+    let b: Vec<(BlobId, &[u8])> = fake.iter().map(|d| (k.blob_id(d), &d[..])).collect();
+    let mut w = PackWriter::new();
+    w.add_group(seal_based_group(k, &m, &b, 3, [0x90; 16]).expect("based group"));
+    let dead = w.finish(k, [0x91; 16]).expect("pack");
+    repo.put_object(FileType::Pack, dead.bytes.clone())
+        .expect("put pack");
+    let file = IndexFile {
+        supersedes: Vec::new(),
+        packs: vec![IndexPack {
+            id: dead.id,
+            entries: dead.entries.clone(),
+            bases: dead.bases.clone(),
+        }],
+    };
+    let first_listed = env
+        .storage()
+        .names(FileType::Index)
+        .into_iter()
+        .min()
+        .expect("index files");
+    let bytes = (0..=255u8)
+        .map(|salt| file.encode(k, 3, [salt; 16]).expect("encode"))
+        .find(|bytes| repo_format::object_id(bytes).to_hex() < first_listed)
+        .expect("an index file id before the backup's");
+    repo.put_object(FileType::Index, bytes).expect("put index");
+
+    let opts = PruneOptions {
+        max_unused: MaxUnused::Percent(0.0),
+        ..PruneOptions::default()
+    };
+    let read_data = CheckOptions {
+        read_data: ReadData::All,
+    };
+    for round in 0..2 {
+        env.wait_grace();
+        prune(&env.open(), &opts, &NoProgress).expect("prune");
+        let repo = env.open();
+        assert_eq!(dump(&repo, &s2).expect("dump"), second, "round {round}");
+        let report = check(&repo, &read_data, &NoProgress).expect("check");
+        assert!(
+            report.errors.is_empty(),
+            "round {round}: {:?}",
+            report.errors
+        );
+    }
+    // The dead group held nothing prune counted: it is gone.
+    assert!(
+        !env.storage().exists(FileType::Pack, &dead.id.0.to_hex()),
+        "the dead group's pack is still there"
+    );
 }
