@@ -79,6 +79,18 @@ fn add_based_pack(
 /// Stores `members` as a based group on `base`, blobs the repository already holds; returns
 /// the pack's id.
 fn add_based_pack_on(repo: &Repository, base: &[Vec<u8>], members: &[Vec<u8>]) -> PackId {
+    let file = put_based_pack(repo, base, members);
+    repo.put_object(
+        FileType::Index,
+        file.encode(repo.keys(), 3, [0x71; 16]).expect("encode"),
+    )
+    .expect("put index");
+    file.packs[0].id
+}
+
+/// Stores `members` as a based group on `base` in a new pack, and returns the index file that
+/// names it (not stored).
+fn put_based_pack(repo: &Repository, base: &[Vec<u8>], members: &[Vec<u8>]) -> IndexFile {
     let k = repo.keys();
     let m: Vec<(BlobId, &[u8])> = members.iter().map(|d| (k.blob_id(d), &d[..])).collect();
     let b: Vec<(BlobId, &[u8])> = base.iter().map(|d| (k.blob_id(d), &d[..])).collect();
@@ -87,20 +99,14 @@ fn add_based_pack_on(repo: &Repository, base: &[Vec<u8>], members: &[Vec<u8>]) -
     let p = w.finish(k, [0x70; 16]).expect("pack");
     repo.put_object(FileType::Pack, p.bytes.clone())
         .expect("put pack");
-    let file = IndexFile {
+    IndexFile {
         supersedes: Vec::new(),
         packs: vec![IndexPack {
             id: p.id,
             entries: p.entries,
             bases: p.bases,
         }],
-    };
-    repo.put_object(
-        FileType::Index,
-        file.encode(k, 3, [0x71; 16]).expect("encode"),
-    )
-    .expect("put index");
-    p.id
+    }
 }
 
 /// Day-1 rows and day-2 rows with a few bytes changed in each.
@@ -906,21 +912,8 @@ fn a_member_of_a_group_whose_base_is_gone_is_no_copy() {
     // duplicates, which prune deletes.
     let k = repo.keys();
     let fake: Vec<Vec<u8>> = (0..2).map(|_| rng.text(20_000)).collect();
-    let m: Vec<(BlobId, &[u8])> = added.iter().map(|d| (k.blob_id(d), &d[..])).collect();
-    let b: Vec<(BlobId, &[u8])> = fake.iter().map(|d| (k.blob_id(d), &d[..])).collect();
-    let mut w = PackWriter::new();
-    w.add_group(seal_based_group(k, &m, &b, 3, [0x90; 16]).expect("based group"));
-    let dead = w.finish(k, [0x91; 16]).expect("pack");
-    repo.put_object(FileType::Pack, dead.bytes.clone())
-        .expect("put pack");
-    let file = IndexFile {
-        supersedes: Vec::new(),
-        packs: vec![IndexPack {
-            id: dead.id,
-            entries: dead.entries.clone(),
-            bases: dead.bases.clone(),
-        }],
-    };
+    let file = put_based_pack(&repo, &fake, &added);
+    let dead = file.packs[0].id;
     let first_listed = env
         .storage()
         .names(FileType::Index)
@@ -954,7 +947,7 @@ fn a_member_of_a_group_whose_base_is_gone_is_no_copy() {
     }
     // The dead group held nothing prune counted: it is gone.
     assert!(
-        !env.storage().exists(FileType::Pack, &dead.id.0.to_hex()),
+        !env.storage().exists(FileType::Pack, &dead.0.to_hex()),
         "the dead group's pack is still there"
     );
 }
