@@ -2,6 +2,13 @@
 //! memory does not grow with the number of blobs (a repository of 10 million blobs would need
 //! ~600 MB as a hash set; here the memtables and block cache bound it).
 //!
+//! What bounds it: two 8 MiB memtables, and a 16 MiB block cache that also holds the tables'
+//! Bloom filters and indexes (partitioned, so a lookup loads one small partition; RocksDB
+//! otherwise keeps every open table's filter and index outside the cache, ~1.5 bytes a blob).
+//! Most lookups miss the memtables (the set is written before it is read), so the memtables
+//! have a Bloom filter too: without it a third of prune's scan went into skip-list searches.
+//! Measured in benches/README.md ("Prune memory").
+//!
 //! Each key is a blob id; its value is one byte of flags ([`USED`], [`LOCATED`],
 //! [`ELSEWHERE`]). The database lives in a fresh directory under the cache directory and is
 //! deleted when the set is dropped.
@@ -10,7 +17,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use repo_format::{BlobId, Content, NodeKind, SnapshotId};
-use rocksdb::{BlockBasedOptions, Cache, DB, DBCompressionType, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    BlockBasedIndexType, BlockBasedOptions, Cache, DB, DBCompressionType, Options, WriteBatch,
+    WriteOptions,
+};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::repository::{Repository, random_bytes};
@@ -26,6 +36,10 @@ pub const LOCATED_AGAIN: u8 = 8;
 
 /// Ids written per batch.
 const BATCH: usize = 65_536;
+/// Each of the (at most two) memtables.
+const WRITE_BUFFER_BYTES: usize = 8 << 20;
+/// Data blocks, and the filter and index partitions.
+const BLOCK_CACHE_BYTES: usize = 16 << 20;
 
 /// An on-disk map blob id → flags. See the module docs.
 pub struct UsedSet {
@@ -57,15 +71,23 @@ impl UsedSet {
                 e,
             )
         })?;
-        let cache = Cache::new_lru_cache(16 << 20).map_err(|e| db_err("create a cache", e))?;
+        let cache =
+            Cache::new_lru_cache(BLOCK_CACHE_BYTES).map_err(|e| db_err("create a cache", e))?;
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
         table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+        table.set_partition_filters(true);
+        table.set_pin_top_level_index_and_filter(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_block_based_table_factory(&table);
-        opts.set_write_buffer_size(32 << 20);
+        opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
         opts.set_max_write_buffer_number(2);
+        opts.set_memtable_prefix_bloom_ratio(0.1);
+        opts.set_memtable_whole_key_filtering(true);
         opts.set_max_open_files(128);
         opts.set_compression_type(DBCompressionType::None);
         opts.set_keep_log_file_num(1);
