@@ -56,8 +56,30 @@ fn limit_malloc_arenas() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}
 
+/// Gives the pages of freed chunks in glibc's heaps back to the system: the engine calls it
+/// during long scans (see `engine::memory`; prune at 20 M blobs peaked at 146 MiB without it,
+/// 119 MiB with it).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn release_free_memory() {
+    // SAFETY: malloc_trim takes no pointers and is thread-safe (it locks each arena); its
+    // result (whether memory was released) needs no handling.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn set_release_hook() {
+    engine::memory::set_release_hook(release_free_memory);
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn set_release_hook() {}
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    set_release_hook();
     // `println!` panics when standard output fails (a full disk, a closed pipe): such a panic
     // ends the command as an error below, without a crash report. Other panics stay panics.
     let default_hook = std::panic::take_hook();

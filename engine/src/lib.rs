@@ -52,6 +52,7 @@ pub mod host;
 pub mod index;
 pub mod keys;
 pub mod ls;
+pub mod memory;
 pub mod progress;
 pub mod protect;
 pub mod prune;

@@ -22,6 +22,7 @@ use repo_format::{
 use crate::backend::{Backend, BackendErrorKind, FileType, open_backend};
 use crate::error::{Error, ErrorKind, Result};
 use crate::index::cache::{BlobLocation, CacheError, IndexCache, IndexFileRecord};
+use crate::memory::ReleaseEvery;
 use crate::rollback::RollbackWarning;
 
 /// How many objects are fetched at once when loading many small ones (snapshots, index files).
@@ -804,9 +805,15 @@ impl Repository {
             .buffer_unordered(FETCH_CONCURRENCY);
             let mut damaged = Vec::new();
             let mut vanished = false;
+            let mut release = ReleaseEvery::default();
             while let Some((id, loaded)) = files.next().await {
                 match loaded {
-                    Ok(file) => add(id, file)?,
+                    Ok(file) => {
+                        let entries = file.blob_count() as u64;
+                        add(id, file)?;
+                        // A rebuild loads every file: give the decoded ones' pages back.
+                        release.handled(entries);
+                    }
                     Err(e) if e.kind() == ErrorKind::Corrupt => {
                         damaged.push((id, crate::restorer::error_chain(&e)));
                     }

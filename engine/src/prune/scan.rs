@@ -15,6 +15,7 @@ use super::used::LOCATED;
 use super::used::{USED, UsedSet};
 use crate::backend::FileType;
 use crate::error::{Error, Result};
+use crate::memory::ReleaseEvery;
 use crate::repository::{Repository, get_verified};
 
 /// Index files fetched at once.
@@ -87,11 +88,17 @@ pub fn for_each_index(
         }
     });
     let mut result = Ok(());
+    let mut release = ReleaseEvery::default();
     while let Some(item) = rx.blocking_recv() {
+        let entries = item
+            .as_ref()
+            .map_or(0, |(_, file)| file.blob_count() as u64);
         if let Err(e) = item.and_then(|(id, file)| f(id, file)) {
             result = Err(e);
             break;
         }
+        // The decoded file is freed: give its pages (and RocksDB's churn) back.
+        release.handled(entries);
     }
     drop(rx);
     let _ = repo.block_on(fetcher);
