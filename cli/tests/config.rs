@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cairn.toml")
+    // Set by cargo and nextest at run time: right even for a binary another clone built into a
+    // shared target directory.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../examples/cairn.toml")
 }
 
 /// `cairn ARGS` in `cwd`, with a clean environment for config discovery (no CAIRN_CONFIG;
