@@ -4,7 +4,7 @@
 //! free; a scan that decodes one index file after another and churns RocksDB's blocks leaves
 //! holes that RSS keeps paying for, and the more files it reads, the more of them. Measured on
 //! `prune --dry-run` (benches/README.md, "Prune memory"): peak RSS grew from 105 MiB at 2 M
-//! blobs to 146 MiB at 20 M; released after each index file's worth of entries, 101 and 119 MiB,
+//! blobs to 146 MiB at 20 M; released after each index file's worth of entries, 97 and 119 MiB,
 //! in the same time.
 //!
 //! Releasing is the allocator's business, so the engine (which has no unsafe code) only says
