@@ -189,6 +189,7 @@ pub fn backup(
     progress: &dyn Progress,
 ) -> Result<BackupResult> {
     let start_ns = now_ns();
+    let local_zone = LocalZone::lookup();
     let host = opts.host.clone().unwrap_or_else(crate::host::hostname);
     let is_stream = !matches!(opts.source, Source::Paths(_));
     let profile_name = opts
@@ -402,9 +403,10 @@ pub fn backup(
     let mut tags = opts.tags.clone();
     tags.sort();
     tags.dedup();
+    let time_ns = opts.time_ns.unwrap_or(start_ns);
     let snapshot = Snapshot {
-        time_ns: opts.time_ns.unwrap_or(start_ns),
-        utc_offset: local_utc_offset(),
+        time_ns,
+        utc_offset: local_zone.offset_at(time_ns),
         tree,
         paths: paths
             .iter()
@@ -629,6 +631,59 @@ fn now_ns() -> i64 {
     i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
 }
 
-fn local_utc_offset() -> i32 {
-    jiff::Zoned::now().offset().seconds()
+/// The system's time zone, looked up on another thread while the backup runs: jiff learns its
+/// name by listing the zoneinfo database, ~12 ms that every backup spent at its end before
+/// writing the snapshot.
+struct LocalZone {
+    find: fn() -> jiff::tz::TimeZone,
+    pending: Option<std::thread::JoinHandle<jiff::tz::TimeZone>>,
+}
+
+impl LocalZone {
+    fn lookup() -> LocalZone {
+        LocalZone::find_with(jiff::tz::TimeZone::system)
+    }
+
+    fn find_with(find: fn() -> jiff::tz::TimeZone) -> LocalZone {
+        let pending = std::thread::Builder::new()
+            .name("cairn-tz".into())
+            .spawn(find)
+            .ok();
+        LocalZone { find, pending }
+    }
+
+    /// The zone's UTC offset in seconds at `time_ns` (the snapshot's time, so a backup that
+    /// runs across a DST change records the offset of its start).
+    fn offset_at(self, time_ns: i64) -> i32 {
+        let zone = self
+            .pending
+            .and_then(|lookup| lookup.join().ok())
+            .unwrap_or_else(self.find);
+        jiff::Timestamp::from_nanosecond(i128::from(time_ns))
+            .map_or(0, |ts| zone.to_offset(ts).seconds())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LocalZone;
+
+    fn berlin() -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").expect("a valid POSIX TZ string")
+    }
+
+    #[test]
+    fn the_offset_is_the_zones_at_the_snapshot_time() {
+        // 2024-01-15 and 2024-07-15, 12:00 UTC.
+        let winter = 1_705_320_000_000_000_000;
+        let summer = 1_721_044_800_000_000_000;
+        assert_eq!(LocalZone::find_with(berlin).offset_at(winter), 3600);
+        assert_eq!(LocalZone::find_with(berlin).offset_at(summer), 7200);
+        // A lookup that could not run on its thread is made on the spot.
+        let inline = LocalZone {
+            find: berlin,
+            pending: None,
+        };
+        assert_eq!(inline.offset_at(summer), 7200);
+    }
 }
