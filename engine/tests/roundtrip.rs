@@ -442,6 +442,41 @@ fn wrong_password_is_a_clear_error() {
     assert!(err.to_string().contains("password"), "{err}");
 }
 
+/// The index cache opens while the key is derived; a wrong password must not leave the
+/// private cache that a locked shared one makes it open.
+#[test]
+fn wrong_password_leaves_no_private_cache() {
+    let env = env();
+    let holder = env.open();
+    assert!(!holder.uses_private_cache());
+    let cache_dir = holder.cache_dir().to_path_buf();
+    let private_caches = || {
+        fs::read_dir(&cache_dir)
+            .expect("cache dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("index-private"))
+            .count()
+    };
+    for _ in 0..3 {
+        let err = Repository::open(
+            &env.repo_path,
+            b"wrong",
+            &OpenOptions {
+                cache_dir: Some(env.cache.clone()),
+            },
+        )
+        .expect_err("must fail");
+        assert_eq!(err.kind(), ErrorKind::WrongPassword);
+        assert_eq!(private_caches(), 0, "a failed open left its private cache");
+    }
+    // The right password still opens, through a private cache while the holder has the shared one.
+    let second = env.open();
+    assert!(second.uses_private_cache());
+    assert_eq!(private_caches(), 1);
+    drop(second);
+    assert_eq!(private_caches(), 0);
+}
+
 #[test]
 fn missing_or_truncated_config_and_keys_are_clear_errors() {
     let env = env();
