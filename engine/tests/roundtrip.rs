@@ -33,7 +33,7 @@ fn restore_into(
     restore(repo, snap, &opts, &NoProgress)
 }
 
-use common::{PASSWORD, Rng, env};
+use common::{Env, PASSWORD, Rng, env};
 
 /// Writes a random tree: nested directories, empty and large files, odd names, symlinks.
 fn make_tree(dir: &Path, rng: &mut Rng, depth: u32) {
@@ -427,9 +427,8 @@ fn unreadable_file_is_a_warning_not_a_failure() {
     assert_eq!(r.snapshot.summary.expect("summary").warnings, 1);
 }
 
-#[test]
-fn wrong_password_is_a_clear_error() {
-    let env = env();
+/// Opens `env`'s repository with a wrong password; the error it must give.
+fn open_with_wrong_password(env: &Env) -> engine::Error {
     let err = Repository::open(
         &env.repo_path,
         b"wrong",
@@ -439,6 +438,13 @@ fn wrong_password_is_a_clear_error() {
     )
     .expect_err("must fail");
     assert_eq!(err.kind(), ErrorKind::WrongPassword);
+    err
+}
+
+#[test]
+fn wrong_password_is_a_clear_error() {
+    let env = env();
+    let err = open_with_wrong_password(&env);
     assert!(err.to_string().contains("password"), "{err}");
 }
 
@@ -458,15 +464,7 @@ fn wrong_password_leaves_no_private_cache() {
             .count()
     };
     for _ in 0..3 {
-        let err = Repository::open(
-            &env.repo_path,
-            b"wrong",
-            &OpenOptions {
-                cache_dir: Some(env.cache.clone()),
-            },
-        )
-        .expect_err("must fail");
-        assert_eq!(err.kind(), ErrorKind::WrongPassword);
+        open_with_wrong_password(&env);
         assert_eq!(private_caches(), 0, "a failed open left its private cache");
     }
     // The right password still opens, through a private cache while the holder has the shared one.
