@@ -72,7 +72,7 @@ mod tests {
         let released = (0..4 * RELEASE_EVERY / 100)
             .filter(|_| every.handled(100))
             .count();
-        assert_eq!(released, 3, "40 000 small files of 100 entries");
+        assert_eq!(released, 3, "2 621 small files of 100 entries");
         assert_eq!(CALLS.load(Ordering::SeqCst), 3);
         // A file larger than the threshold releases at once, and the count starts over.
         assert!(every.handled(3 * RELEASE_EVERY));
