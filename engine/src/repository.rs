@@ -334,53 +334,16 @@ impl Repository {
                 e,
             )
         })?;
+        let (master, key_id) = rt.block_on(find_key(&*backend, &repo_id, password, location))?;
+        let keys = RepoKeys::new(repo_id, master);
+        let config = Config::decode(&config_bytes, &keys)
+            .map_err(|e| Error::format(format!("{location}/config is damaged"), e))?;
         let cache_dir = opts
             .cache_dir
             .clone()
             .unwrap_or_else(default_cache_dir)
             .join(repo_id.to_hex());
-        // The key derivation (Argon2id, ~90 ms on both cores) and opening the index cache
-        // (~80 ms when RocksDB creates it, mostly waiting for fsync) overlap: the cache's place
-        // needs only the repository id, and nothing is read from it before the key is found. A
-        // wrong password leaves at most an empty cache for that id.
-        let (found, opened) = std::thread::scope(|s| {
-            let opening = std::thread::Builder::new()
-                .name("cairn-cache-open".into())
-                .spawn_scoped(s, || open_cache(&cache_dir));
-            let found = rt.block_on(find_key(&*backend, &repo_id, password, location));
-            let opened = match opening {
-                Ok(handle) => handle.join().unwrap_or_else(|_| {
-                    Err(Error::new(
-                        ErrorKind::Cache,
-                        format!(
-                            "opening the index cache in {} failed unexpectedly",
-                            cache_dir.display()
-                        ),
-                    ))
-                }),
-                // No thread to spare: open it here, after the key.
-                Err(_) => open_cache(&cache_dir),
-            };
-            (found, opened)
-        });
-        let (master, key_id) = match found {
-            Ok(found) => found,
-            Err(e) => {
-                if let Ok((cache, private)) = opened {
-                    discard_cache(cache, private);
-                }
-                return Err(e);
-            }
-        };
-        let (cache, private_cache) = opened?;
-        let keys = RepoKeys::new(repo_id, master);
-        let config = match Config::decode(&config_bytes, &keys) {
-            Ok(config) => config,
-            Err(e) => {
-                discard_cache(cache, private_cache);
-                return Err(Error::format(format!("{location}/config is damaged"), e));
-            }
-        };
+        let (cache, private_cache) = open_cache(&cache_dir)?;
         let repo = Repository {
             backend,
             keys,
@@ -1198,15 +1161,6 @@ impl Drop for Repository {
         if let Some(dir) = &self.private_cache {
             let _ = std::fs::remove_dir_all(dir);
         }
-    }
-}
-
-/// Closes a cache [`open_cache`] opened for a repository that then did not open, and removes
-/// it if it was this process's private one.
-fn discard_cache(cache: IndexCache, private: Option<PathBuf>) {
-    drop(cache);
-    if let Some(dir) = private {
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
 

@@ -448,8 +448,9 @@ fn wrong_password_is_a_clear_error() {
     assert!(err.to_string().contains("password"), "{err}");
 }
 
-/// The index cache opens while the key is derived; a wrong password must not leave the
-/// private cache that a locked shared one makes it open.
+/// A wrong password, while another handle holds the shared cache, leaves no private cache
+/// behind: the cache opens only once the key is found (opening it during the key derivation
+/// would hold a cache for a repository id nobody has authenticated yet).
 #[test]
 fn wrong_password_leaves_no_private_cache() {
     let env = env();
