@@ -479,51 +479,41 @@ impl IndexCache {
             chunk.extend(entries.by_ref().take(ENTRIES_PER_BATCH));
             total += chunk.len() as u64;
             let mut batch = WriteBatch::default();
-            let present: Vec<bool> = if current {
-                Vec::new()
-            } else {
-                // Only where no location is known: a superseded file never overrides.
+            // What the cache says now, where it matters: a superseded file fills in only where
+            // no location is known; a member of a based group does not replace a plain copy a
+            // current file gave (readers take the plain one: no base to load, and it stays
+            // readable when prune lets a duplicate group's base go, SPEC §18 P4), whichever
+            // file is added first.
+            let read_known = !current
+                || chunk
+                    .iter()
+                    .any(|(_, e)| e.compression == Compression::Based);
+            // Per entry: None where no location is known, else whether it is a plain copy
+            // (neither a fill-in nor a based member).
+            let known: Vec<Option<bool>> = if read_known {
                 self.db
                     .batched_multi_get_cf(blobs, chunk.iter().map(|(_, e)| e.id.0.0), false)
                     .into_iter()
                     .map(|v| {
-                        v.map(|v| v.is_some())
-                            .map_err(|source| self.db_err("read blob locations from", source))
-                    })
-                    .collect::<Result<_, _>>()?
-            };
-            // A member of a based group does not replace a plain copy a current file gave:
-            // readers take the plain one (no base to load, and it stays readable when prune
-            // lets a duplicate group's base go, SPEC §18 P4), whichever file is added first.
-            let plain_known: Vec<bool> = if current
-                && chunk
-                    .iter()
-                    .any(|(_, e)| e.compression == Compression::Based)
-            {
-                self.db
-                    .batched_multi_get_cf(blobs, chunk.iter().map(|(_, e)| e.id.0.0), false)
-                    .into_iter()
-                    .zip(chunk.iter())
-                    .map(|(v, (_, e))| {
-                        let v =
-                            v.map_err(|source| self.db_err("read blob locations from", source))?;
-                        Ok(e.compression == Compression::Based
-                            && v.is_some_and(|v| {
+                        v.map(|v| {
+                            v.map(|v| {
                                 !is_fill_in(&v)
                                     && v.get(COMPRESSION_AT) != Some(&(Compression::Based as u8))
-                            }))
+                            })
+                        })
+                        .map_err(|source| self.db_err("read blob locations from", source))
                     })
-                    .collect::<Result<_, CacheError>>()?
+                    .collect::<Result<_, _>>()?
             } else {
                 Vec::new()
             };
             for (i, (pack, entry)) in chunk.iter().enumerate() {
-                if current && plain_known.get(i).copied().unwrap_or(false) {
-                    continue;
-                }
+                let known = known.get(i).copied().flatten();
                 if current {
-                    batch.put_cf(blobs, entry.id.0.0, encode_location(pack, entry));
-                } else if !present.get(i).copied().unwrap_or(false) {
+                    if !(entry.compression == Compression::Based && known == Some(true)) {
+                        batch.put_cf(blobs, entry.id.0.0, encode_location(pack, entry));
+                    }
+                } else if known.is_none() {
                     let mut value = encode_location(pack, entry).to_vec();
                     value.push(FILL_IN);
                     batch.put_cf(blobs, entry.id.0.0, value);
