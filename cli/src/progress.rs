@@ -53,6 +53,10 @@ impl TermProgress {
 }
 
 impl engine::progress::Progress for TermProgress {
+    fn shows_totals(&self) -> bool {
+        self.bar.is_some()
+    }
+
     fn set_total(&self, _files: u64, bytes: u64) {
         if let Some(bar) = &self.bar {
             bar.set_length(bytes);

@@ -8,6 +8,11 @@ use std::path::Path;
 
 /// Receives progress events from long operations (backup, restore, dump).
 pub trait Progress: Send + Sync {
+    /// Whether [`Progress::set_total`] is shown: when not, work done only to learn the total
+    /// (a backup's scan of its paths) is skipped.
+    fn shows_totals(&self) -> bool {
+        false
+    }
     /// The operation's total size, when known (a scanner may report it while work runs).
     fn set_total(&self, _files: u64, _bytes: u64) {}
     /// A file is being read or written.

@@ -127,6 +127,9 @@ impl Drop for StoreProgress {
 }
 
 impl Progress for StoreProgress {
+    fn shows_totals(&self) -> bool {
+        self.bar.shows_totals()
+    }
     fn set_total(&self, files: u64, bytes: u64) {
         self.bar.set_total(files, bytes);
     }

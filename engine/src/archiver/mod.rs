@@ -166,6 +166,10 @@ pub struct Warning {
     pub message: String,
 }
 
+/// Stack of each directory-walk thread: a directory level costs a few frames (more when a
+/// thread waiting for a subtree takes up another), and paths may nest a thousand deep.
+const WALK_STACK_BYTES: usize = 256 << 20;
+
 /// What [`backup`] produced.
 #[derive(Debug)]
 pub struct BackupResult {
@@ -295,31 +299,44 @@ pub fn backup(
                 let mut walker = Walker {
                     repo,
                     saver: &saver,
-                    chunker,
+                    chunker: &chunker,
                     force: opts.force,
                     excludes: &excludes,
                     progress,
                     warnings: Vec::new(),
                     counts: WalkCounts::default(),
+                    depth: 0,
                 };
-                // Deep trees recurse deeply: walk on a thread with a generous stack. A scanner
-                // beside it counts what is there, so progress can show a total and an ETA.
+                // The walk runs on a pool of its own, a thread per core, each entry of a
+                // directory a task; deep trees recurse deeply, so the threads get generous
+                // stacks. When the progress display shows totals, a scanner beside it counts
+                // what is there, so it can show a total and an ETA.
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(workers)
+                    .stack_size(WALK_STACK_BYTES)
+                    .thread_name(|i| format!("cairn-walk-{i}"))
+                    .build()
+                    .map_err(|e| {
+                        Error::new(
+                            ErrorKind::Io,
+                            format!("cannot start the directory walker's threads: {e}"),
+                        )
+                    })?;
                 let cancel = std::sync::atomic::AtomicBool::new(false);
                 let result = std::thread::scope(|walk_scope| {
-                    walk_scope.spawn(|| {
-                        let (files, bytes) = walk::scan(&paths, &excludes, &cancel);
-                        progress.set_total(files, bytes);
-                    });
-                    let walked = std::thread::Builder::new()
-                        .name("cairn-walk".into())
-                        .stack_size(256 << 20)
-                        .spawn_scoped(walk_scope, || {
+                    if progress.shows_totals() {
+                        walk_scope.spawn(|| {
+                            let (files, bytes) = walk::scan(&paths, &excludes, &cancel);
+                            progress.set_total(files, bytes);
+                        });
+                    }
+                    let walked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        pool.install(|| {
                             let r = walker.save_roots(&paths, parent_tree.as_ref());
                             (r, walker.warnings, walker.counts)
                         })
-                        .map_err(|e| Error::io("cannot start the directory walker", e))?
-                        .join()
-                        .map_err(|_| Error::new(ErrorKind::Io, "the directory walker panicked"));
+                    }))
+                    .map_err(|_| Error::new(ErrorKind::Io, "the directory walker panicked"));
                     cancel.store(true, std::sync::atomic::Ordering::Relaxed);
                     walked
                 })?;

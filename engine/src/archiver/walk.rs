@@ -1,5 +1,11 @@
 //! Directory backups: walk the paths depth-first, one tree per directory, bottom-up.
 //!
+//! The entries of a directory are saved in parallel when the walk runs in a thread pool (the
+//! backup gives it one, a thread per core): each on a walker of its own, whose nodes,
+//! warnings and counters are then taken in name order, so the snapshot, its summary and the
+//! warnings' order do not depend on the schedule. Entries are `lstat`ed relative to their open
+//! directory (no path walk from the root for each), down to 32 levels.
+//!
 //! For each entry the walker `lstat`s, then:
 //! - regular file: reuse the parent snapshot's content when size, mtime, ctime and inode are
 //!   unchanged and every blob is still known (unless `--force`), else read and chunk it;
@@ -49,16 +55,48 @@ pub struct WalkCounts {
     pub excluded: u64,
 }
 
+impl WalkCounts {
+    /// Adds `other`'s counters to these (a subtree walked on another thread).
+    fn add(&mut self, other: &WalkCounts) {
+        self.files_new += other.files_new;
+        self.files_changed += other.files_changed;
+        self.files_unmodified += other.files_unmodified;
+        self.dirs += other.dirs;
+        self.bytes_read += other.bytes_read;
+        self.total_bytes += other.total_bytes;
+        self.total_files += other.total_files;
+        self.excluded += other.excluded;
+    }
+}
+
 /// The walker's state for one backup.
 pub struct Walker<'a, 's> {
     pub(super) repo: &'a Repository,
     pub(super) saver: &'a BlobSaver<'s>,
-    pub(super) chunker: Chunker,
+    pub(super) chunker: &'a Chunker,
     pub(super) force: bool,
     pub(super) excludes: &'a Excludes,
     pub(super) progress: &'a dyn Progress,
     pub(super) warnings: Vec<Warning>,
     pub(super) counts: WalkCounts,
+    /// Directories open above the entry being saved.
+    pub(super) depth: usize,
+}
+
+/// Directories at most this deep keep their entries (and so a descriptor) open while their
+/// children are saved; deeper ones are listed by name and their entries `lstat`ed by path.
+/// (A walk thread that waits for a subtree may take up another one on its stack, so the
+/// descriptors open at once can exceed this, by a small factor in practice.)
+const MAX_OPEN_DEPTH: usize = 32;
+
+/// Linux's `PATH_MAX`, with the terminating NUL: a longer path is refused (`ENAMETOOLONG`).
+const PATH_MAX: usize = 4096;
+
+/// A directory entry waiting to be saved, in name order.
+struct Child {
+    name: Vec<u8>,
+    /// Holds the open directory (`lstat` relative to it); `None`: `lstat` by path.
+    entry: Option<fs::DirEntry>,
 }
 
 /// A node's metadata fields, from `lstat`.
@@ -135,8 +173,21 @@ impl Walker<'_, '_> {
         parent: Option<&Node>,
         excludes: Option<&ExcludeState>,
     ) -> Result<Option<Node>> {
+        let meta = fs::symlink_metadata(path);
+        self.save_entry(path, name, meta, parent, excludes)
+    }
+
+    /// [`Walker::save_path`] with the entry's `lstat` already taken (or failed).
+    fn save_entry(
+        &mut self,
+        path: &Path,
+        name: Vec<u8>,
+        meta: std::io::Result<Metadata>,
+        parent: Option<&Node>,
+        excludes: Option<&ExcludeState>,
+    ) -> Result<Option<Node>> {
         self.saver.check()?;
-        let meta = match fs::symlink_metadata(path) {
+        let meta = match meta {
             Ok(m) => m,
             Err(e) => {
                 self.warn(path, format!("cannot stat: {e}; left out"));
@@ -213,12 +264,19 @@ impl Walker<'_, '_> {
             },
             _ => None,
         };
-        let mut names: Vec<Vec<u8>> = Vec::new();
+        // Near the top, the entries keep the directory open, so each is `lstat`ed relative
+        // to it (no path walk from the root per file); deeper down only names are kept, so a
+        // deep tree does not hold a descriptor per level.
+        let keep_open = self.depth < MAX_OPEN_DEPTH;
+        let mut children: Vec<Child> = Vec::new();
         match fs::read_dir(path) {
             Ok(rd) => {
                 for entry in rd {
                     match entry {
-                        Ok(e) => names.push(e.file_name().as_bytes().to_vec()),
+                        Ok(e) => children.push(Child {
+                            name: e.file_name().as_bytes().to_vec(),
+                            entry: keep_open.then_some(e),
+                        }),
                         Err(e) => {
                             self.warn(path, format!("error while listing the directory: {e}"))
                         }
@@ -230,17 +288,68 @@ impl Walker<'_, '_> {
                 format!("cannot list the directory: {e}; stored empty"),
             ),
         }
-        names.sort_unstable();
-        let mut nodes = Vec::with_capacity(names.len());
-        for child in names {
-            let child_path = path.join(OsStr::from_bytes(&child));
-            let child_parent = parent_tree.as_ref().and_then(|t| t.find(&child));
-            if let Some(node) = self.save_path(&child_path, child, child_parent, Some(excludes))? {
-                nodes.push(node);
-            }
-        }
+        children.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let nodes = self.save_children(path, children, parent_tree.as_ref(), excludes)?;
         let subtree = self.save_tree(Tree { nodes })?;
         Ok(node_from_metadata(name, NodeKind::Dir { subtree }, meta))
+    }
+
+    /// Saves a directory's entries, in name order, in parallel when run in a thread pool:
+    /// each entry on a walker of its own, whose warnings and counters are then taken in
+    /// the entries' order, so the result does not depend on the schedule.
+    fn save_children(
+        &mut self,
+        path: &Path,
+        children: Vec<Child>,
+        parent_tree: Option<&Tree>,
+        excludes: &ExcludeState,
+    ) -> Result<Vec<Node>> {
+        use rayon::prelude::*;
+        let depth = self.depth + 1;
+        let saved: Vec<(Result<Option<Node>>, Vec<Warning>, WalkCounts)> = children
+            .into_par_iter()
+            .map(|Child { name, entry }| {
+                let mut walker = Walker {
+                    repo: self.repo,
+                    saver: self.saver,
+                    chunker: self.chunker,
+                    force: self.force,
+                    excludes: self.excludes,
+                    progress: self.progress,
+                    warnings: Vec::new(),
+                    counts: WalkCounts::default(),
+                    depth,
+                };
+                let child_path = path.join(OsStr::from_bytes(&name));
+                let meta = match entry {
+                    // A path the kernel refuses cannot be opened or listed either: `lstat`
+                    // by path then, so the entry is left out with that error rather than
+                    // stored without its contents.
+                    Some(e) if child_path.as_os_str().len() < PATH_MAX => e.metadata(),
+                    _ => fs::symlink_metadata(&child_path),
+                };
+                let child_parent = parent_tree.and_then(|t| t.find(&name));
+                let node = walker.save_entry(&child_path, name, meta, child_parent, Some(excludes));
+                (node, walker.warnings, walker.counts)
+            })
+            .collect();
+        let mut nodes = Vec::with_capacity(saved.len());
+        let mut first_error = None;
+        for (node, warnings, counts) in saved {
+            self.warnings.extend(warnings);
+            self.counts.add(&counts);
+            match node {
+                Ok(Some(node)) => nodes.push(node),
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(nodes),
+        }
     }
 
     fn save_file(
@@ -278,7 +387,7 @@ impl Walker<'_, '_> {
         let saved = match save_content(
             self.saver,
             self.repo.keys(),
-            &self.chunker,
+            self.chunker,
             None,
             &mut file,
             self.progress,
@@ -360,32 +469,42 @@ pub fn scan(
     cancel: &std::sync::atomic::AtomicBool,
 ) -> (u64, u64) {
     let (mut files, mut bytes) = (0u64, 0u64);
-    let mut stack: Vec<(PathBuf, Option<ExcludeState>)> =
-        paths.iter().map(|p| (p.clone(), None)).collect();
-    while let Some((p, state)) = stack.pop() {
-        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            break;
-        }
-        let Ok(m) = fs::symlink_metadata(&p) else {
+    let mut dirs: Vec<(PathBuf, ExcludeState)> = Vec::new();
+    for p in paths {
+        let Ok(m) = fs::symlink_metadata(p) else {
             continue;
         };
-        let below = match &state {
-            None => excludes.start(),
-            Some(s) => {
-                let name = p.file_name().map(OsStrExt::as_bytes).unwrap_or_default();
-                match excludes.step(s, name, m.is_dir()) {
-                    Some(below) => below,
-                    None => continue,
-                }
-            }
-        };
         if m.is_dir() {
-            if let Ok(rd) = fs::read_dir(&p) {
-                stack.extend(rd.filter_map(|e| e.ok().map(|e| (e.path(), Some(below.clone())))));
-            }
+            dirs.push((p.clone(), excludes.start()));
         } else if m.is_file() {
             files += 1;
             bytes += m.size();
+        }
+    }
+    // The listing says which entries are directories; only files are `lstat`ed, relative to
+    // their directory.
+    while let Some((dir, state)) = dirs.pop() {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let Ok(rd) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else {
+                continue;
+            };
+            let Some(below) = excludes.step(&state, e.file_name().as_bytes(), ft.is_dir()) else {
+                continue;
+            };
+            if ft.is_dir() {
+                dirs.push((e.path(), below));
+            } else if ft.is_file()
+                && let Ok(m) = e.metadata()
+            {
+                files += 1;
+                bytes += m.size();
+            }
         }
     }
     (files, bytes)

@@ -295,6 +295,10 @@ impl<'a> Cumulative<'a> {
 }
 
 impl Progress for Cumulative<'_> {
+    fn shows_totals(&self) -> bool {
+        self.inner.shows_totals()
+    }
+
     fn set_total(&self, files: u64, bytes: u64) {
         self.inner
             .set_total(files, self.done.load(Ordering::Relaxed) + bytes);

@@ -1,0 +1,275 @@
+//! The directory walk: entries saved in parallel give the same snapshot, warnings and counts
+//! as one thread; trees deeper than the walker keeps directories open for round trip and are
+//! reused unchanged; the progress scan counts what the walk will read.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use engine::archiver::exclude::Excludes;
+use engine::archiver::walk::scan;
+use engine::archiver::{BackupOptions, BackupResult, Source, backup};
+use engine::progress::{NoProgress, Progress};
+use engine::restorer::{RestoreOptions, restore};
+
+mod common;
+
+use common::{Rng, env};
+
+fn backup_with(
+    repo: &engine::repository::Repository,
+    src: &Path,
+    workers: usize,
+    progress: &dyn Progress,
+) -> BackupResult {
+    let mut opts = BackupOptions::new(Source::Paths(vec![src.to_path_buf()]));
+    opts.workers = Some(workers);
+    backup(repo, opts, progress).expect("backup")
+}
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// Every regular file below `dir` (relative path → contents), in path order.
+fn files_below(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).expect("list") {
+            let p = e.expect("entry").path();
+            let m = fs::symlink_metadata(&p).expect("stat");
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.is_file() {
+                let rel = p.strip_prefix(dir).expect("below").to_path_buf();
+                out.push((rel, fs::read(&p).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Counts the totals a backup's progress is given.
+#[derive(Default)]
+struct Totals {
+    shows: bool,
+    calls: AtomicU64,
+}
+
+impl Progress for Totals {
+    fn shows_totals(&self) -> bool {
+        self.shows
+    }
+    fn set_total(&self, _files: u64, _bytes: u64) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn parallel_walk_gives_the_snapshot_warnings_and_counts_of_one_thread() {
+    let env = env();
+    let src = env.root.join("data");
+    let mut rng = Rng(0x5eed);
+    let mut fifos = Vec::new();
+    for d in 0..12 {
+        let dir = src.join(format!("d{d:02}"));
+        fs::create_dir_all(dir.join("inner")).expect("mkdir");
+        for f in 0..6 {
+            let len = 1 + rng.below(40_000) as usize;
+            fs::write(dir.join(format!("f{f}")), rng.bytes(len)).expect("write");
+        }
+        fs::write(dir.join("inner/same"), b"the same bytes in every directory").expect("write");
+        // Special files are stored as metadata with a warning each: the warnings' order shows
+        // the order the walk reports in.
+        for name in ["a.fifo", "inner/z.fifo"] {
+            mkfifo(&dir.join(name));
+            fifos.push(dir.join(name));
+        }
+    }
+    fifos.sort();
+
+    // One thread, into a fresh repository.
+    let repo = env.open();
+    let quiet = Totals::default();
+    let one = backup_with(&repo, &src, 1, &quiet);
+    assert_eq!(
+        quiet.calls.load(Ordering::Relaxed),
+        0,
+        "nobody shows totals: the scan is not run"
+    );
+    let warned: Vec<PathBuf> = one.warnings.iter().map(|w| w.path.clone()).collect();
+    assert_eq!(warned, fifos, "one warning per fifo, in path order");
+    let a = one.snapshot.summary.expect("summary");
+
+    // Four threads, into another fresh repository (other keys, so other ids): they race to
+    // store the file that every directory holds.
+    let env2 = common::env();
+    let repo2 = env2.open();
+    let par = backup_with(&repo2, &src, 4, &NoProgress);
+    let warned: Vec<PathBuf> = par.warnings.iter().map(|w| w.path.clone()).collect();
+    assert_eq!(warned, fifos, "the same warnings in the same order");
+    let b = par.snapshot.summary.expect("summary");
+    assert_eq!(
+        (
+            a.total_files,
+            a.total_bytes,
+            a.dirs,
+            a.warnings,
+            a.files_new
+        ),
+        (
+            b.total_files,
+            b.total_bytes,
+            b.dirs,
+            b.warnings,
+            b.files_new
+        )
+    );
+    assert_eq!(a.bytes_read, b.bytes_read);
+    assert_eq!(a.blobs_added, b.blobs_added, "each blob stored once");
+    assert_eq!(a.data_added_raw, b.data_added_raw);
+
+    // One thread reading everything again there gives the same tree; parallel re-runs reuse
+    // every file and give it too.
+    let mut opts = BackupOptions::new(Source::Paths(vec![src.clone()]));
+    opts.workers = Some(1);
+    opts.force = true;
+    let forced = backup(&repo2, opts, &NoProgress).expect("forced backup");
+    assert_eq!(forced.snapshot.tree, par.snapshot.tree);
+    assert_eq!(forced.snapshot.summary.expect("summary").blobs_added, 0);
+    for run in 0..2 {
+        let again = backup_with(&repo2, &src, 4, &NoProgress);
+        let c = again.snapshot.summary.expect("summary");
+        assert_eq!(again.snapshot.tree, par.snapshot.tree, "run {run}");
+        assert_eq!(c.bytes_read, 0, "run {run}: unchanged files are not read");
+        assert_eq!(c.files_unmodified, a.total_files);
+        let warned: Vec<PathBuf> = again.warnings.iter().map(|w| w.path.clone()).collect();
+        assert_eq!(warned, fifos, "run {run}");
+    }
+
+    let target = env2.root.join("restore");
+    let last = backup_with(&repo2, &src, 2, &NoProgress);
+    let s = restore(
+        &repo2,
+        &last.snapshot,
+        &RestoreOptions {
+            target: target.clone(),
+            verify: true,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .expect("restore");
+    assert!(s.failed.is_empty(), "{:?}", s.failed);
+    assert_eq!(files_below(&src), files_below(&target.join("data")));
+}
+
+#[test]
+fn a_tree_deeper_than_the_open_directories_round_trips_and_is_reused() {
+    let env = env();
+    let src = env.root.join("data");
+    // 48 levels: below the 32nd the walker lists names and stats by path.
+    let mut dir = src.clone();
+    for level in 0..48 {
+        dir = dir.join(format!("level{level:02}"));
+        fs::create_dir_all(&dir).expect("mkdir");
+        fs::write(
+            dir.join("file"),
+            format!("at level {level}\n").repeat(level + 1),
+        )
+        .expect("write");
+        std::os::unix::fs::symlink("file", dir.join("link")).expect("symlink");
+    }
+    let repo = env.open();
+    let first = backup_with(&repo, &src, 2, &NoProgress);
+    assert!(first.warnings.is_empty(), "{:?}", first.warnings);
+    let s1 = first.snapshot.summary.as_ref().expect("summary");
+    assert_eq!(s1.total_files, 48);
+    assert_eq!(s1.dirs, 49);
+
+    let again = backup_with(&repo, &src, 2, &NoProgress);
+    let s2 = again.snapshot.summary.as_ref().expect("summary");
+    assert_eq!(s2.bytes_read, 0, "nothing is read again");
+    assert_eq!(s2.files_unmodified, 48);
+    assert_eq!(again.snapshot.tree, first.snapshot.tree);
+
+    // A change at the bottom is found (stat by path there) and only that file is read.
+    fs::write(dir.join("file"), b"changed at the bottom").expect("write");
+    let changed = backup_with(&repo, &src, 2, &NoProgress);
+    let s3 = changed.snapshot.summary.as_ref().expect("summary");
+    assert_eq!(s3.files_changed, 1);
+    assert_eq!(s3.bytes_read, b"changed at the bottom".len() as u64);
+
+    let target = env.root.join("restore");
+    let s = restore(
+        &repo,
+        &changed.snapshot,
+        &RestoreOptions {
+            target: target.clone(),
+            verify: true,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .expect("restore");
+    assert!(s.failed.is_empty(), "{:?}", s.failed);
+    assert_eq!(files_below(&src), files_below(&target.join("data")));
+    let deepest = target.join(dir.strip_prefix(&env.root).expect("below root"));
+    assert_eq!(
+        fs::read_link(deepest.join("link")).expect("readlink"),
+        Path::new("file")
+    );
+}
+
+#[test]
+fn scan_counts_the_files_and_bytes_the_walk_will_read() {
+    let env = env();
+    let src = env.root.join("data");
+    fs::create_dir_all(src.join("a/b")).expect("mkdir");
+    fs::create_dir_all(src.join("cache/deep")).expect("mkdir");
+    fs::write(src.join("top"), vec![1u8; 1000]).expect("write");
+    fs::write(src.join("a/one"), vec![2u8; 20]).expect("write");
+    fs::write(src.join("a/b/two"), vec![3u8; 300]).expect("write");
+    fs::write(src.join("a/b/skip.log"), vec![4u8; 5000]).expect("write");
+    fs::write(src.join("cache/deep/big"), vec![5u8; 70_000]).expect("write");
+    let outside = env.root.join("outside");
+    fs::create_dir_all(&outside).expect("mkdir");
+    fs::write(outside.join("huge"), vec![6u8; 100_000]).expect("write");
+    // Symlinks are not followed, to files or directories.
+    std::os::unix::fs::symlink(outside.join("huge"), src.join("a/link")).expect("symlink");
+    std::os::unix::fs::symlink(&outside, src.join("dirlink")).expect("symlink");
+    mkfifo(&src.join("a/pipe"));
+    let lone = env.root.join("lone-file");
+    fs::write(&lone, vec![7u8; 7]).expect("write");
+
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let none = Excludes::new(&[]).expect("no excludes");
+    assert_eq!(
+        scan(&[src.clone(), lone.clone()], &none, &cancel),
+        (6, 1000 + 20 + 300 + 5000 + 70_000 + 7)
+    );
+    let some = Excludes::new(&["cache/".to_owned(), "*.log".to_owned()]).expect("excludes");
+    assert_eq!(
+        scan(&[src.clone(), lone.clone()], &some, &cancel),
+        (4, 1000 + 20 + 300 + 7)
+    );
+
+    // The walk agrees: same files, same bytes.
+    let repo = env.open();
+    let mut opts = BackupOptions::new(Source::Paths(vec![src.clone(), lone]));
+    opts.excludes = vec!["cache/".to_owned(), "*.log".to_owned()];
+    let shown = Totals {
+        shows: true,
+        ..Totals::default()
+    };
+    let r = backup(&repo, opts, &shown).expect("backup");
+    let s = r.snapshot.summary.as_ref().expect("summary");
+    assert_eq!((s.total_files, s.total_bytes), (4, 1000 + 20 + 300 + 7));
+    assert!(shown.calls.load(Ordering::Relaxed) <= 1);
+}
