@@ -68,6 +68,28 @@ impl Error {
         }
     }
 
+    /// A copy with the same kind, message and causes' texts: one failure reported to
+    /// several threads.
+    pub fn duplicate(&self) -> Error {
+        let mut texts = Vec::new();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            texts.push(c.to_string());
+            cause = c.source();
+        }
+        let source = texts.into_iter().rev().fold(None, |inner, text| {
+            Some(Box::new(CopiedCause {
+                text,
+                source: inner,
+            }))
+        });
+        Error {
+            kind: self.kind,
+            message: self.message.clone(),
+            source: source.map(|s| s as Box<dyn std::error::Error + Send + Sync + 'static>),
+        }
+    }
+
     /// What class of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -109,6 +131,27 @@ impl Error {
     }
 }
 
+/// One cause of a [`Error::duplicate`]: the original's text, and its own cause.
+#[derive(Debug)]
+struct CopiedCause {
+    text: String,
+    source: Option<Box<CopiedCause>>,
+}
+
+impl fmt::Display for CopiedCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for CopiedCause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{self}")?;
@@ -132,5 +175,24 @@ impl std::error::Error for Error {
         self.source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_duplicate_keeps_kind_message_and_every_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left");
+        let inner = Error::with_source(ErrorKind::Backend, "cannot write pack 1a2b", io);
+        let outer = Error::with_source(ErrorKind::Backend, "cannot store a pack", inner);
+        let copy = outer.duplicate();
+        assert_eq!(copy.kind(), ErrorKind::Backend);
+        assert_eq!(format!("{copy:?}"), format!("{outer:?}"));
+        assert!(format!("{copy:?}").contains("no space left"));
+        let plain = Error::new(ErrorKind::Io, "alone").duplicate();
+        assert!(std::error::Error::source(&plain).is_none());
+        assert_eq!(plain.message(), "alone");
     }
 }

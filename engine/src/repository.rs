@@ -1157,8 +1157,11 @@ fn damaged_blob(loc: &BlobLocation, e: repo_format::FormatError) -> Error {
 
 impl Drop for Repository {
     fn drop(&mut self) {
-        drop(self.cache.take());
+        let cache = self.cache.take();
         if let Some(dir) = &self.private_cache {
+            if let Some(cache) = cache {
+                cache.discard();
+            }
             let _ = std::fs::remove_dir_all(dir);
         }
     }

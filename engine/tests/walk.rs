@@ -4,17 +4,21 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use engine::archiver::exclude::Excludes;
 use engine::archiver::walk::scan;
 use engine::archiver::{BackupOptions, BackupResult, Source, backup};
+use engine::backend::faulty::FaultyBackend;
+use engine::backend::{Backend, LocalBackend};
 use engine::progress::{NoProgress, Progress};
+use engine::repository::{OpenOptions, Repository};
 use engine::restorer::{RestoreOptions, restore};
 
 mod common;
 
-use common::{Rng, env};
+use common::{PASSWORD, Rng, env};
 
 fn backup_with(
     repo: &engine::repository::Repository,
@@ -170,11 +174,62 @@ fn parallel_walk_gives_the_snapshot_warnings_and_counts_of_one_thread() {
     assert_eq!(files_below(&src), files_below(&target.join("data")));
 }
 
+/// Counts the bytes a backup reads.
+#[derive(Default)]
+struct BytesRead(AtomicU64);
+
+impl Progress for BytesRead {
+    fn bytes_done(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_storage_failure_stops_every_walk_thread_and_is_the_error_reported() {
+    let env = env();
+    let src = env.root.join("data");
+    let mut rng = Rng(0xfa11);
+    const MIB: usize = 1 << 20;
+    let (dirs, per_dir) = (16, 6);
+    for d in 0..dirs {
+        let dir = src.join(format!("d{d:02}"));
+        fs::create_dir_all(&dir).expect("mkdir");
+        for f in 0..per_dir {
+            fs::write(dir.join(format!("f{f}")), rng.bytes(MIB)).expect("write");
+        }
+    }
+    let total = (dirs * per_dir * MIB) as u64;
+
+    let local: Arc<dyn Backend> = Arc::new(LocalBackend::new(Path::new(&env.repo_path)));
+    let (faulty, plan) = FaultyBackend::wrap(local);
+    let opts = OpenOptions {
+        cache_dir: Some(env.cache.clone()),
+    };
+    let repo =
+        Repository::open_with_backend(faulty, &env.repo_path, PASSWORD, &opts).expect("open");
+    // From now on every write fails: the first data pack's upload is the first.
+    plan.reset_counters().crash_after_writes(0);
+    let read = BytesRead::default();
+    let mut backup_opts = BackupOptions::new(Source::Paths(vec![src.clone()]));
+    backup_opts.workers = Some(4);
+    let err = backup(&repo, backup_opts, &read).expect_err("the storage refuses every write");
+    let chain = format!("{err:?}");
+    assert!(
+        chain.contains("injected fault"),
+        "the storage's error: {chain}"
+    );
+    let read = read.0.load(Ordering::Relaxed);
+    assert!(
+        read < total / 2,
+        "every walk thread stopped soon after the failure: {read} of {total} bytes read"
+    );
+}
+
 #[test]
 fn a_tree_deeper_than_the_open_directories_round_trips_and_is_reused() {
     let env = env();
     let src = env.root.join("data");
-    // 48 levels: below the 32nd the walker lists names and stats by path.
+    // 48 levels: below the 16th the walker lists names and stats by path.
     let mut dir = src.clone();
     for level in 0..48 {
         dir = dir.join(format!("level{level:02}"));
@@ -199,12 +254,16 @@ fn a_tree_deeper_than_the_open_directories_round_trips_and_is_reused() {
     assert_eq!(s2.files_unmodified, 48);
     assert_eq!(again.snapshot.tree, first.snapshot.tree);
 
-    // A change at the bottom is found (stat by path there) and only that file is read.
-    fs::write(dir.join("file"), b"changed at the bottom").expect("write");
+    // A change at the bottom is found (stat by path there: same size, new ctime) and only
+    // that file is read.
+    let old = fs::read(dir.join("file")).expect("read");
+    let new: Vec<u8> = old.iter().map(|b| b.to_ascii_uppercase()).collect();
+    assert_ne!(old, new);
+    fs::write(dir.join("file"), &new).expect("write");
     let changed = backup_with(&repo, &src, 2, &NoProgress);
     let s3 = changed.snapshot.summary.as_ref().expect("summary");
     assert_eq!(s3.files_changed, 1);
-    assert_eq!(s3.bytes_read, b"changed at the bottom".len() as u64);
+    assert_eq!(s3.bytes_read, new.len() as u64);
 
     let target = env.root.join("restore");
     let s = restore(
@@ -271,5 +330,9 @@ fn scan_counts_the_files_and_bytes_the_walk_will_read() {
     let r = backup(&repo, opts, &shown).expect("backup");
     let s = r.snapshot.summary.as_ref().expect("summary");
     assert_eq!((s.total_files, s.total_bytes), (4, 1000 + 20 + 300 + 7));
-    assert!(shown.calls.load(Ordering::Relaxed) <= 1);
+    assert_eq!(
+        shown.calls.load(Ordering::Relaxed),
+        1,
+        "a progress that shows totals gets them once"
+    );
 }

@@ -107,7 +107,8 @@ pub struct BackupOptions {
     pub time_ns: Option<i64>,
     /// Chunker profile name (default: `file` for paths, `stream` for streams).
     pub chunker_profile: Option<String>,
-    /// Compression/encryption threads (default: the number of cores).
+    /// Compression/encryption threads, and directory-walk threads up to [`MAX_WALK_THREADS`]
+    /// (default: the number of cores).
     pub workers: Option<usize>,
     /// Patterns of what to leave out of a [`Source::Paths`] backup ([`exclude`]).
     pub excludes: Vec<String>,
@@ -166,9 +167,14 @@ pub struct Warning {
     pub message: String,
 }
 
-/// Stack of each directory-walk thread: a directory level costs a few frames (more when a
-/// thread waiting for a subtree takes up another), and paths may nest a thousand deep.
-const WALK_STACK_BYTES: usize = 256 << 20;
+/// Stack of each directory-walk thread: a directory level costs a few KiB of frames (more when
+/// a thread waiting for a subtree takes up another), and paths nest at most ~2000 deep
+/// (`PATH_MAX`).
+const WALK_STACK_BYTES: usize = 64 << 20;
+
+/// At most this many directory-walk threads, whatever the cores: the walk is mostly system
+/// calls, and each thread reading a large file holds its buffers (~40 MiB) and descriptors.
+pub const MAX_WALK_THREADS: usize = 4;
 
 /// What [`backup`] produced.
 #[derive(Debug)]
@@ -312,7 +318,7 @@ pub fn backup(
                 // stacks. When the progress display shows totals, a scanner beside it counts
                 // what is there, so it can show a total and an ETA.
                 let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(workers)
+                    .num_threads(workers.clamp(1, MAX_WALK_THREADS))
                     .stack_size(WALK_STACK_BYTES)
                     .thread_name(|i| format!("cairn-walk-{i}"))
                     .build()

@@ -138,7 +138,8 @@ struct Shared<'r> {
     min_match: MinMatch,
 }
 
-/// Accepts blobs from one producer thread and stores them (see the module docs).
+/// Accepts blobs from producer threads (a stream's reader, or a directory walk's threads) and
+/// stores them (see the module docs).
 pub struct BlobSaver<'s> {
     shared: Arc<Shared<'s>>,
     /// Small data blobs waiting for a group to fill (at most [`GROUP_BYTES`] and one blob), and
@@ -452,10 +453,11 @@ impl<'s> BlobSaver<'s> {
         }
     }
 
-    /// Fails fast if a worker or an upload has failed.
+    /// Fails fast if a worker or an upload has failed. The failure stays: every producer
+    /// thread (a directory walk has several) gets it at its next check, as a copy.
     pub fn check(&self) -> Result<()> {
-        match self.take_failure() {
-            Some(e) => Err(e),
+        match lock(&self.shared.failure).as_ref() {
+            Some(e) => Err(e.duplicate()),
             None => Ok(()),
         }
     }

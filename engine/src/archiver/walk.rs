@@ -4,7 +4,7 @@
 //! backup gives it one, a thread per core): each on a walker of its own, whose nodes,
 //! warnings and counters are then taken in name order, so the snapshot, its summary and the
 //! warnings' order do not depend on the schedule. Entries are `lstat`ed relative to their open
-//! directory (no path walk from the root for each), down to 32 levels.
+//! directory (no path walk from the root for each), down to 16 levels.
 //!
 //! For each entry the walker `lstat`s, then:
 //! - regular file: reuse the parent snapshot's content when size, mtime, ctime and inode are
@@ -85,9 +85,10 @@ pub struct Walker<'a, 's> {
 
 /// Directories at most this deep keep their entries (and so a descriptor) open while their
 /// children are saved; deeper ones are listed by name and their entries `lstat`ed by path.
-/// (A walk thread that waits for a subtree may take up another one on its stack, so the
-/// descriptors open at once can exceed this, by a small factor in practice.)
-const MAX_OPEN_DEPTH: usize = 32;
+/// Each walk thread holds about this many at most (more when, waiting for a subtree, it takes
+/// up another one on its stack): with at most [`super::MAX_WALK_THREADS`] threads, well under
+/// the usual limit of 1024 descriptors.
+const MAX_OPEN_DEPTH: usize = 16;
 
 /// Linux's `PATH_MAX`, with the terminating NUL: a longer path is refused (`ENAMETOOLONG`).
 const PATH_MAX: usize = 4096;
@@ -491,6 +492,9 @@ pub fn scan(
             continue;
         };
         for e in rd.flatten() {
+            if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
             let Ok(ft) = e.file_type() else {
                 continue;
             };

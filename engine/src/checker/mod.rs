@@ -203,7 +203,9 @@ impl TempIndex {
 
 impl Drop for TempIndex {
     fn drop(&mut self) {
-        drop(self.cache.take());
+        if let Some(cache) = self.cache.take() {
+            cache.discard();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

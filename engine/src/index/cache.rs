@@ -56,7 +56,8 @@
 //!
 //! Dropping a cache that was written flushes its memtables to table files, so the next open
 //! has no write-ahead log to replay (replaying a first backup's entries cost the next run
-//! ~100 ms). A flush that fails leaves the log, which the next open replays as before.
+//! ~100 ms). A flush that fails leaves the log, which the next open replays as before. A cache
+//! about to be deleted is closed with [`IndexCache::discard`] instead.
 //!
 //! # Memory
 //!
@@ -427,6 +428,12 @@ impl IndexCache {
         };
         cache.write_version()?;
         Ok(cache)
+    }
+
+    /// Closes the cache without flushing it: for a cache about to be deleted (a private or
+    /// temporary one), whose tables would be written for nothing.
+    pub fn discard(self) {
+        self.written.store(false, Ordering::Relaxed);
     }
 
     /// Deletes the cache in `dir` (it must not be open). For a cache that cannot be opened.
