@@ -2,7 +2,8 @@
 //! index entry are stored".
 //!
 //! ```text
-//! producer (walker/chunker thread)      workers (one per core)            tokio (I/O)
+//! producers (walk threads, or a stream's  workers (one per core)          tokio (I/O)
+//!            reader/chunker thread)
 //!   id = keyed BLAKE3(chunk)
 //!   need(id)? -- no --> dedup hit
 //!     | yes
