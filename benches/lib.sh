@@ -16,6 +16,14 @@ private_env() {
   unset RESTIC_REPOSITORY BORG_REPO CAIRN_REPOSITORY CAIRN_PASSWORD_FILE CAIRN_PASSWORD_COMMAND
 }
 
+# warm PATH...: reads every file at or below each PATH, so that the step measured next finds
+# its input in the page cache whatever ran before it: this VM keeps only ~1-1.4 GiB of page
+# cache, and a tool measured after another's restore otherwise read part of the tree from disk
+# (a cairn tree backup 1.7 s in a first round, 3.5 s in the next, with a second of it system
+# time). `measure` warms the paths in WARM.
+warm() { find "$@" -type f -print0 | xargs -0 -r cat >/dev/null; }
+WARM=()
+
 rows=()
 MEASURE_BYTES=0
 MEASURE_FILES=0
@@ -30,6 +38,7 @@ measure() {
   shift 5
   local tf="$WORK/time.$tool.$op" log="$WORK/log.$tool.$op" before after
   before="$(du -sb "$repo" | cut -f1)"
+  ((${#WARM[@]} == 0)) || warm "${WARM[@]}"
   # Dirty pages left by the step before (a dump just written, a repository just stored) would
   # be written back during this one: whichever tool runs first after generating the data pays.
   sync
@@ -44,7 +53,36 @@ measure() {
   local wall user sys rss
   read -r wall user sys rss < <(tail -n 1 "$tf")
   rows+=("$tool $op $wall $user $sys $rss $after $((after - before)) $MEASURE_BYTES $MEASURE_FILES -")
-  printf '  %-7s %-8s %8.2fs\n' "$tool" "$op" "$wall"
+  printf '  %-7s %-8s %8.2fs  (user %.2f, sys %.2f)\n' "$tool" "$op" "$wall" "$user" "$sys"
+}
+
+# median_rows: keeps, of the rows of each tool and operation (one per round), the one with the
+# median wall time (the lower middle for an even count), in the order they first appear;
+# prints "tool op fastest median slowest" for each. Call it without a subshell (it sets
+# `rows`): `median_rows >FILE`.
+median_rows() {
+  local kept
+  kept="$(printf '%s\n' "${rows[@]}" | awk '
+    { key = $1 " " $2; if (!(key in n)) order[++keys] = key; row[key, ++n[key]] = $0; wall[key, n[key]] = $3 }
+    END {
+      for (k = 1; k <= keys; k++) {
+        key = order[k]; m = n[key]
+        for (i = 1; i <= m; i++) idx[i] = i
+        for (i = 2; i <= m; i++) for (j = i; j > 1 && wall[key, idx[j]] + 0 < wall[key, idx[j - 1]] + 0; j--) {
+          t = idx[j]; idx[j] = idx[j - 1]; idx[j - 1] = t
+        }
+        mid = idx[int((m + 1) / 2)]
+        print "R " row[key, mid]
+        split(key, kv, " ")
+        printf "S %-7s %-8s %6.2f %6.2f %6.2f\n", kv[1], kv[2], wall[key, idx[1]], wall[key, mid], wall[key, idx[m]]
+      }
+    }')"
+  rows=()
+  local line
+  while IFS= read -r line; do
+    case "$line" in R\ *) rows+=("${line#R }") ;; esac
+  done <<<"$kept"
+  printf '%s\n' "$kept" | sed -n 's/^S //p'
 }
 
 # mark_last RESULT: sets the result field of the last row (ok, MISMATCH, ...).

@@ -48,8 +48,13 @@
 #                has N*250/3 small files (~N*0.45 MiB) and 4 large files of N*64/600 MiB
 #   DATASETS     data sets to run, in this order (default "pg redis tree")
 #   TOOLS        tools to measure (default "cairn restic borg"; missing peers are skipped)
+#   REPEAT       rounds per data set (default 1): each round runs every tool's five operations
+#                on a fresh repository, tools interleaved (cairn, restic, borg, cairn, ...); the
+#                table shows, per tool and operation, the round with the median wall time, and
+#                a line under it the fastest, median and slowest walls
 #   BENCH_DIR    where the temporary directory goes (default ${TMPDIR:-/tmp}); it needs about
-#                5 x SIZE MiB + 1 GiB free, and the postgres user must be able to reach it when
+#                8 x SIZE MiB + 1 GiB free (what a step is done with is deleted at the end, see
+#                `discard`), and the postgres user must be able to reach it when
 #                this runs as root. KEEP=1 keeps it (and every data set's files).
 #   CAIRN        a cairn binary to use instead of building one (release) here
 #   SKIP_SETUP=1 do not run scripts/setup --bench (restic, borg, GNU time, PostgreSQL, Redis)
@@ -57,8 +62,10 @@
 # The servers listen on 127.0.0.1 only, on free ports, keep their data in the work directory
 # and are stopped when the script exits, also on failure or interruption. PostgreSQL refuses to
 # run as root: as root, its server programs run as the `postgres` user.
-# Each figure comes from one run on a machine that may be doing other things: repeat before
-# drawing conclusions from differences of a few percent. The inputs are in the page cache.
+# Without REPEAT each figure comes from one run on a machine that may be doing other things:
+# repeat before drawing conclusions from differences of a few percent. Each step's input (the
+# dump, the tree, the repository it reads) is read once just before it is measured, so it is
+# in the page cache whichever step ran before (`warm`).
 set -Eeuo pipefail
 trap 'echo "macro: line $LINENO failed: $BASH_COMMAND" >&2' ERR
 
@@ -82,6 +89,8 @@ case "$SIZE" in
     size=$SIZE
     ;;
 esac
+REPEAT="${REPEAT:-1}"
+[[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a whole number of rounds, at least 1"
 sets=()
 for s in $DATASETS; do
   case "$s" in pg | redis | tree) sets+=("$s") ;; *) die "unknown data set in DATASETS: $s (pg, redis, tree)" ;; esac
@@ -153,7 +162,28 @@ stop_servers() {
 }
 cleanup() {
   stop_servers
-  if [[ "${KEEP:-0}" == 1 ]]; then echo "macro: kept $WORK"; else rm -rf "$WORK"; fi
+  if [[ "${KEEP:-0}" == 1 ]]; then
+    rm -rf "${WORK:?}/discarded"
+    echo "macro: kept $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+}
+
+# discard PATH...: moves what a step no longer needs out of the way, to be deleted when the
+# script ends. Deleting it now would slow the next steps down, whichever tool they measure:
+# ext4 skips inodes freed in the last minutes when it allocates new ones (`recently_deleted`),
+# and after 50 000 files deleted a restore of the tree spent most of its time in that scan
+# (8 s of system time instead of ~0.3 s).
+discarded=0
+discard() {
+  local p
+  mkdir -p "$WORK/discarded"
+  for p in "$@"; do
+    [[ -e "$p" ]] || continue
+    discarded=$((discarded + 1))
+    mv "$p" "$WORK/discarded/$discarded"
+  done
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -309,7 +339,7 @@ done
 ((${#tools[@]} > 0)) || die "no tool to measure"
 if want_set pg; then header+=("postgres: $("$PG_BIN/postgres" --version)"); fi
 if want_set redis; then header+=("redis:  $(redis-server --version)"); fi
-header+=("SIZE=$SIZE ($size), DATASETS=\"${sets[*]}\", work directory $WORK")
+header+=("SIZE=$SIZE ($size), DATASETS=\"${sets[*]}\", REPEAT=$REPEAT, work directory $WORK")
 echo
 printf '%s\n' "${header[@]}"
 
@@ -341,7 +371,7 @@ gen_pg() {
   local updated
   updated="$("${psql[@]}" -A -t -d shop -c "SELECT count(*) FROM events WHERE payload->>'processed' = 'true'")"
   stop_servers
-  [[ "${KEEP:-0}" == 1 ]] || rm -rf "$d/data"
+  [[ "${KEEP:-0}" == 1 ]] || discard "$d/data"
   IN1="$(stat -c %s "$d/day1.sql")" IN2="$(stat -c %s "$d/day2.sql")" FILES1=0 FILES2=0
   SUM2="$(sha256sum <"$d/day2.sql" | cut -d' ' -f1)"
   local diffstat
@@ -372,7 +402,7 @@ gen_redis() {
   redis_settle
   redis_save "$d/day2.rdb"
   stop_servers
-  [[ "${KEEP:-0}" == 1 ]] || rm -rf "$d/server" "$d/day2.resp"
+  [[ "${KEEP:-0}" == 1 ]] || discard "$d/server" "$d/day2.resp"
   IN1="$(stat -c %s "$d/day1.rdb")" IN2="$(stat -c %s "$d/day2.rdb")" FILES1=0 FILES2=0
   SUM2="$(sha256sum <"$d/day2.rdb" | cut -d' ' -f1)"
   local first
@@ -477,21 +507,25 @@ check_cmd() { # check_cmd TOOL REPO: sets `cmd` to the full verification of REPO
 run_stream() {
   local tool="$1" set="$2" name="$3" ext="$4" cmd=()
   local d="$WORK/$set" r="$WORK/$set/$tool-repo"
+  discard "$r" # a round before, with KEEP=1
   init_repo "$tool" "$r"
   MEASURE_FILES=0
   MEASURE_BYTES="$IN1"
   backup_cmd "$tool" "$r" day1 - "$name"
+  WARM=("$d/day1.$ext")
   measure "$tool" backup "$r" "$d/day1.$ext" /dev/null "${cmd[@]}"
   backup_cmd "$tool" "$r" day1-again - "$name"
   measure "$tool" again "$r" "$d/day1.$ext" /dev/null "${cmd[@]}"
   MEASURE_BYTES="$IN2"
   backup_cmd "$tool" "$r" day2 - "$name"
+  WARM=("$d/day2.$ext")
   measure "$tool" day2 "$r" "$d/day2.$ext" /dev/null "${cmd[@]}"
   case "$tool" in
     cairn) cmd=("$CAIRN" dump --repo "$r" latest "$name") ;;
     restic) cmd=(restic --repo "$r" dump latest "/$name") ;;
     borg) cmd=(borg extract --stdout "$r::day2" "$name") ;;
   esac
+  WARM=("$r")
   measure "$tool" restore "$r" /dev/null "$d/out.$ext" "${cmd[@]}"
   local got
   got="$(sha256sum <"$d/out.$ext" | cut -d' ' -f1)"
@@ -501,17 +535,20 @@ run_stream() {
   check_cmd "$tool" "$r"
   measure "$tool" check "$r" /dev/null /dev/null "${cmd[@]}"
   check_passed
-  [[ "${KEEP:-0}" == 1 ]] || rm -rf "$r"
+  WARM=()
+  [[ "${KEEP:-0}" == 1 ]] || discard "$r"
 }
 
 # run_tree TOOL: the five operations on the tree, backed up as the directory $WORK/tree/data.
 run_tree() {
   local tool="$1" cmd=() d="$WORK/tree"
   local r="$d/$tool-repo" t="$d/restore-$tool" src="$d/data" root
+  discard "$r" # a round before, with KEEP=1
   init_repo "$tool" "$r"
   tree_is day1
   MEASURE_BYTES="$IN1" MEASURE_FILES="$FILES1"
   backup_cmd "$tool" "$r" day1 "$src"
+  WARM=("$src")
   measure "$tool" backup "$r" /dev/null /dev/null "${cmd[@]}"
   backup_cmd "$tool" "$r" day1-again "$src"
   measure "$tool" again "$r" /dev/null /dev/null "${cmd[@]}"
@@ -525,18 +562,20 @@ run_tree() {
     restic) cmd=(restic --repo "$r" restore latest --target "$t") root="$t$src" ;;
     borg) cmd=(env -C "$t" borg extract "$r::day2") root="$t/${src#/}" ;;
   esac
+  WARM=("$r")
   measure "$tool" restore "$r" /dev/null /dev/null "${cmd[@]}"
   [[ -d "$root" ]] || die "$tool restored no $root; $(find "$t" -maxdepth 4 | head -n 5)"
   local got
   got="$(manifest "$root")"
   [[ "$got" == "$SUM2" ]] || die "$tool restored a tree that differs from day 2 (in $t)"
-  rm -rf "$t"
+  discard "$t"
   mark_last ok
   MEASURE_FILES=0
   check_cmd "$tool" "$r"
   measure "$tool" check "$r" /dev/null /dev/null "${cmd[@]}"
   check_passed
-  [[ "${KEEP:-0}" == 1 ]] || rm -rf "$r"
+  WARM=()
+  [[ "${KEEP:-0}" == 1 ]] || discard "$r"
 }
 
 for set in "${sets[@]}"; do
@@ -547,23 +586,35 @@ for set in "${sets[@]}"; do
   t1=$SECONDS
   printf '%s\n' "${desc[@]}"
   echo "macro: $set: data generated in $((t1 - t0)) s; measuring"
-  for t in "${tools[@]}"; do
-    case "$set" in
-      pg) run_stream "$t" pg dump.sql sql ;;
-      redis) run_stream "$t" redis dump.rdb rdb ;;
-      tree) run_tree "$t" ;;
-    esac
+  for ((round = 1; round <= REPEAT; round++)); do
+    ((REPEAT == 1)) || echo "macro: $set: round $round of $REPEAT"
+    for t in "${tools[@]}"; do
+      case "$set" in
+        pg) run_stream "$t" pg dump.sql sql ;;
+        redis) run_stream "$t" redis dump.rdb rdb ;;
+        tree) run_tree "$t" ;;
+      esac
+    done
   done
+  spread=""
+  if ((REPEAT > 1)); then
+    median_rows >"$WORK/spread.$set"
+    spread="$(cat "$WORK/spread.$set")"
+  fi
   {
     echo
     printf '%s\n' "${desc[@]}"
     echo "    generated in $((t1 - t0)) s, measured in $((SECONDS - t1)) s"
     echo
     if [[ $set == tree ]]; then report_table files; else report_table streams; fi
+    if [[ -n $spread ]]; then
+      echo "wall over $REPEAT rounds, fastest / median / slowest (seconds):"
+      echo "$spread"
+    fi
     report_ratios "${tools[@]}"
   } >"$WORK/report.$set"
   rows=()
-  [[ "${KEEP:-0}" == 1 ]] || rm -rf "${WORK:?}/$set"
+  [[ "${KEEP:-0}" == 1 ]] || discard "${WORK:?}/$set"
 done
 
 # --- Report -----------------------------------------------------------------------------------
