@@ -732,7 +732,8 @@ impl Shared<'_> {
             return Ok(None);
         }
         // One buffer for the whole base: the ids and where each blob's bytes are in it.
-        let mut buf = Vec::new();
+        // Reserved once (untouched pages cost nothing), not grown by doubling.
+        let mut buf = Vec::with_capacity(MAX_BASE_RAW);
         let mut spans: Vec<(BlobId, usize, usize)> = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(loc) = self.lookup(&id)? else {

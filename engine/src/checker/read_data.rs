@@ -333,7 +333,9 @@ fn load_base(
 ) -> Result<Vec<u8>, BaseFailure> {
     const WHAT: &str = "based compression group";
     let damaged = |detail: String| BaseFailure::Damaged(FormatError::corrupted(WHAT, detail));
-    let mut out = Vec::new();
+    // The most a base may hold, reserved once (untouched pages cost nothing): growing it by
+    // doubling copied up to 4 MiB again for every based group.
+    let mut out = Vec::with_capacity(repo_format::format::MAX_BASE_RAW);
     for id in &b.ids {
         let loc = ctx_index
             .lookup(id)
