@@ -434,15 +434,24 @@ fn restore_file(repo: &Repository, job: &FileJob, progress: &dyn Progress) -> Re
 /// `create_new` (`O_EXCL`) then fails, rather than follow or truncate anything, if a name
 /// appeared at `path` in between. A directory at `path` is left alone, and the job fails.
 fn create_file(path: &Path) -> std::io::Result<fs::File> {
+    let create = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+    };
+    // Into an empty target (the usual restore) the first try succeeds: one system call a file
+    // instead of a failed unlink and then the create.
+    match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        created => return created,
+    }
     match fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
+    create()
 }
 
 /// Makes the directory `path` of the snapshot, replacing a non-directory there (a file, or a
