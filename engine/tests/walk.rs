@@ -59,6 +59,29 @@ fn files_below(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// Restores `backed_up` (of `src`, named `data`) into `target`, verified, and compares every
+/// regular file with `src`.
+fn restores_as(
+    repo: &engine::repository::Repository,
+    backed_up: &BackupResult,
+    src: &Path,
+    target: &Path,
+) {
+    let s = restore(
+        repo,
+        &backed_up.snapshot,
+        &RestoreOptions {
+            target: target.to_path_buf(),
+            verify: true,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .expect("restore");
+    assert!(s.failed.is_empty(), "{:?}", s.failed);
+    assert_eq!(files_below(src), files_below(&target.join("data")));
+}
+
 /// Counts the totals a backup's progress is given.
 #[derive(Default)]
 struct Totals {
@@ -157,21 +180,8 @@ fn parallel_walk_gives_the_snapshot_warnings_and_counts_of_one_thread() {
         assert_eq!(warned, fifos, "run {run}");
     }
 
-    let target = env2.root.join("restore");
     let last = backup_with(&repo2, &src, 2, &NoProgress);
-    let s = restore(
-        &repo2,
-        &last.snapshot,
-        &RestoreOptions {
-            target: target.clone(),
-            verify: true,
-            ..Default::default()
-        },
-        &NoProgress,
-    )
-    .expect("restore");
-    assert!(s.failed.is_empty(), "{:?}", s.failed);
-    assert_eq!(files_below(&src), files_below(&target.join("data")));
+    restores_as(&repo2, &last, &src, &env2.root.join("restore"));
 }
 
 /// Counts the bytes a backup reads.
@@ -266,19 +276,7 @@ fn a_tree_deeper_than_the_open_directories_round_trips_and_is_reused() {
     assert_eq!(s3.bytes_read, new.len() as u64);
 
     let target = env.root.join("restore");
-    let s = restore(
-        &repo,
-        &changed.snapshot,
-        &RestoreOptions {
-            target: target.clone(),
-            verify: true,
-            ..Default::default()
-        },
-        &NoProgress,
-    )
-    .expect("restore");
-    assert!(s.failed.is_empty(), "{:?}", s.failed);
-    assert_eq!(files_below(&src), files_below(&target.join("data")));
+    restores_as(&repo, &changed, &src, &target);
     let deepest = target.join(dir.strip_prefix(&env.root).expect("below root"));
     assert_eq!(
         fs::read_link(deepest.join("link")).expect("readlink"),
