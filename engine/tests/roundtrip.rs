@@ -174,6 +174,56 @@ fn random_trees_round_trip_byte_exact_with_metadata() {
 }
 
 #[test]
+fn small_files_ending_in_zeros_keep_their_length_and_their_holes() {
+    // 4/16/64 KiB chunks: files of several blobs, some of them all zeros.
+    let env = common::env_small_chunks();
+    let src = env.root.join("data");
+    fs::create_dir_all(&src).expect("mkdir");
+    let mut rng = Rng(0x2e7_0);
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("tail-hole", [rng.bytes(10_000), vec![0; 20_000]].concat()),
+        ("all-zero", vec![0; 300_000]),
+        (
+            "zero-blobs-at-end",
+            [rng.bytes(100_000), vec![0; 400_000]].concat(),
+        ),
+        (
+            "zeros-inside",
+            [rng.bytes(30_000), vec![0; 200_000], rng.bytes(40_000)].concat(),
+        ),
+        ("empty", Vec::new()),
+        ("one-byte", vec![7]),
+        ("one-zero", vec![0]),
+    ];
+    for (name, bytes) in &files {
+        fs::write(src.join(name), bytes).expect("write");
+    }
+    let repo = env.open();
+    let mut opts = BackupOptions::new(Source::Paths(vec![src.clone()]));
+    opts.chunker_profile = Some("stream".into());
+    let r = backup(&repo, opts, &NoProgress).expect("backup");
+    let target = env.root.join("restore");
+    let s = restore_into(&repo, &r.snapshot, &target).expect("restore");
+    assert!(s.failed.is_empty(), "{:?}", s.failed);
+    for (name, bytes) in &files {
+        let path = target.join("data").join(name);
+        let back = fs::read(&path).expect("read back");
+        assert_eq!(back.len(), bytes.len(), "{name}: length");
+        assert!(back == *bytes, "{name}: content");
+    }
+    // The zeros at the end stay holes.
+    for name in ["all-zero", "zero-blobs-at-end"] {
+        let m = fs::metadata(target.join("data").join(name)).expect("stat");
+        assert!(
+            m.blocks() * 512 < m.len() / 2,
+            "{name}: {} bytes allocated for {}",
+            m.blocks() * 512,
+            m.len()
+        );
+    }
+}
+
+#[test]
 fn second_backup_of_unchanged_tree_adds_almost_nothing_and_reuses_files() {
     let env = env();
     let src = env.root.join("data");

@@ -17,8 +17,9 @@
 //! ```
 //!
 //! A blob that fails verification fails only the files that need it: they are reported by
-//! path, removed, and the rest of the restore goes on. All-zero blocks are skipped after
-//! `set_len` (see `sparse`), so sparse files stay sparse.
+//! path, removed, and the rest of the restore goes on. All-zero blocks are skipped (see
+//! `sparse`), so sparse files stay sparse: a large file is sized first, a small one by its last
+//! piece when that piece's end is a hole.
 
 use std::fs;
 use std::io::Write;
@@ -497,6 +498,7 @@ fn write_content(
         windows(&locs).par_iter().try_for_each(|w| {
             let blobs = load_window(repo, &locs[w.clone()])?;
             for (k, blob) in blobs.iter().enumerate() {
+                // The file was sized when it was created: a tail left as a hole reads as zeros.
                 sparse::write_sparse(file, blob, offsets[w.start + k])
                     .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
                 progress.bytes_done(blob.len() as u64);

@@ -5,9 +5,10 @@
 //!
 //! ```text
 //! one batched index lookup for every blob of every file in the slice
-//! create + set_len every file (in parallel)
+//! create every file (in parallel)
 //! sort the (file, blob) pieces by (pack, offset); merge neighbours into ranged reads
-//! reads in parallel: read once, open each blob (AEAD + keyed hash), write_at into its file
+//! reads in parallel: read once, open each blob (AEAD + keyed hash), write_at into its file;
+//!   the piece that ends a file sets its length if its last bytes were left as a hole
 //! metadata for every file whose pieces all landed
 //! ```
 //!
@@ -170,8 +171,10 @@ fn restore_slice(
             );
         }
     }
-    // Create every file at its final size; pieces are then written in place.
-    // Files that already failed (a blob is missing) are not created: nothing to write.
+    // Create every file, empty; pieces are then written in place, and the piece that ends a
+    // file gives it its length when its last bytes are zeros left as a hole (most files end
+    // in data: no `ftruncate` for them). Files that already failed (a blob is missing) are not
+    // created: nothing to write.
     let created: Vec<bool> = slice
         .par_iter()
         .enumerate()
@@ -180,12 +183,7 @@ fn restore_slice(
                 return false;
             }
             match create_file(&job.path) {
-                Ok(f) => {
-                    if let Err(e) = f.set_len(job.node.size) {
-                        fail(i, format!("cannot size {}: {e}", job.path.display()));
-                    }
-                    true
-                }
+                Ok(_) => true,
                 Err(e) => {
                     fail(i, error_chain(&cannot_create("file", &job.path, e)));
                     false
@@ -223,7 +221,10 @@ fn restore_slice(
                 .open_blob_cached(&mut groups, loc, env)
                 .and_then(|blob| {
                     progress.bytes_done(blob.len() as u64);
-                    if blob.iter().all(|&b| b == 0) {
+                    let size = slice[file].node.size;
+                    let ends_file = offset + blob.len() as u64 == size;
+                    let zeros = blob.iter().all(|&b| b == 0);
+                    if zeros && !ends_file {
                         return Ok(());
                     }
                     let path = &slice[file].path;
@@ -232,7 +233,13 @@ fn restore_slice(
                         .write(true)
                         .custom_flags(libc::O_NOFOLLOW)
                         .open(path)
-                        .and_then(|f| write_sparse(&f, &blob, offset))
+                        .and_then(|f| {
+                            let wrote_end = !zeros && write_sparse(&f, &blob, offset)?;
+                            if ends_file && !wrote_end {
+                                f.set_len(size)?;
+                            }
+                            Ok(())
+                        })
                         .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
                 });
             if let Err(e) = written {
