@@ -164,8 +164,19 @@ tags = ["db"]
         100.0 * r2[0].bytes_added as f64 / r2[0].bytes_read.max(1) as f64,
         mib(r2[0].bytes_stored)
     );
+    // What the night costs is what the repository stores: the changed chunks, compressed
+    // against the chunks they replace (based groups; 0.1-0.4 % of the dump, where compressing
+    // them alone would store several percent). Their raw size depends on where the
+    // chunker seed puts the cuts around the scattered rows: 14-18 % of the dump in six local
+    // runs with 64 KiB chunks, 20.2 % once in CI (it was asserted under 20 %).
     assert!(
-        r2[0].bytes_added * 5 < r2[0].bytes_read,
+        r2[0].bytes_stored * 100 < r2[0].bytes_read,
+        "a 1% change stored {} for a {} dump",
+        mib(r2[0].bytes_stored),
+        mib(r2[0].bytes_read)
+    );
+    assert!(
+        r2[0].bytes_added * 3 < r2[0].bytes_read,
         "a 1% change added {} of a {} dump",
         mib(r2[0].bytes_added),
         mib(r2[0].bytes_read)
