@@ -132,7 +132,7 @@ fn clamp_nsec(n: i64) -> u32 {
     u32::try_from(n.clamp(0, 999_999_999)).unwrap_or(0)
 }
 
-impl Walker<'_, '_> {
+impl<'a, 's> Walker<'a, 's> {
     fn warn(&mut self, path: &Path, message: String) {
         self.progress.warning(path, &message);
         self.warnings.push(Warning {
@@ -295,6 +295,22 @@ impl Walker<'_, '_> {
         Ok(node_from_metadata(name, NodeKind::Dir { subtree }, meta))
     }
 
+    /// A walker for one entry `depth` directories down: the same backup, its own warnings and
+    /// counters (taken back by [`Walker::save_children`]).
+    fn fork(&self, depth: usize) -> Walker<'a, 's> {
+        Walker {
+            repo: self.repo,
+            saver: self.saver,
+            chunker: self.chunker,
+            force: self.force,
+            excludes: self.excludes,
+            progress: self.progress,
+            warnings: Vec::new(),
+            counts: WalkCounts::default(),
+            depth,
+        }
+    }
+
     /// Saves a directory's entries, in name order, in parallel when run in a thread pool:
     /// each entry on a walker of its own, whose warnings and counters are then taken in
     /// the entries' order, so the result does not depend on the schedule.
@@ -310,17 +326,7 @@ impl Walker<'_, '_> {
         let saved: Vec<(Result<Option<Node>>, Vec<Warning>, WalkCounts)> = children
             .into_par_iter()
             .map(|Child { name, entry }| {
-                let mut walker = Walker {
-                    repo: self.repo,
-                    saver: self.saver,
-                    chunker: self.chunker,
-                    force: self.force,
-                    excludes: self.excludes,
-                    progress: self.progress,
-                    warnings: Vec::new(),
-                    counts: WalkCounts::default(),
-                    depth,
-                };
+                let mut walker = self.fork(depth);
                 let child_path = path.join(OsStr::from_bytes(&name));
                 let meta = match entry {
                     // A path the kernel refuses cannot be opened or listed either: `lstat`
