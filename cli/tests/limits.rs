@@ -226,6 +226,60 @@ fn an_unreadable_file_is_left_out_with_a_warning_and_exit_3() {
     assert_eq!(String::from_utf8_lossy(&ls.stdout), "/src\n/src/readable\n");
 }
 
+/// Small files are restored a slice at a time and each stays open from its creation to its
+/// metadata: under a low open-files limit the slices shrink to fit instead of files failing
+/// with "too many open files".
+#[test]
+fn restore_of_many_small_files_fits_a_low_open_files_limit() {
+    let repo = Repo::new();
+    let src = repo.path("src");
+    fs::create_dir(&src).expect("mkdir");
+    for i in 0..600u64 {
+        let path = src.join(format!("f{i:03}"));
+        fs::write(&path, random(i, 100 + (i as usize * 37) % 3000)).expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).expect("chmod");
+    }
+    repo.ok(&["backup", src.to_str().expect("UTF-8 temp path")]);
+    let target = repo.path("restore");
+    // 100 descriptors: far fewer than the 600 files of the one slice an unbounded restore plans.
+    let base = repo.command(&[]);
+    let mut sh = Command::new("sh");
+    sh.args(["-c", r#"ulimit -n 100 && exec "$CAIRN_BIN" "$@""#, "sh"])
+        .args([
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().expect("UTF-8"),
+        ])
+        .env("CAIRN_BIN", base.get_program())
+        .stdin(Stdio::null());
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    let out = sh.output().expect("run cairn restore under ulimit -n 100");
+    assert_success("cairn restore under ulimit -n 100", &out);
+    let restored = target.join("src");
+    for i in 0..600u64 {
+        let path = restored.join(format!("f{i:03}"));
+        let meta = fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            meta.permissions().mode() & 0o7777,
+            0o640,
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            fs::read(&path).expect("read restored"),
+            random(i, 100 + (i as usize * 37) % 3000),
+            "{}",
+            path.display()
+        );
+    }
+}
+
 #[test]
 fn restore_into_a_target_without_permission_fails_naming_the_path() {
     let Some(u) =

@@ -49,3 +49,41 @@ pub fn username() -> String {
         })
         .unwrap_or_else(|| uid.to_string())
 }
+
+/// How many files this process may have open at once (the soft `RLIMIT_NOFILE`, from
+/// `/proc/self/limits`); `None` when unlimited or unknown.
+pub fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_files_limit(&limits)
+}
+
+fn parse_open_files_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soft_open_files_limit_is_read_from_proc_limits() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             96364                96364                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_open_files_limit(limits), Some(1024));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(parse_open_files_limit(unlimited), None);
+        assert_eq!(
+            parse_open_files_limit("Max processes 5 5 processes\n"),
+            None
+        );
+        // This process has a limit, and it is at least the three standard descriptors.
+        assert!(open_files_limit().is_some_and(|n| n >= 3));
+    }
+}

@@ -24,7 +24,6 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,12 +34,14 @@ use repo_format::{BlobId, Content, Node, NodeKind, Snapshot};
 use crate::error::{Error, ErrorKind, Result};
 
 mod hardlinks;
+mod metadata;
 mod read;
 mod small;
 mod sparse;
 
 use crate::progress::Progress;
 use crate::repository::Repository;
+use metadata::{apply_file_metadata, apply_metadata};
 use read::{load_window, locate_all, windows};
 
 /// Options for [`restore`].
@@ -516,7 +517,7 @@ fn write_content(
             ),
         ));
     }
-    apply_metadata(path, &job.node, false)?;
+    apply_file_metadata(file, path, &job.node)?;
     Ok(offset)
 }
 
@@ -577,32 +578,6 @@ fn verify_file(repo: &Repository, job: &FileJob) -> Result<()> {
             e,
         )),
     }
-}
-
-/// Sets owner (when running as root), permissions and mtime.
-fn apply_metadata(path: &Path, node: &Node, symlink: bool) -> Result<()> {
-    if crate::host::uid() == 0 {
-        let r = if symlink {
-            std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))
-        } else {
-            std::os::unix::fs::chown(path, Some(node.uid), Some(node.gid))
-        };
-        r.map_err(|e| Error::io(format!("cannot set the owner of {}", path.display()), e))?;
-    }
-    let mtime = filetime::FileTime::from_unix_time(node.mtime.sec, node.mtime.nsec);
-    if symlink {
-        filetime::set_symlink_file_times(path, mtime, mtime)
-            .map_err(|e| Error::io(format!("cannot set the times of {}", path.display()), e))?;
-        return Ok(());
-    }
-    fs::set_permissions(path, fs::Permissions::from_mode(node.mode)).map_err(|e| {
-        Error::io(
-            format!("cannot set the permissions of {}", path.display()),
-            e,
-        )
-    })?;
-    filetime::set_file_times(path, mtime, mtime)
-        .map_err(|e| Error::io(format!("cannot set the times of {}", path.display()), e))
 }
 
 /// Writes a file's content to `out` in order, verifying every blob; returns the bytes written.

@@ -5,28 +5,29 @@
 //!
 //! ```text
 //! one batched index lookup for every blob of every file in the slice
-//! create every file (in parallel)
+//! create every file (in parallel), keeping it open
 //! sort the (file, blob) pieces by (pack, offset); merge neighbours into ranged reads
 //! reads in parallel: read once, open each blob (AEAD + keyed hash), write_at into its file;
 //!   the piece that ends a file sets its length if its last bytes were left as a hole
-//! metadata for every file whose pieces all landed
+//! metadata for every file whose pieces all landed, through its descriptor; close
 //! ```
 //!
-//! So each region of a pack is fetched once for the whole slice, whatever the files' order.
+//! So each region of a pack is fetched once for the whole slice, whatever the files' order,
+//! and a file is opened once (a path walk, and no `open`/`close` per piece). A slice's files
+//! stay open together: a slice is at most half the process's open-files limit.
 //! A failed read or a damaged blob fails exactly the files that have a piece in it.
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use rayon::prelude::*;
-use repo_format::{Content, NodeKind};
+use repo_format::{Content, GroupCache, NodeKind, same_group};
 
 use super::read::{envelope, plan_reads};
 use super::sparse::write_sparse;
-use super::{FileJob, apply_metadata, cannot_create, create_file, error_chain};
+use super::{FileJob, apply_file_metadata, cannot_create, create_file, error_chain};
 use crate::error::{Error, Result};
 use crate::index::cache::BlobLocation;
 use crate::progress::Progress;
@@ -36,8 +37,17 @@ use crate::repository::Repository;
 const SMALL_FILE_BYTES: u64 = 4 << 20;
 const SMALL_FILE_BLOBS: usize = 16;
 
-/// Files planned together: bounds the memory of one slice's plan.
+/// Files planned together: bounds the memory of one slice's plan, and its open files.
 const SLICE_FILES: usize = 4096;
+
+/// Files planned (and open) together: [`SLICE_FILES`], or half the open-files limit when that
+/// is lower (the other half is for pack files, the index cache and the caller).
+fn slice_files() -> usize {
+    let limit = crate::host::open_files_limit().unwrap_or(u64::MAX) / 2;
+    usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .clamp(16, SLICE_FILES)
+}
 
 /// Whether `job` goes through the pack-by-pack path.
 pub(super) fn is_small(job: &FileJob) -> bool {
@@ -61,25 +71,25 @@ pub(super) fn restore_small(
     progress: &dyn Progress,
 ) -> SmallOutcome {
     let mut out = SmallOutcome::default();
-    for slice in jobs.chunks(SLICE_FILES) {
-        let (failed, created) = restore_slice(repo, slice, progress);
+    for slice in jobs.chunks(slice_files()) {
+        let written = restore_slice(repo, slice, progress);
         let done: Vec<(PathBuf, Option<String>)> = slice
             .par_iter()
-            .enumerate()
-            .map(|(i, job)| {
-                let result = match failed.get(&i) {
-                    Some(msg) => Err(msg.clone()),
-                    None => apply_metadata(&job.path, &job.node, false)
-                        .and_then(|()| verify(job))
-                        .map_err(|e| error_chain(&e)),
-                };
+            .zip(written.into_par_iter())
+            .map(|(job, written)| {
+                // Closed before it is verified (read back by path).
+                let result = written.and_then(|file| {
+                    apply_file_metadata(&file, &job.path, &job.node)
+                        .map_err(|e| (error_chain(&e), true))
+                });
+                let result = result.and_then(|()| verify(job).map_err(|e| (error_chain(&e), true)));
                 progress.file_done();
                 match result {
                     Ok(()) => (job.path.clone(), None),
-                    Err(msg) => {
+                    Err((msg, created)) => {
                         // Remove only what this restore wrote; a file it could not create
                         // (or never tried to) is someone else's and stays.
-                        if created[i] {
+                        if created {
                             let _ = fs::remove_file(&job.path);
                         }
                         progress.warning(&job.path, &msg);
@@ -101,13 +111,12 @@ pub(super) fn restore_small(
     out
 }
 
-/// Writes the contents of one slice of files; returns the failures by index in the slice, and
-/// which files it created.
-fn restore_slice(
-    repo: &Repository,
-    slice: &[&FileJob],
-    progress: &dyn Progress,
-) -> (HashMap<usize, String>, Vec<bool>) {
+/// A file of a slice after its pieces are written: open, or why it failed and whether this
+/// restore created it (then it is removed).
+type Written = std::result::Result<fs::File, (String, bool)>;
+
+/// Writes the contents of one slice of files, in the slice's order.
+fn restore_slice(repo: &Repository, slice: &[&FileJob], progress: &dyn Progress) -> Vec<Written> {
     let failed: Mutex<HashMap<usize, String>> = Mutex::new(HashMap::new());
     let fail = |i: usize, msg: String| {
         failed
@@ -134,8 +143,7 @@ fn restore_slice(
         Ok(f) => f,
         Err(e) => {
             let msg = error_chain(&Error::cache("cannot read the index cache", e));
-            let failed = (0..slice.len()).map(|i| (i, msg.clone())).collect();
-            return (failed, vec![false; slice.len()]);
+            return slice.iter().map(|_| Err((msg.clone(), false))).collect();
         }
     };
     // File offsets from the blobs' plaintext lengths; a missing blob fails its file.
@@ -175,18 +183,18 @@ fn restore_slice(
     // file gives it its length when its last bytes are zeros left as a hole (most files end
     // in data: no `ftruncate` for them). Files that already failed (a blob is missing) are not
     // created: nothing to write.
-    let created: Vec<bool> = slice
+    let files: Vec<Option<fs::File>> = slice
         .par_iter()
         .enumerate()
         .map(|(i, job)| {
             if failed_has(&failed, i) {
-                return false;
+                return None;
             }
             match create_file(&job.path) {
-                Ok(_) => true,
+                Ok(file) => Some(file),
                 Err(e) => {
                     fail(i, error_chain(&cannot_create("file", &job.path, e)));
-                    false
+                    None
                 }
             }
         })
@@ -203,54 +211,61 @@ fn restore_slice(
                 return;
             }
         };
-        let mut groups = repo_format::GroupCache::new();
-        for &k in &r.blobs {
-            let (file, offset) = keep[k];
-            if failed_has(&failed, file) {
-                continue;
-            }
-            let loc = &locs[k];
-            let env = match envelope(&bytes, r.start, loc) {
-                Ok(env) => env,
-                Err(e) => {
-                    fail(file, error_chain(&e));
-                    continue;
-                }
-            };
-            let written = repo
-                .open_blob_cached(&mut groups, loc, env)
-                .and_then(|blob| {
-                    progress.bytes_done(blob.len() as u64);
-                    let size = slice[file].node.size;
-                    let ends_file = offset + blob.len() as u64 == size;
-                    let zeros = blob.iter().all(|&b| b == 0);
-                    if zeros && !ends_file {
-                        return Ok(());
+        // A read often covers a whole slice's blobs: they are opened and written in parallel,
+        // the members of one compression group (neighbours) by one task, so it opens the group
+        // once.
+        r.blobs
+            .par_chunk_by(|&a, &b| same_group(&locs[a].entry, &locs[b].entry))
+            .for_each(|run| {
+                let mut groups = GroupCache::new();
+                for &k in run {
+                    let (file, offset) = keep[k];
+                    // A file not created has its failure recorded already.
+                    let Some(f) = &files[file] else { continue };
+                    if failed_has(&failed, file) {
+                        continue;
                     }
-                    let path = &slice[file].path;
-                    // The file this restore created: never a symlink put there since.
-                    fs::OpenOptions::new()
-                        .write(true)
-                        .custom_flags(libc::O_NOFOLLOW)
-                        .open(path)
-                        .and_then(|f| {
-                            let wrote_end = !zeros && write_sparse(&f, &blob, offset)?;
-                            if ends_file && !wrote_end {
-                                f.set_len(size)?;
-                            }
-                            Ok(())
-                        })
-                        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
-                });
-            if let Err(e) = written {
-                fail(file, error_chain(&e));
-            }
-        }
+                    let loc = &locs[k];
+                    let written = envelope(&bytes, r.start, loc).and_then(|env| {
+                        let blob = repo.open_blob_cached(&mut groups, loc, env)?;
+                        progress.bytes_done(blob.len() as u64);
+                        write_piece(f, slice[file], &blob, offset)
+                    });
+                    if let Err(e) = written {
+                        fail(file, error_chain(&e));
+                    }
+                }
+            });
     });
-    let failed = failed
+    let mut failed = failed
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    (failed, created)
+    files
+        .into_iter()
+        .enumerate()
+        .map(|(i, file)| match (failed.remove(&i), file) {
+            (None, Some(file)) => Ok(file),
+            (Some(msg), file) => Err((msg, file.is_some())),
+            (None, None) => Err(("was not created".to_string(), false)),
+        })
+        .collect()
+}
+
+/// Writes `blob` at `offset` into `file`, the file of `job`; all-zero blocks are left as
+/// holes, and the piece that ends the file gives it its length if its end is a hole.
+fn write_piece(file: &fs::File, job: &FileJob, blob: &[u8], offset: u64) -> Result<()> {
+    let size = job.node.size;
+    let ends_file = offset + blob.len() as u64 == size;
+    let zeros = blob.iter().all(|&b| b == 0);
+    let path = &job.path;
+    let wrote_end = !zeros
+        && write_sparse(file, blob, offset)
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    if ends_file && !wrote_end {
+        file.set_len(size)
+            .map_err(|e| Error::io(format!("cannot size {}", path.display()), e))?;
+    }
+    Ok(())
 }
 
 fn failed_has(failed: &Mutex<HashMap<usize, String>>, i: usize) -> bool {
