@@ -1,6 +1,7 @@
 //! The directory walk: entries saved in parallel give the same snapshot, warnings and counts
 //! as one thread; trees deeper than the walker keeps directories open for round trip and are
-//! reused unchanged; the progress scan counts what the walk will read.
+//! reused unchanged; the progress scan counts what the walk will read. The restore's walk of a
+//! snapshot tree, parallel too, makes what one thread makes.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -333,4 +334,84 @@ fn scan_counts_the_files_and_bytes_the_walk_will_read() {
         1,
         "a progress that shows totals gets them once"
     );
+}
+
+/// The restore walks subtrees in parallel: with one thread or six, the same directories,
+/// symlinks, files and hard links are made, and the warnings come in the snapshot's order.
+#[test]
+fn restore_walks_subtrees_in_parallel_with_the_result_of_one_thread() {
+    use std::os::unix::fs::MetadataExt;
+    let env = env();
+    let src = env.root.join("data");
+    let mut rng = Rng(0x7e57);
+    let mut fifos = Vec::new();
+    for d in 0..10 {
+        let dir = src.join(format!("d{d:02}"));
+        for sub in ["a", "b/c", "b/d"] {
+            let inner = dir.join(sub);
+            fs::create_dir_all(&inner).expect("mkdir");
+            for f in 0..4 {
+                let len = rng.below(20_000) as usize;
+                fs::write(inner.join(format!("f{f}")), rng.bytes(len)).expect("write");
+            }
+            mkfifo(&inner.join("p.fifo"));
+            fifos.push(inner.join("p.fifo"));
+            std::os::unix::fs::symlink("f0", inner.join("s.link")).expect("symlink");
+        }
+        // A hard link across subtrees walked by different threads.
+        fs::hard_link(dir.join("a/f1"), dir.join("b/d/linked")).expect("link");
+    }
+    fifos.sort();
+    let repo = env.open();
+    let snap = backup_with(&repo, &src, 2, &NoProgress).snapshot;
+    let mut results = Vec::new();
+    for threads in [1, 6] {
+        let target = env.root.join(format!("restore-{threads}"));
+        let s = restore(
+            &repo,
+            &snap,
+            &RestoreOptions {
+                target: target.clone(),
+                threads: Some(threads),
+                ..Default::default()
+            },
+            &NoProgress,
+        )
+        .expect("restore");
+        assert!(s.failed.is_empty(), "{:?}", s.failed);
+        let restored = target.join("data");
+        let warned: Vec<PathBuf> = s
+            .warnings
+            .iter()
+            .map(|(p, _)| src.join(p.strip_prefix(&restored).expect("below the target")))
+            .collect();
+        assert_eq!(
+            warned, fifos,
+            "{threads} threads: one warning per fifo, in order"
+        );
+        assert_eq!((s.dirs, s.symlinks), (1 + 10 * 5, 30), "{threads} threads");
+        assert_eq!(
+            files_below(&src),
+            files_below(&restored),
+            "{threads} threads"
+        );
+        for d in 0..10 {
+            let dir = restored.join(format!("d{d:02}"));
+            let (a, b) = (
+                fs::metadata(dir.join("a/f1")).expect("stat"),
+                fs::metadata(dir.join("b/d/linked")).expect("stat"),
+            );
+            assert_eq!(
+                a.ino(),
+                b.ino(),
+                "{threads} threads: d{d:02} links one inode"
+            );
+            assert_eq!(
+                fs::read_link(dir.join("b/c/s.link")).expect("readlink"),
+                Path::new("f0")
+            );
+        }
+        results.push((s.files, s.bytes, s.warnings.len()));
+    }
+    assert_eq!(results[0], results[1]);
 }

@@ -99,8 +99,10 @@ const CF_FILES: &str = "files";
 /// Column family: pack id ‖ group envelope offset → a based group's base blob ids.
 const CF_BASES: &str = "bases";
 
-/// Lookups of more blobs than this are split into batches of this size, read in parallel.
-const PARALLEL_LOOKUP_BATCH: usize = 4096;
+/// Lookups of more blobs than this are split into batches of this size, read in parallel (a
+/// restore's slice of 4096 small files looks up ~4500 blobs: 7.5 ms on one thread, 5-7 ms in
+/// batches of 1024).
+const PARALLEL_LOOKUP_BATCH: usize = 1024;
 
 /// Every column family this version uses.
 const COLUMN_FAMILIES: [&str; 4] = [

@@ -1,13 +1,14 @@
 //! Restore and dump: snapshot trees back into files, every blob verified before it is written.
 //!
 //! ```text
-//! walk the tree (sequential): mkdir directories, create symlinks, collect file jobs
+//! walk the tree (subtrees in parallel, see `walk`): mkdir directories, create symlinks,
+//!     collect file jobs in the snapshot's order
 //! small files (<= 4 MiB, <= 16 blobs): pack by pack, see `small`
 //! other files in parallel (rayon):
 //!     create, set_len(size)
 //!     for each batch of blob ids (a direct list, or one content list):
 //!         look up locations in one batched cache read
-//!         split into windows of <= 32 MiB of plaintext; windows in parallel:
+//!         split into windows of <= 16 MiB of plaintext; windows in parallel:
 //!             plan: the window's blobs grouped by pack, neighbours merged -> few ranged reads
 //!             reads in parallel: read, open (AEAD + keyed-hash check)
 //!             write_at(offset) each blob, all-zero blocks left as holes
@@ -23,7 +24,6 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +38,7 @@ mod metadata;
 mod read;
 mod small;
 mod sparse;
+mod walk;
 
 use crate::progress::Progress;
 use crate::repository::Repository;
@@ -76,6 +77,11 @@ pub struct RestoreSummary {
     pub verified: u64,
 }
 
+/// Stack of each restore thread: the tree walk nests a few KiB of frames per directory level
+/// (more when a thread waiting for a subtree takes up another), and restored paths nest at most
+/// ~2000 deep (`PATH_MAX`) before `mkdir` refuses them.
+const STACK_BYTES: usize = 64 << 20;
+
 struct FileJob {
     path: PathBuf,
     node: Node,
@@ -88,38 +94,33 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
-    let includes = parse_includes(&opts.includes)?;
+    let includes = walk::parse_includes(&opts.includes)?;
     fs::create_dir_all(&opts.target).map_err(|e| {
         Error::io(
             format!("cannot create the restore target {}", opts.target.display()),
             e,
         )
     })?;
-    let mut summary = RestoreSummary::default();
-    let mut files = Vec::new();
-    let mut dirs = Vec::new();
-    walk_tree(
-        repo,
-        &snapshot.tree,
-        &opts.target,
-        &mut Vec::new(),
-        &includes,
-        &mut files,
-        &mut dirs,
-        &mut summary,
-    )?;
-    let links = hardlinks::split_links(&mut files);
-    let total: u64 = files.iter().map(|f| f.node.size).sum();
-    progress.set_total(files.len() as u64, total);
-
     let threads = opts
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()) + 2);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("cairn-restore-{i}"))
+        .stack_size(STACK_BYTES)
         .build()
         .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start restore threads: {e}")))?;
+    // Directories and symlinks are made as the tree is walked (subtrees in parallel); files
+    // are collected in the snapshot's order.
+    let walk::Walked {
+        mut files,
+        dirs,
+        mut summary,
+    } = pool.install(|| walk::walk_tree(repo, &snapshot.tree, &opts.target, &[], &includes))?;
+    let links = hardlinks::split_links(&mut files);
+    let total: u64 = files.iter().map(|f| f.node.size).sum();
+    progress.set_total(files.len() as u64, total);
+
     let failed = Mutex::new(Vec::new());
     let written = AtomicU64::new(0);
     let done = AtomicU64::new(0);
@@ -216,119 +217,6 @@ fn cannot_create(what: &str, path: &Path, e: std::io::Error) -> Error {
         return Error::io(msg, e);
     }
     Error::io(format!("cannot create {what} {}", path.display()), e)
-}
-
-/// Include paths as lists of name components (a leading `/` is ignored).
-fn parse_includes(includes: &[PathBuf]) -> Result<Vec<Vec<Vec<u8>>>> {
-    includes
-        .iter()
-        .map(|p| {
-            let comps: Vec<Vec<u8>> = p
-                .as_os_str()
-                .as_bytes()
-                .split(|&b| b == b'/')
-                .filter(|c| !c.is_empty() && *c != b".")
-                .map(<[u8]>::to_vec)
-                .collect();
-            if comps.is_empty() || comps.iter().any(|c| c == b"..") {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    format!(
-                        "--include {}: give a path inside the snapshot, as `cairn ls` shows it",
-                        p.display()
-                    ),
-                ));
-            }
-            Ok(comps)
-        })
-        .collect()
-}
-
-/// How a node at `rel` relates to the include list.
-#[derive(PartialEq)]
-enum Selected {
-    All,
-    Partly,
-    No,
-}
-
-fn selected(rel: &[Vec<u8>], includes: &[Vec<Vec<u8>>]) -> Selected {
-    if includes.is_empty() {
-        return Selected::All;
-    }
-    let mut partly = false;
-    for inc in includes {
-        if rel.len() >= inc.len() && rel[..inc.len()] == inc[..] {
-            return Selected::All;
-        }
-        if inc.len() > rel.len() && inc[..rel.len()] == rel[..] {
-            partly = true;
-        }
-    }
-    if partly {
-        Selected::Partly
-    } else {
-        Selected::No
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn walk_tree(
-    repo: &Repository,
-    tree_id: &BlobId,
-    dir: &Path,
-    rel: &mut Vec<Vec<u8>>,
-    includes: &[Vec<Vec<u8>>],
-    files: &mut Vec<FileJob>,
-    dirs: &mut Vec<(PathBuf, Node)>,
-    summary: &mut RestoreSummary,
-) -> Result<()> {
-    let tree = repo.load_tree(tree_id)?;
-    for node in tree.nodes {
-        rel.push(node.name.clone());
-        let sel = selected(rel, includes);
-        let path = dir.join(std::ffi::OsStr::from_bytes(&node.name));
-        match (&node.kind, sel) {
-            (_, Selected::No) => {}
-            (NodeKind::Dir { subtree }, _) => {
-                create_dir(&path).map_err(|e| cannot_create("directory", &path, e))?;
-                summary.dirs += 1;
-                let subtree = *subtree;
-                // A damaged subtree fails what is below it, not the whole restore; storage
-                // failures still stop it.
-                match walk_tree(repo, &subtree, &path, rel, includes, files, dirs, summary) {
-                    Ok(()) => {}
-                    Err(e) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
-                        let msg =
-                            format!("directory contents cannot be restored: {}", error_chain(&e));
-                        summary.failed.push((path.clone(), msg));
-                    }
-                    Err(e) => return Err(e),
-                }
-                dirs.push((path, node));
-            }
-            (_, Selected::Partly) => {}
-            (NodeKind::File { .. }, Selected::All) => files.push(FileJob { path, node }),
-            (NodeKind::Symlink { target }, Selected::All) => {
-                let _ = fs::remove_file(&path);
-                let made = std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &path)
-                    .map_err(|e| Error::io(format!("cannot create symlink {}", path.display()), e))
-                    .and_then(|()| apply_metadata(&path, &node, true));
-                match made {
-                    Ok(()) => summary.symlinks += 1,
-                    Err(e) => summary.failed.push((path, error_chain(&e))),
-                }
-            }
-            (_, Selected::All) => {
-                summary.warnings.push((
-                    path,
-                    "special file (fifo, socket or device) not restored".to_string(),
-                ));
-            }
-        }
-        rel.pop();
-    }
-    Ok(())
 }
 
 /// The contents of several small files, whole and verified, each file's result on its own. The
