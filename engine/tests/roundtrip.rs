@@ -173,6 +173,77 @@ fn random_trees_round_trip_byte_exact_with_metadata() {
     }
 }
 
+/// A private file is created private: while its contents are written (before its metadata is
+/// set), it already has no bits for the group and others. Large and small files both.
+#[test]
+fn private_files_are_never_readable_by_others_while_restored() {
+    use std::sync::Mutex;
+    struct Watch {
+        files: Vec<std::path::PathBuf>,
+        seen: Mutex<Vec<(std::path::PathBuf, u32)>>,
+    }
+    impl engine::progress::Progress for Watch {
+        fn bytes_done(&self, _n: u64) {
+            // Called as each piece is about to be written, before the file's metadata is set.
+            for f in &self.files {
+                if let Ok(m) = fs::symlink_metadata(f) {
+                    self.seen
+                        .lock()
+                        .expect("lock")
+                        .push((f.clone(), m.mode() & 0o7777));
+                }
+            }
+        }
+    }
+    let env = env();
+    let src = env.root.join("data");
+    fs::create_dir_all(&src).expect("mkdir");
+    let mut rng = Rng(0x5ec2e7);
+    for (name, len) in [("small.key", 3000usize), ("large.key", 12 << 20)] {
+        fs::write(src.join(name), rng.bytes(len)).expect("write");
+        fs::set_permissions(src.join(name), fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    let repo = env.open();
+    let r = backup_paths(&repo, &[&src]);
+    let target = env.root.join("restore");
+    let restored = target.join("data");
+    let watch = Watch {
+        files: vec![restored.join("small.key"), restored.join("large.key")],
+        seen: Mutex::new(Vec::new()),
+    };
+    let s = restore(
+        &repo,
+        &r.snapshot,
+        &RestoreOptions {
+            target: target.clone(),
+            threads: Some(1),
+            ..Default::default()
+        },
+        &watch,
+    )
+    .expect("restore");
+    assert!(s.failed.is_empty(), "{:?}", s.failed);
+    let seen = watch.seen.into_inner().expect("lock");
+    for name in ["small.key", "large.key"] {
+        assert!(
+            seen.iter().any(|(p, _)| p.ends_with(name)),
+            "{name} was watched while written: {seen:?}"
+        );
+    }
+    for (path, mode) in &seen {
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "{} had mode {mode:o} while written",
+            path.display()
+        );
+    }
+    for name in ["small.key", "large.key"] {
+        let mode = fs::metadata(restored.join(name)).expect("stat").mode() & 0o7777;
+        assert_eq!(mode, 0o600, "{name}");
+    }
+}
+
 #[test]
 fn small_files_ending_in_zeros_keep_their_length_and_their_holes() {
     // 4/16/64 KiB chunks: files of several blobs, some of them all zeros.

@@ -46,6 +46,9 @@ pub(super) fn apply_file_metadata(file: &fs::File, path: &Path, node: &Node) -> 
         std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid))
             .map_err(|e| owner_error(path, e))?;
     }
+    // Always: the umask, a default ACL or the owner's change may have left other bits than
+    // the file was created with (skipping it when `fstat` showed the right bits saved nothing
+    // measurable on tmpfs or ext4).
     file.set_permissions(fs::Permissions::from_mode(node.mode))
         .map_err(|e| mode_error(path, e))?;
     let t = mtime(node);

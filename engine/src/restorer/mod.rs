@@ -309,7 +309,7 @@ fn restore_file(repo: &Repository, job: &FileJob, progress: &dyn Progress) -> Re
         return Ok(0);
     };
     let path = &job.path;
-    let file = create_file(path).map_err(|e| cannot_create("file", path, e))?;
+    let file = create_file(path, job.node.mode).map_err(|e| cannot_create("file", path, e))?;
     let written = write_content(repo, job, content, &file, progress);
     if written.is_err() {
         // Never leave a partly written file that looks restored.
@@ -323,11 +323,15 @@ fn restore_file(repo: &Repository, job: &FileJob, progress: &dyn Progress) -> Re
 /// may be a hard link of another name in the target (or of a file outside it), or a symlink.
 /// `create_new` (`O_EXCL`) then fails, rather than follow or truncate anything, if a name
 /// appeared at `path` in between. A directory at `path` is left alone, and the job fails.
-fn create_file(path: &Path) -> std::io::Result<fs::File> {
+/// The file is created with the snapshot's permission bits (`mode`, as the umask lets them
+/// through): a private file is never readable by others while it is written.
+fn create_file(path: &Path, mode: u32) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
     let create = || {
         fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(mode & 0o777)
             .open(path)
     };
     // Into an empty target (the usual restore) the first try succeeds: one system call a file

@@ -190,7 +190,7 @@ fn restore_slice(repo: &Repository, slice: &[&FileJob], progress: &dyn Progress)
             if failed_has(&failed, i) {
                 return None;
             }
-            match create_file(&job.path) {
+            match create_file(&job.path, job.node.mode) {
                 Ok(file) => Some(file),
                 Err(e) => {
                     fail(i, error_chain(&cannot_create("file", &job.path, e)));
