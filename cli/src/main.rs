@@ -69,6 +69,42 @@ fn release_free_memory() {
     }
 }
 
+/// Grows the descriptor table to 8192 entries once, while this process has one thread. A
+/// restore keeps up to 4096 small files open at a time (`engine::restorer`), and Linux grows a
+/// process's table by doubling it, each time waiting for an RCU grace period once threads share
+/// the table: five growths cost 50-70 ms of a 1.1 s restore of 50 000 files, every other create
+/// waiting meanwhile. 64 KiB of kernel memory; nothing else changes.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn reserve_descriptors() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given, which lives on this stack frame.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let Ok(high) = libc::c_int::try_from(limit.rlim_cur.saturating_sub(1).min(4096)) else {
+        return;
+    };
+    for fd in 0..3 {
+        // SAFETY: F_DUPFD_CLOEXEC takes no pointers and never replaces an open descriptor (it
+        // returns the lowest free one at or above `high`); the copy is closed at once. A
+        // failure (the descriptor is not open, the limit is low) leaves the table as it is.
+        unsafe {
+            let copy = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, high);
+            if copy >= 0 {
+                libc::close(copy);
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn reserve_descriptors() {}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn set_release_hook() {
     engine::memory::set_release_hook(release_free_memory);
@@ -79,6 +115,7 @@ fn set_release_hook() {}
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    reserve_descriptors();
     set_release_hook();
     // `println!` panics when standard output fails (a full disk, a closed pipe): such a panic
     // ends the command as an error below, without a crash report. Other panics stay panics.
