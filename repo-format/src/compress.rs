@@ -24,8 +24,8 @@ thread_local! {
 }
 
 /// How a writer runs zstd (SPEC §3): the config's level and, optionally, zstd's minimum match
-/// length in place of the one the level implies. A writer's choice only: a frame decodes the
-/// same whatever it was made with.
+/// length and match-finder table sizes in place of the ones the level implies. A writer's choice
+/// only: a frame decodes the same whatever it was made with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Zstd {
     /// The level, 1 ≤ level ≤ 19; 0 or less stores raw.
@@ -33,12 +33,31 @@ pub struct Zstd {
     /// `ZSTD_c_minMatch` (zstd takes 3 ≤ m ≤ 7; other values are clamped to that), or `None`
     /// for the level's own.
     pub min_match: Option<u32>,
+    /// `ZSTD_c_hashLog` and `ZSTD_c_chainLog`, the log2 of the entries in the match finder's
+    /// two tables (each clamped to 6..=24), or `None` for the level's own (17 and 16 at level 3
+    /// for large inputs).
+    pub tables: Option<(u32, u32)>,
 }
 
 impl Zstd {
     /// The value for `ZSTD_c_minMatch`: 0 (the level's own) or the length clamped to 3..=7.
     fn min_match_param(self) -> u32 {
         self.min_match.map_or(0, |m| m.clamp(3, 7))
+    }
+
+    /// The values for `ZSTD_c_hashLog` and `ZSTD_c_chainLog`: 0 (the level's own) or clamped.
+    fn table_params(self) -> (u32, u32) {
+        self.tables
+            .map_or((0, 0), |(h, c)| (h.clamp(6, 24), c.clamp(6, 24)))
+    }
+
+    /// Sets the parameters beyond the level on a context made for this level.
+    fn apply(self, c: &mut zstd::bulk::Compressor<'static>) -> std::io::Result<()> {
+        use zstd::zstd_safe::CParameter::{ChainLog, HashLog, MinMatch};
+        let (hash, chain) = self.table_params();
+        c.set_parameter(MinMatch(self.min_match_param()))?;
+        c.set_parameter(HashLog(hash))?;
+        c.set_parameter(ChainLog(chain))
     }
 }
 
@@ -48,6 +67,7 @@ impl From<i32> for Zstd {
         Zstd {
             level,
             min_match: None,
+            tables: None,
         }
     }
 }
@@ -57,16 +77,15 @@ fn with_compressor<T>(
     z: Zstd,
     f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> std::io::Result<T>,
 ) -> std::io::Result<T> {
-    use zstd::zstd_safe::CParameter::MinMatch;
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if let Some((current, c)) = slot.as_mut() {
             if *current == z {
                 return f(c);
             }
-            // Same level: only the minimum match length changes (a new context per change
+            // Same level: only the parameters beyond it change (a new context per change
             // would cost about a 16 KiB compression each time).
-            if current.level == z.level && c.set_parameter(MinMatch(z.min_match_param())).is_ok() {
+            if current.level == z.level && z.apply(c).is_ok() {
                 *current = z;
                 return f(c);
             }
@@ -74,8 +93,8 @@ fn with_compressor<T>(
         // Dropped first, so a failing `new` leaves no context with other settings.
         *slot = None;
         let mut c = zstd::bulk::Compressor::new(z.level)?;
-        if z.min_match.is_some() {
-            c.set_parameter(MinMatch(z.min_match_param()))?;
+        if z != Zstd::from(z.level) {
+            z.apply(&mut c)?;
         }
         let out = f(&mut c);
         *slot = Some((z, c));
@@ -320,30 +339,49 @@ mod tests {
             assert_eq!(ours, fresh, "level {level}, {} bytes", data.len());
             assert_eq!(&decompress_exact(&ours, data.len(), "t").unwrap(), data);
             // Interleaved with another minimum match length: the context is set up again.
-            let z = Zstd {
-                level: *level,
-                min_match: Some(7),
-            };
-            let mut c = zstd::bulk::Compressor::new(*level).unwrap();
-            c.set_parameter(zstd::zstd_safe::CParameter::MinMatch(7))
-                .unwrap();
-            let fresh = c.compress(data).unwrap();
-            let ours = compress(z, data).unwrap();
-            assert_eq!(ours, fresh, "{z:?}, {} bytes", data.len());
-            assert_eq!(&decompress_exact(&ours, data.len(), "t").unwrap(), data);
+            for (min_match, tables) in [(Some(7), None), (Some(6), Some((15, 14))), (None, None)] {
+                let z = Zstd {
+                    level: *level,
+                    min_match,
+                    tables,
+                };
+                let mut c = zstd::bulk::Compressor::new(*level).unwrap();
+                if let Some(m) = min_match {
+                    c.set_parameter(zstd::zstd_safe::CParameter::MinMatch(m))
+                        .unwrap();
+                }
+                if let Some((h, l)) = tables {
+                    c.set_parameter(zstd::zstd_safe::CParameter::HashLog(h))
+                        .unwrap();
+                    c.set_parameter(zstd::zstd_safe::CParameter::ChainLog(l))
+                        .unwrap();
+                }
+                let fresh = c.compress(data).unwrap();
+                let ours = compress(z, data).unwrap();
+                assert_eq!(ours, fresh, "{z:?}, {} bytes", data.len());
+                assert_eq!(&decompress_exact(&ours, data.len(), "t").unwrap(), data);
+            }
         }
     }
 
     #[test]
-    fn a_min_match_changes_the_frame_not_what_it_decodes_to() {
+    fn a_min_match_or_table_size_changes_the_frame_not_what_it_decodes_to() {
         let data: Vec<u8> = (0..200_000u32)
             .flat_map(|i| format!("{i}\t{}\t    \n", i % 977).into_bytes())
             .collect();
         let mut frames = Vec::new();
-        for min_match in [None, Some(3), Some(6), Some(7)] {
+        for (min_match, tables) in [
+            (None, None),
+            (Some(3), None),
+            (Some(6), None),
+            (Some(7), None),
+            (None, Some((15, 14))),
+            (Some(6), Some((12, 11))),
+        ] {
             let z = Zstd {
                 level: 3,
                 min_match,
+                tables,
             };
             let c = compress(z, &data).unwrap();
             assert_eq!(decompress_exact(&c, data.len(), "t").unwrap(), data);
@@ -351,7 +389,7 @@ mod tests {
         }
         assert_eq!(frames[0], compress(3, &data).unwrap());
         for (i, f) in frames.iter().enumerate().skip(1) {
-            assert_ne!(f, &frames[0], "min match #{i} made level 3's own frame");
+            assert_ne!(f, &frames[0], "parameters #{i} made level 3's own frame");
         }
     }
 

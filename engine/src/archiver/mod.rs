@@ -21,9 +21,9 @@ pub mod content;
 mod cut;
 pub mod exclude;
 pub mod guide;
-mod min_match;
 pub mod saver;
 pub mod walk;
+mod zstd_trial;
 
 use std::collections::HashSet;
 use std::ffi::OsString;

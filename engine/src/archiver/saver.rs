@@ -39,7 +39,7 @@ use repo_format::{
     seal_blob, seal_group,
 };
 
-use super::min_match::MinMatch;
+use super::zstd_trial::ZstdTrial;
 
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
@@ -135,8 +135,8 @@ struct Shared<'r> {
     /// The first failure of a worker or an upload; the producer sees it at its next check.
     failure: Arc<Mutex<Option<Error>>>,
     stats: SaverStats,
-    /// zstd's minimum match length for data, chosen by trying (SPEC §3).
-    min_match: MinMatch,
+    /// zstd's minimum match length and table sizes for data, chosen by trying (SPEC §3).
+    zstd_trial: ZstdTrial,
 }
 
 /// Accepts blobs from producer threads (a stream's reader, or a directory walk's threads) and
@@ -195,7 +195,7 @@ impl<'s> BlobSaver<'s> {
             slots: Arc::new(tokio::sync::Semaphore::new(UPLOADS_IN_FLIGHT)),
             failure: Arc::new(Mutex::new(None)),
             stats: SaverStats::default(),
-            min_match: MinMatch::new(repo.config().compression_level),
+            zstd_trial: ZstdTrial::new(repo.config().compression_level),
         });
         let (tx, rx) = crossbeam_channel::bounded::<Vec<Job>>(workers.max(1) * 2);
         let workers = (0..workers.max(1))
@@ -678,7 +678,7 @@ impl Shared<'_> {
         let group = match based {
             Some(b) if b.bytes.len() * 32 <= raw => Some(b),
             based => {
-                let plain = self.min_match.seal(
+                let plain = self.zstd_trial.seal(
                     raw,
                     |zstd| {
                         let salt = random_bytes::<16>()?;
@@ -776,7 +776,7 @@ impl Shared<'_> {
         };
         let sealed = match job.blob_type {
             BlobType::Data => self
-                .min_match
+                .zstd_trial
                 .seal(job.data.len(), seal, |b| b.bytes.len())?,
             BlobType::Tree => seal(Zstd::from(config.compression_level))?,
         };

@@ -1,5 +1,5 @@
-//! zstd's minimum match length, chosen by trying, per blob saver: one per backup, and per
-//! `copy`, prune repack or `repair` run that stores blobs (SPEC §3).
+//! zstd's minimum match length and match-finder table sizes, chosen by trying, per blob saver:
+//! one per backup, and per `copy`, prune repack or `repair` run that stores blobs (SPEC §3).
 //!
 //! Level 3 looks for matches of at least 5 bytes (for inputs over 256 KiB; zstd tunes smaller
 //! ones apart). On a dump that is too short: a SQL dump is
@@ -14,25 +14,48 @@
 //! | shared libraries, 191 MiB | 59.44 MB | 60.78 MB | 62.57 MB |
 //! | Rust source, 2.5 MiB | 641.6 KB | 648.6 KB | 663.5 KB |
 //!
-//! and a longer minimum is no slower. In cairn (`backup --stdin` of those files into fresh
-//! repositories, three runs for pg and two for Redis, against the build before) the pg dump's
-//! day 1 stores 33.04-33.11 MB instead of 33.78-34.12 MB and the RDB's 86.48 MB instead of
-//! 87.09-87.15 MB, in the same time or less. No one length suits every kind of data, so a saver
-//! tries: its first compression of data and every [`TRIAL_EVERY`]th after it is done with each
-//! candidate, the smallest result is stored and its length used until the next trial. On a tie
-//! (incompressible data is stored raw, the same size whatever the length) the length in use
-//! stays. Only inputs of at least [`TRIAL_MIN_BYTES`] count and are tried: zstd tunes itself
-//! differently for small inputs, and a 300-byte blob should not choose for the 2 MiB groups
-//! after it; smaller ones just use the current length. A trial costs two extra compressions
-//! and seals of one group (about 3 % more zstd work at one in 64); the length changes nothing
-//! a reader sees, a frame decodes the same whatever it was made with.
+//! and a longer minimum is no slower. The match finder's tables matter too: level 3 indexes
+//! 2^17 hash entries and 2^16 chain entries (`hlog=17,clog=16`); smaller tables keep fewer,
+//! more recent positions, which is faster (they fit the caches) and usually compresses worse,
+//! but not on a dump, whose best matches are nearby rows. The first 200 MB of each
+//! (`zstd -b3 -i4 -B2M --zstd=hlog=H,clog=C,mml=M`, one core of this machine):
+//!
+//! | data | 17/16, 6 | 15/14, 6 | 15/14, 7 |
+//! |---|---|---|---|
+//! | pg dump | 29.06 MB, 453 MB/s | 28.93 MB, 613 MB/s | 28.85 MB, 603 MB/s |
+//! | Redis RDB | 54.51 MB, 291 MB/s | 56.38 MB, 356 MB/s | 57.32 MB, 357 MB/s |
+//! | shared libraries (5: 43.09 MB) | 44.02 MB, 327 MB/s | 45.80 MB, 411 MB/s | 47.09 MB, 418 MB/s |
+//! | text files of the tree | 44.28 MB, 240 MB/s | 46.53 MB, 285 MB/s | 47.74 MB, 293 MB/s |
+//!
+//! No one setting suits every kind of data, so a saver tries: its first compression of data
+//! and every [`TRIAL_EVERY`]th after it is done with each candidate, the smallest result is
+//! stored and its setting used until the next trial, so a dump gets the smaller (faster) tables
+//! and everything else keeps level 3's. On a tie (incompressible data is stored raw, the same
+//! size whatever the setting) the setting in use stays. Only inputs of at least
+//! [`TRIAL_MIN_BYTES`] count and are tried: zstd tunes itself differently for small inputs, and
+//! a 300-byte blob should not choose for the 2 MiB groups after it; smaller ones just use the
+//! current setting. A trial costs four extra compressions and seals of one group (about 5 %
+//! more zstd work at one in 64, less on a dump); the setting changes nothing a reader sees, a
+//! frame decodes the same whatever it was made with.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use repo_format::Zstd;
 
-/// Candidate minimum match lengths: level's own (`None`), 6 and 7.
-const CANDIDATES: [Option<u32>; 3] = [None, Some(6), Some(7)];
+/// Smaller match-finder tables than level 3's (`hashLog`, `chainLog`).
+const SMALL_TABLES: Option<(u32, u32)> = Some((15, 14));
+
+/// A minimum match length and match-finder tables (`None`: the level's own).
+type Setting = (Option<u32>, Option<(u32, u32)>);
+
+/// Candidates: the level's own, then longer minimums, then longer minimums with smaller tables.
+const CANDIDATES: [Setting; 5] = [
+    (None, None),
+    (Some(6), None),
+    (Some(7), None),
+    (Some(6), SMALL_TABLES),
+    (Some(7), SMALL_TABLES),
+];
 
 /// One compression in this many is a trial of every candidate.
 pub const TRIAL_EVERY: u64 = 64;
@@ -40,9 +63,9 @@ pub const TRIAL_EVERY: u64 = 64;
 /// Inputs smaller than this are neither counted nor tried.
 pub const TRIAL_MIN_BYTES: usize = 64 << 10;
 
-/// The minimum match length one backup compresses its data with, and how it is chosen.
+/// The zstd settings one backup compresses its data with, and how they are chosen.
 #[derive(Debug)]
-pub struct MinMatch {
+pub struct ZstdTrial {
     level: i32,
     /// Index into [`CANDIDATES`] of the last trial's winner.
     choice: AtomicUsize,
@@ -50,10 +73,10 @@ pub struct MinMatch {
     seen: AtomicU64,
 }
 
-impl MinMatch {
+impl ZstdTrial {
     /// Trials for compression at `level` (none at level 0 or less: nothing is compressed).
     pub fn new(level: i32) -> Self {
-        MinMatch {
+        ZstdTrial {
             level,
             choice: AtomicUsize::new(0),
             seen: AtomicU64::new(0),
@@ -61,8 +84,8 @@ impl MinMatch {
     }
 
     /// Seals `len` bytes of plaintext with `seal`: on a trial once per candidate, keeping the
-    /// result whose `stored` size is smallest (the length in use on a tie, then the earlier
-    /// candidate) and remembering its length; otherwise once, with the last trial's length.
+    /// result whose `stored` size is smallest (the setting in use on a tie, then the earlier
+    /// candidate) and remembering its setting; otherwise once, with the last trial's setting.
     /// `seal` may fail (for its nonce salt); the first failure is returned.
     pub fn seal<T, E>(
         &self,
@@ -72,7 +95,8 @@ impl MinMatch {
     ) -> Result<T, E> {
         let zstd = |i: usize| Zstd {
             level: self.level,
-            min_match: CANDIDATES[i],
+            min_match: CANDIDATES[i].0,
+            tables: CANDIDATES[i].1,
         };
         if self.level <= 0 {
             return seal(Zstd::from(self.level));
@@ -86,7 +110,7 @@ impl MinMatch {
         {
             return seal(zstd(current));
         }
-        // The length in use first, so a tie keeps it.
+        // The setting in use first, so a tie keeps it.
         let mut best = (current, seal(zstd(current))?);
         for i in (0..CANDIDATES.len()).filter(|&i| i != current) {
             let t = seal(zstd(i))?;
@@ -99,9 +123,9 @@ impl MinMatch {
         Ok(t)
     }
 
-    /// The minimum match length compressions use now (`None`: the level's own).
+    /// The settings compressions use now (minimum match length, tables; `None`: the level's).
     #[cfg(test)]
-    pub fn current(&self) -> Option<u32> {
+    pub fn current(&self) -> Setting {
         CANDIDATES[self.choice.load(Ordering::Relaxed)]
     }
 }
@@ -111,14 +135,14 @@ mod tests {
     use super::*;
     use std::cell::RefCell;
 
-    /// Runs `n` seals of `len` bytes where candidate `m` stores `size(m, call)` bytes;
-    /// returns the lengths each seal was made with, in order.
+    /// Runs `n` seals of `len` bytes where setting `m` stores `size(m, call)` bytes; returns
+    /// the settings each seal was made with, in order.
     fn run(
-        t: &MinMatch,
+        t: &ZstdTrial,
         n: usize,
         len: usize,
-        size: impl Fn(Option<u32>, usize) -> usize,
-    ) -> Vec<Vec<Option<u32>>> {
+        size: impl Fn(Setting, usize) -> usize,
+    ) -> Vec<Vec<Setting>> {
         let mut calls = Vec::new();
         for call in 0..n {
             let tried = RefCell::new(Vec::new());
@@ -127,8 +151,9 @@ mod tests {
                     len,
                     |z| {
                         assert_eq!(z.level, 3);
-                        tried.borrow_mut().push(z.min_match);
-                        Ok::<_, ()>((z.min_match, size(z.min_match, call)))
+                        let m = (z.min_match, z.tables);
+                        tried.borrow_mut().push(m);
+                        Ok::<_, ()>((m, size(m, call)))
                     },
                     |&(_, s)| s,
                 )
@@ -144,61 +169,75 @@ mod tests {
 
     const BIG: usize = TRIAL_MIN_BYTES;
 
+    const OWN: Setting = (None, None);
+    const M6: Setting = (Some(6), None);
+    const M7: Setting = (Some(7), None);
+    const S6: Setting = (Some(6), SMALL_TABLES);
+    const S7: Setting = (Some(7), SMALL_TABLES);
+
     #[test]
     fn trials_pick_the_smallest_and_keep_it_until_the_next_trial() {
-        let t = MinMatch::new(3);
+        let t = ZstdTrial::new(3);
         let n = TRIAL_EVERY as usize;
-        // 7 wins the first trial: the next 63 use it.
+        assert_eq!(CANDIDATES, [OWN, M6, M7, S6, S7]);
+        // 7 with small tables wins the first trial: the next 63 use it.
         let calls = run(&t, n, BIG, |m, _| match m {
-            None => 100,
-            Some(6) => 90,
+            OWN => 100,
+            M6 => 90,
+            M7 => 85,
+            S6 => 82,
             _ => 80,
         });
         assert_eq!(calls[0], CANDIDATES.to_vec());
-        assert!(calls[1..].iter().all(|c| c == &[Some(7)]));
-        assert_eq!(t.current(), Some(7));
-        // The next trial (the length in use first) finds the level's own best and switches.
-        let calls = run(&t, n + 1, BIG, |m, _| if m.is_none() { 50 } else { 60 });
-        assert_eq!(calls[0], vec![Some(7), None, Some(6)]);
-        assert!(calls[1..n].iter().all(|c| c == &[None]));
+        assert!(calls[1..].iter().all(|c| c == &[S7]));
+        assert_eq!(t.current(), S7);
+        // The next trial (the setting in use first) finds the level's own best and switches.
+        let calls = run(&t, n + 1, BIG, |m, _| if m == OWN { 50 } else { 60 });
+        assert_eq!(calls[0], vec![S7, OWN, M6, M7, S6]);
+        assert!(calls[1..n].iter().all(|c| c == &[OWN]));
         assert_eq!(calls[n], CANDIDATES.to_vec());
-        assert_eq!(t.current(), None);
+        assert_eq!(t.current(), OWN);
     }
 
     #[test]
-    fn a_tie_keeps_the_length_in_use() {
-        let t = MinMatch::new(3);
-        // From the level's own: a tie between it and 6 keeps it.
-        run(&t, 1, BIG, |m, _| if m == Some(7) { 10 } else { 5 });
-        assert_eq!(t.current(), None);
+    fn a_tie_keeps_the_setting_in_use() {
+        let t = ZstdTrial::new(3);
+        // From the level's own: a tie between it and the others but 7 keeps it.
+        run(&t, 1, BIG, |m, _| if m == M7 { 10 } else { 5 });
+        assert_eq!(t.current(), OWN);
         // 7 wins the second trial (the 64th of these), then incompressible data at the third
         // (every candidate the same size) keeps it.
-        run(&t, TRIAL_EVERY as usize, BIG, |m, _| {
-            if m == Some(7) { 1 } else { 2 }
-        });
-        assert_eq!(t.current(), Some(7));
+        run(
+            &t,
+            TRIAL_EVERY as usize,
+            BIG,
+            |m, _| {
+                if m == M7 { 1 } else { 2 }
+            },
+        );
+        assert_eq!(t.current(), M7);
         run(&t, TRIAL_EVERY as usize - 1, BIG, |_, _| 1);
         let calls = run(&t, 1, BIG, |_, _| 1000);
-        assert_eq!(calls[0], vec![Some(7), None, Some(6)], "not a trial");
-        assert_eq!(t.current(), Some(7));
+        assert_eq!(calls[0], vec![M7, OWN, M6, S6, S7], "a trial, 7 first");
+        assert_eq!(t.current(), M7);
     }
 
     #[test]
     fn small_inputs_neither_count_nor_choose() {
-        let t = MinMatch::new(3);
-        // Small inputs use the length in use, whatever they would prefer...
-        let calls = run(&t, 200, BIG - 1, |m, _| if m == Some(6) { 1 } else { 2 });
-        assert!(calls.iter().all(|c| c == &[None]), "{calls:?}");
-        assert_eq!(t.current(), None);
+        let t = ZstdTrial::new(3);
+        // Small inputs use the setting in use, whatever they would prefer...
+        let calls = run(&t, 200, BIG - 1, |m, _| if m == M6 { 1 } else { 2 });
+        assert!(calls.iter().all(|c| c == &[OWN]), "{calls:?}");
+        assert_eq!(t.current(), OWN);
         // ...and did not count: the first large input is still the first trial.
-        let calls = run(&t, 1, BIG, |m, _| if m == Some(6) { 1 } else { 2 });
+        let calls = run(&t, 1, BIG, |m, _| if m == M6 { 1 } else { 2 });
         assert_eq!(calls[0], CANDIDATES.to_vec());
-        assert_eq!(t.current(), Some(6));
+        assert_eq!(t.current(), M6);
     }
 
     #[test]
     fn level_zero_never_tries() {
-        let raw = MinMatch::new(0);
+        let raw = ZstdTrial::new(0);
         let mut seen = Vec::new();
         for _ in 0..3 {
             raw.seal(
@@ -215,10 +254,10 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_seal_fails_the_trial_and_keeps_the_length() {
-        let t = MinMatch::new(3);
-        run(&t, 1, BIG, |m, _| if m == Some(6) { 1 } else { 2 });
-        // The next trial fails at its second seal (after 6, the length in use, was made).
+    fn a_failing_seal_fails_the_trial_and_keeps_the_setting() {
+        let t = ZstdTrial::new(3);
+        run(&t, 1, BIG, |m, _| if m == M6 { 1 } else { 2 });
+        // The next trial fails at its second seal (after 6, the setting in use, was made).
         for _ in 1..TRIAL_EVERY {
             run(&t, 1, BIG, |_, _| 1);
         }
@@ -233,11 +272,11 @@ mod tests {
         );
         assert_eq!(r, Err("no salt"));
         assert_eq!(n, 2);
-        assert_eq!(t.current(), Some(6));
+        assert_eq!(t.current(), M6);
     }
 
     #[test]
-    fn on_a_dump_a_longer_minimum_wins_and_stores_less() {
+    fn on_a_dump_a_longer_minimum_and_small_tables_win_and_store_less() {
         // pg_dump-like rows: padded columns and digits.
         let mut dump = Vec::new();
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -255,7 +294,7 @@ mod tests {
             );
         }
         let data = &dump[..2 << 20];
-        let t = MinMatch::new(3);
+        let t = ZstdTrial::new(3);
         let out = t
             .seal(
                 data.len(),
@@ -264,7 +303,7 @@ mod tests {
             )
             .expect("seal");
         let plain = repo_format::compress(3, data).expect("compresses");
-        assert!(t.current().is_some(), "level 3's own length won on a dump");
+        assert_eq!(t.current(), S7, "the setting that won on a dump");
         assert!(out.len() < plain.len(), "{} >= {}", out.len(), plain.len());
         assert_eq!(
             repo_format::decompress_exact(&out, data.len(), "t").expect("decodes"),
