@@ -69,8 +69,9 @@ fn release_free_memory() {
     }
 }
 
-/// Grows the descriptor table to 8192 entries once, while this process has one thread. A
-/// restore keeps up to 4096 small files open at a time (`engine::restorer`), and Linux grows a
+/// Grows the descriptor table once, while this process has one thread, to hold descriptor
+/// min(4096, limit - 1) (8192 entries for 4096). A restore keeps up to 4096 small files open
+/// at a time when the limit allows (`engine::restorer`), and Linux grows a
 /// process's table by doubling it, each time waiting for an RCU grace period once threads share
 /// the table: five growths cost 50-70 ms of a 1.1 s restore of 50 000 files, every other create
 /// waiting meanwhile. 64 KiB of kernel memory; nothing else changes.

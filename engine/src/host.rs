@@ -51,7 +51,7 @@ pub fn username() -> String {
 }
 
 /// How many files this process may have open at once (the soft `RLIMIT_NOFILE`, from
-/// `/proc/self/limits`); `None` when unlimited or unknown.
+/// `/proc/self/limits`; `u64::MAX` when unlimited); `None` when unknown.
 pub fn open_files_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     parse_open_files_limit(&limits)
@@ -59,11 +59,10 @@ pub fn open_files_limit() -> Option<u64> {
 
 fn parse_open_files_limit(limits: &str) -> Option<u64> {
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    match line["Max open files".len()..].split_whitespace().next()? {
+        "unlimited" => Some(u64::MAX),
+        n => n.parse().ok(),
+    }
 }
 
 #[cfg(test)]
@@ -78,7 +77,7 @@ mod tests {
         assert_eq!(parse_open_files_limit(limits), Some(1024));
         let unlimited =
             "Max open files            unlimited            unlimited            files\n";
-        assert_eq!(parse_open_files_limit(unlimited), None);
+        assert_eq!(parse_open_files_limit(unlimited), Some(u64::MAX));
         assert_eq!(
             parse_open_files_limit("Max processes 5 5 processes\n"),
             None

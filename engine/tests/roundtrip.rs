@@ -173,10 +173,11 @@ fn random_trees_round_trip_byte_exact_with_metadata() {
     }
 }
 
-/// A private file is created private: while its contents are written (before its metadata is
-/// set), it already has no bits for the group and others. Large and small files both.
+/// A private file or directory is created private: while contents are written (before
+/// metadata is set), it already has no bits for the group and others. Large and small files,
+/// and a directory whose file anyone could read.
 #[test]
-fn private_files_are_never_readable_by_others_while_restored() {
+fn private_files_and_directories_are_never_open_to_others_while_restored() {
     use std::sync::Mutex;
     struct Watch {
         files: Vec<std::path::PathBuf>,
@@ -195,6 +196,20 @@ fn private_files_are_never_readable_by_others_while_restored() {
             }
         }
     }
+    // The umask must let group or other bits through, or files are private whatever the
+    // restore does (and the test shows nothing).
+    let umask = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Umask:"))?.to_string();
+            u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+        })
+        .expect("Umask: in /proc/self/status");
+    assert_ne!(
+        umask & 0o077,
+        0o077,
+        "run the tests under a umask such as 022"
+    );
     let env = env();
     let src = env.root.join("data");
     fs::create_dir_all(&src).expect("mkdir");
@@ -203,12 +218,20 @@ fn private_files_are_never_readable_by_others_while_restored() {
         fs::write(src.join(name), rng.bytes(len)).expect("write");
         fs::set_permissions(src.join(name), fs::Permissions::from_mode(0o600)).expect("chmod");
     }
+    // A private directory holding a file anyone may read: others must not reach it either.
+    fs::create_dir(src.join("private")).expect("mkdir");
+    fs::write(src.join("private/inside"), rng.bytes(2000)).expect("write");
+    fs::set_permissions(src.join("private"), fs::Permissions::from_mode(0o700)).expect("chmod");
     let repo = env.open();
     let r = backup_paths(&repo, &[&src]);
     let target = env.root.join("restore");
     let restored = target.join("data");
     let watch = Watch {
-        files: vec![restored.join("small.key"), restored.join("large.key")],
+        files: vec![
+            restored.join("small.key"),
+            restored.join("large.key"),
+            restored.join("private"),
+        ],
         seen: Mutex::new(Vec::new()),
     };
     let s = restore(
@@ -224,7 +247,7 @@ fn private_files_are_never_readable_by_others_while_restored() {
     .expect("restore");
     assert!(s.failed.is_empty(), "{:?}", s.failed);
     let seen = watch.seen.into_inner().expect("lock");
-    for name in ["small.key", "large.key"] {
+    for name in ["small.key", "large.key", "private"] {
         assert!(
             seen.iter().any(|(p, _)| p.ends_with(name)),
             "{name} was watched while written: {seen:?}"
@@ -238,9 +261,13 @@ fn private_files_are_never_readable_by_others_while_restored() {
             path.display()
         );
     }
-    for name in ["small.key", "large.key"] {
+    for (name, want) in [
+        ("small.key", 0o600),
+        ("large.key", 0o600),
+        ("private", 0o700),
+    ] {
         let mode = fs::metadata(restored.join(name)).expect("stat").mode() & 0o7777;
-        assert_eq!(mode, 0o600, "{name}");
+        assert_eq!(mode, want, "{name}");
     }
 }
 

@@ -415,3 +415,46 @@ fn restore_walks_subtrees_in_parallel_with_the_result_of_one_thread() {
     }
     assert_eq!(results[0], results[1]);
 }
+
+/// The restore walks a subtree on the stack of the thread that took it up: a chain of
+/// directories as deep as paths go (1-byte names, to near `PATH_MAX` in the target) with a
+/// sibling at every level, so the walk fans out all the way down, fits the restore threads'
+/// stacks, in a debug build too.
+#[test]
+fn restore_of_a_tree_as_deep_as_paths_go_fits_the_thread_stacks() {
+    let env = env();
+    let src = env.root.join("data");
+    let target = env.root.join("r");
+    // The restored path of the deepest directory: target/data/d/d/...: keep it under 4095.
+    let levels = (4000 - target.join("data").as_os_str().len()) / 2;
+    let mut deepest = src.clone();
+    for _ in 0..levels {
+        deepest.push("d");
+    }
+    fs::create_dir_all(&deepest).expect("mkdir the chain");
+    let mut dir = src.clone();
+    for level in 0..levels {
+        fs::create_dir(dir.join("e")).expect("mkdir a sibling");
+        if level % 100 == 0 {
+            fs::write(dir.join("e/f"), format!("level {level}")).expect("write");
+        }
+        dir.push("d");
+    }
+    fs::write(deepest.join("end"), b"the bottom").expect("write the deepest file");
+    let repo = env.open();
+    let snap = backup_with(&repo, &src, 2, &NoProgress).snapshot;
+    let s = restore(
+        &repo,
+        &snap,
+        &RestoreOptions {
+            target: target.clone(),
+            threads: Some(4),
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .expect("restore");
+    assert!(s.failed.is_empty(), "{:?}", s.failed);
+    assert_eq!(s.dirs as usize, 1 + 2 * levels, "{levels} levels");
+    assert_eq!(files_below(&src), files_below(&target.join("data")));
+}

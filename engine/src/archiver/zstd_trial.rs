@@ -303,7 +303,12 @@ mod tests {
             )
             .expect("seal");
         let plain = repo_format::compress(3, data).expect("compresses");
-        assert_eq!(t.current(), S7, "the setting that won on a dump");
+        // Which of the two small-table settings wins depends on zstd's version.
+        assert!(
+            [S6, S7].contains(&t.current()),
+            "{:?} won on a dump",
+            t.current()
+        );
         assert!(out.len() < plain.len(), "{} >= {}", out.len(), plain.len());
         assert_eq!(
             repo_format::decompress_exact(&out, data.len(), "t").expect("decodes"),

@@ -12,7 +12,7 @@
 //!             plan: the window's blobs grouped by pack, neighbours merged -> few ranged reads
 //!             reads in parallel: read, open (AEAD + keyed-hash check)
 //!             write_at(offset) each blob, all-zero blocks left as holes
-//!     chmod / chown / mtime
+//!     chown / chmod / mtime through the file's descriptor
 //! hard links: later names of one (device, inode) linked to the first, see `hardlinks`
 //! directories' metadata last, deepest first (writing into a directory changes its mtime)
 //! ```
@@ -350,14 +350,20 @@ fn create_file(path: &Path, mode: u32) -> std::io::Result<fs::File> {
 
 /// Makes the directory `path` of the snapshot, replacing a non-directory there (a file, or a
 /// symlink, even one to a directory: restoring through it would write outside the target).
-fn create_dir(path: &Path) -> std::io::Result<()> {
+/// A new directory gets the snapshot's permission bits (`mode`, through the umask) and the
+/// owner's, which the restore needs to fill it: a private directory does not let others reach
+/// what is restored into it before its mode is set at the end.
+fn create_dir(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
     match fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => return Ok(()),
         Ok(_) => fs::remove_file(path)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    fs::create_dir(path)
+    fs::DirBuilder::new()
+        .mode((mode & 0o777) | 0o700)
+        .create(path)
 }
 
 /// Writes a created file's content and metadata.

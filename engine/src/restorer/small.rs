@@ -14,7 +14,7 @@
 //!
 //! So each region of a pack is fetched once for the whole slice, whatever the files' order,
 //! and a file is opened once (a path walk, and no `open`/`close` per piece). A slice's files
-//! stay open together: a slice is at most half the process's open-files limit.
+//! stay open together: a slice is smaller under a low open-files limit (see [`slice_files`]).
 //! A failed read or a damaged blob fails exactly the files that have a piece in it.
 
 use std::collections::HashMap;
@@ -40,11 +40,15 @@ const SMALL_FILE_BLOBS: usize = 16;
 /// Files planned together: bounds the memory of one slice's plan, and its open files.
 const SLICE_FILES: usize = 4096;
 
-/// Files planned (and open) together: [`SLICE_FILES`], or half the open-files limit when that
-/// is lower (the other half is for pack files, the index cache and the caller).
+/// Descriptors kept for everything but a slice's files: the index cache's tables (RocksDB opens
+/// at most 256), the pack files being read, the standard streams and the caller's.
+const RESERVED_FILES: u64 = 384;
+
+/// Files planned (and open) together: [`SLICE_FILES`], or fewer under a low open-files limit
+/// (what it leaves after [`RESERVED_FILES`], at least 16; 256 when the limit is unknown).
 fn slice_files() -> usize {
-    let limit = crate::host::open_files_limit().unwrap_or(u64::MAX) / 2;
-    usize::try_from(limit)
+    let budget = crate::host::open_files_limit().map_or(256, |l| l.saturating_sub(RESERVED_FILES));
+    usize::try_from(budget)
         .unwrap_or(usize::MAX)
         .clamp(16, SLICE_FILES)
 }

@@ -121,7 +121,16 @@ pub(super) fn walk_tree(
     rel: &[Vec<u8>],
     includes: &[Vec<Vec<u8>>],
 ) -> Result<Walked> {
-    let tree = repo.load_tree(tree_id)?;
+    let tree = repo.load_tree(tree_id).map_err(|e| match e.kind() {
+        // Reported as this directory's failure by the caller.
+        ErrorKind::Corrupt | ErrorKind::NotFound => e,
+        // Stops the restore: say where it was.
+        kind => Error::with_source(
+            kind,
+            format!("cannot read what to restore into {}", dir.display()),
+            e,
+        ),
+    })?;
     let mut parts: Vec<Part> = Vec::new();
     let mut rel = rel.to_vec();
     for node in tree.nodes {
@@ -133,7 +142,7 @@ pub(super) fn walk_tree(
             continue;
         }
         if let NodeKind::Dir { subtree } = &node.kind {
-            create_dir(&path).map_err(|e| cannot_create("directory", &path, e))?;
+            create_dir(&path, node.mode).map_err(|e| cannot_create("directory", &path, e))?;
             let subtree = *subtree;
             parts.push(Part::Subdir {
                 path,
