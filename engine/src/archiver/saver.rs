@@ -39,7 +39,7 @@ use repo_format::{
     seal_blob, seal_group,
 };
 
-use super::zstd_trial::ZstdTrial;
+use super::zstd_trial::{TRIAL_SAMPLE_BYTES, ZstdTrial, sample_of, sample_size};
 
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
@@ -678,14 +678,14 @@ impl Shared<'_> {
         let group = match based {
             Some(b) if b.bytes.len() * 32 <= raw => Some(b),
             based => {
-                let plain = self.zstd_trial.seal(
-                    raw,
-                    |zstd| {
-                        let salt = random_bytes::<16>()?;
-                        Ok(seal_group(repo.keys(), BlobType::Data, &blobs, zstd, salt))
-                    },
-                    |g| g.as_ref().map_or(usize::MAX, |g| g.bytes.len()),
-                )?;
+                let mut sample = None;
+                let zstd = self.zstd_trial.setting(raw, |z| {
+                    let sample =
+                        sample.get_or_insert_with(|| sample_of(blobs.iter().map(|(_, b)| *b)));
+                    sample_size(z, sample)
+                });
+                let salt = random_bytes::<16>()?;
+                let plain = seal_group(repo.keys(), BlobType::Data, &blobs, zstd, salt);
                 // A based group keeps its base alive for as long as a snapshot needs one of
                 // its members: worth it only when it halves what the group stores.
                 match (plain, based) {
@@ -775,9 +775,9 @@ impl Shared<'_> {
             ))
         };
         let sealed = match job.blob_type {
-            BlobType::Data => self
-                .zstd_trial
-                .seal(job.data.len(), seal, |b| b.bytes.len())?,
+            BlobType::Data => seal(self.zstd_trial.setting(job.data.len(), |z| {
+                sample_size(z, &job.data[..job.data.len().min(TRIAL_SAMPLE_BYTES)])
+            }))?,
             BlobType::Tree => seal(Zstd::from(config.compression_level))?,
         };
         self.stats.blobs.fetch_add(1, Ordering::Relaxed);
