@@ -318,9 +318,28 @@ redis_save() { # redis_save FILE: SAVE, then copy the RDB to FILE
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 
+# fs_line: the work directory's file system. ext4 without a journal does not reuse an inode
+# for a minute or more after it is freed (the kernel's `recently_deleted` check, skipped when
+# there is a journal), so creating files soon after deleting many is slow there, and restores
+# vary with what was deleted before them.
+fs_line() {
+  local src fstype line
+  read -r src fstype < <(findmnt -no SOURCE,FSTYPE -T "$WORK" 2>/dev/null) || return 0
+  line="file system: $src ($fstype)"
+  if [[ $fstype == ext4 ]]; then
+    if compgen -G "/proc/fs/jbd2/$(basename "$src")-*" >/dev/null; then
+      line+=", with a journal"
+    else
+      line+=", without a journal: file creation is slow for minutes after large deletes"
+    fi
+  fi
+  echo "$line"
+}
+
 # --- Environment and versions -----------------------------------------------------------------
 header=()
 header+=("machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(free -g | awk '/^Mem:/ { print $2 }') GiB; load average at start $(cut -d' ' -f1-3 /proc/loadavg)")
+header+=("$(fs_line)")
 tools=()
 for t in $TOOLS; do
   case "$t" in
