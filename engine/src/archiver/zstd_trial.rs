@@ -35,8 +35,9 @@
 //! size whatever the setting) the setting in use stays. Only inputs of at least
 //! [`TRIAL_MIN_BYTES`] count and are tried: zstd tunes itself differently for small inputs, and
 //! a 300-byte blob should not choose for the 2 MiB groups after it; smaller ones just use the
-//! current setting. A trial costs five compressions of half a 2 MiB group (about 2.3 % more
-//! zstd work at one group in 64; compressing the whole group with every candidate cost 6 %).
+//! current setting. A trial costs five compressions of half a 2 MiB group, 2.5 groups' worth
+//! (3.9 % more zstd work at one group in 64; compressing the whole group with each of the five
+//! cost 6.3 %, with each of the three candidates before the tables 3.1 %).
 //! Samples of 512 KiB chose worse on the RDB (0.3 % more stored: the candidates differ less on
 //! shorter inputs, `zstd -b3 -B512K`: 6 beats 5 by 0.07 % there, by 0.7 % on 2 MiB); samples of
 //! 1 MiB stored what whole-group trials did. The setting changes nothing a reader sees, a frame
