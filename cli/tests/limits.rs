@@ -226,6 +226,62 @@ fn an_unreadable_file_is_left_out_with_a_warning_and_exit_3() {
     assert_eq!(String::from_utf8_lossy(&ls.stdout), "/src\n/src/readable\n");
 }
 
+/// `restore --verify` as an ordinary user reads each file back before giving it its mode: a
+/// file the snapshot makes unreadable to its owner (0200, 0000) is verified and kept, not
+/// failed and removed. Backed up as root, restored as `nobody`.
+#[test]
+fn restore_verify_as_a_user_keeps_files_their_owner_cannot_read() {
+    let test = "restore_verify_as_a_user_keeps_files_their_owner_cannot_read";
+    if !is_root() {
+        skip_or_fail(test, "needs root to back up files their owner cannot read");
+        return;
+    }
+    let Some(u) = Unprivileged::new(test) else {
+        return;
+    };
+    let src = u.path("src");
+    fs::create_dir(&src).expect("mkdir");
+    let files = [
+        ("write-only", 0o200, random(1, 5000)),
+        ("no-access", 0o000, random(2, 9000)),
+        ("large-write-only", 0o200, random(3, 6 << 20)),
+        ("readable", 0o644, random(4, 3000)),
+    ];
+    for (name, mode, data) in &files {
+        fs::write(src.join(name), data).expect("write");
+        fs::set_permissions(src.join(name), fs::Permissions::from_mode(*mode)).expect("chmod");
+    }
+    // As root, into the repository `nobody` made (its new files are world-readable).
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["backup", src.to_str().expect("UTF-8 temp path")])
+        .env("CAIRN_REPOSITORY", u.path("repo"))
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .env("CAIRN_CACHE_DIR", u.path("root-cache"))
+        .env_remove("CAIRN_PASSWORD_FILE")
+        .env_remove("CAIRN_PASSWORD_COMMAND")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cairn backup as root");
+    assert_success("cairn backup (root)", &out);
+    let target = u.path("out");
+    let out = u.run(&[
+        "restore",
+        "latest",
+        "--verify",
+        "--target",
+        target.to_str().expect("UTF-8"),
+    ]);
+    assert_success("cairn restore --verify (nobody)", &out);
+    let err = stderr(&out);
+    assert!(err.contains("0 failed"), "{err}");
+    for (name, mode, data) in &files {
+        let path = target.join("src").join(name);
+        let meta = fs::metadata(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(meta.permissions().mode() & 0o7777, *mode, "{name}");
+        assert_eq!(&fs::read(&path).expect("read as root"), data, "{name}");
+    }
+}
+
 /// Small files are restored a slice at a time and each stays open from its creation to its
 /// metadata: under a low open-files limit the slices shrink to fit instead of files failing
 /// with "too many open files".

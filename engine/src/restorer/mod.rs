@@ -12,7 +12,7 @@
 //!             plan: the window's blobs grouped by pack, neighbours merged -> few ranged reads
 //!             reads in parallel: read, open (AEAD + keyed-hash check)
 //!             write_at(offset) each blob, all-zero blocks left as holes
-//!     chown / chmod / mtime through the file's descriptor
+//!     through the file's descriptor: --verify reads it back, then chown / chmod / mtime
 //! hard links: later names of one (device, inode) linked to the first, see `hardlinks`
 //! directories' metadata last, deepest first (writing into a directory changes its mtime)
 //! ```
@@ -127,9 +127,11 @@ pub fn restore(
     let verified = AtomicU64::new(0);
     let (small, large): (Vec<&FileJob>, Vec<&FileJob>) =
         files.iter().partition(|j| small::is_small(j));
-    let verify = |job: &FileJob| -> Result<()> {
+    // Through the descriptor the file was written with, before its mode is set: a file the
+    // snapshot makes unreadable (0200, 0000) is still verified when not running as root.
+    let verify = |job: &FileJob, file: &fs::File| -> Result<()> {
         if opts.verify {
-            verify_file(repo, job)?;
+            verify_file(repo, job, file)?;
             verified.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
@@ -138,13 +140,9 @@ pub fn restore(
     pool.install(|| {
         large.par_iter().for_each(|job| {
             progress.file_started(&job.path);
-            // restore_file removes what it created when it fails; a file that fails its
-            // verification was written by us too. A file we could not create is left alone.
-            let result = restore_file(repo, job, progress).and_then(|n| {
-                verify(job).map(|()| n).inspect_err(|_| {
-                    let _ = fs::remove_file(&job.path);
-                })
-            });
+            // restore_file removes what it created when it fails (verification included); a
+            // file we could not create is left alone.
+            let result = restore_file(repo, job, &verify, progress);
             match result {
                 Ok(n) => {
                     written.fetch_add(n, Ordering::Relaxed);
@@ -304,13 +302,25 @@ pub fn for_each_batch(
     }
 }
 
-fn restore_file(repo: &Repository, job: &FileJob, progress: &dyn Progress) -> Result<u64> {
+/// Checks a restored file, read through `file`, against the snapshot (`--verify`).
+type Verify<'a> = dyn Fn(&FileJob, &fs::File) -> Result<()> + Sync + 'a;
+
+fn restore_file(
+    repo: &Repository,
+    job: &FileJob,
+    verify: &Verify,
+    progress: &dyn Progress,
+) -> Result<u64> {
     let NodeKind::File { content } = &job.node.kind else {
         return Ok(0);
     };
     let path = &job.path;
     let file = create_file(path, job.node.mode).map_err(|e| cannot_create("file", path, e))?;
-    let written = write_content(repo, job, content, &file, progress);
+    let written = write_content(repo, job, content, &file, progress).and_then(|n| {
+        verify(job, &file)?;
+        apply_file_metadata(&file, path, &job.node)?;
+        Ok(n)
+    });
     if written.is_err() {
         // Never leave a partly written file that looks restored.
         let _ = fs::remove_file(path);
@@ -327,8 +337,10 @@ fn restore_file(repo: &Repository, job: &FileJob, progress: &dyn Progress) -> Re
 /// through): a private file is never readable by others while it is written.
 fn create_file(path: &Path, mode: u32) -> std::io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
+    // Readable too: `--verify` reads the file back through this descriptor.
     let create = || {
         fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .mode(mode & 0o777)
@@ -366,7 +378,7 @@ fn create_dir(path: &Path, mode: u32) -> std::io::Result<()> {
         .create(path)
 }
 
-/// Writes a created file's content and metadata.
+/// Writes a created file's content.
 fn write_content(
     repo: &Repository,
     job: &FileJob,
@@ -415,23 +427,19 @@ fn write_content(
             ),
         ));
     }
-    apply_file_metadata(file, path, &job.node)?;
     Ok(offset)
 }
 
-/// Reads a restored file back and checks it piece by piece: each piece, cut at the lengths of
-/// the snapshot's blobs, must hash (keyed) to that blob's id, and nothing may follow the last.
-fn verify_file(repo: &Repository, job: &FileJob) -> Result<()> {
+/// Reads a restored file back through `file` (from its start; it was written with positioned
+/// writes) and checks it piece by piece: each piece, cut at the lengths of the snapshot's
+/// blobs, must hash (keyed) to that blob's id, and nothing may follow the last.
+fn verify_file(repo: &Repository, job: &FileJob, file: &fs::File) -> Result<()> {
     use std::io::Read;
     let NodeKind::File { content } = &job.node.kind else {
         return Ok(());
     };
     let path = &job.path;
-    let mut file = std::io::BufReader::with_capacity(
-        1 << 20,
-        fs::File::open(path)
-            .map_err(|e| Error::io(format!("cannot reopen {} to verify it", path.display()), e))?,
-    );
+    let mut file = std::io::BufReader::with_capacity(1 << 20, file);
     let mut buf = Vec::new();
     let mut offset = 0u64;
     for_each_batch(repo, content, |ids| {

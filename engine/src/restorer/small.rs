@@ -9,7 +9,8 @@
 //! sort the (file, blob) pieces by (pack, offset); merge neighbours into ranged reads
 //! reads in parallel: read once, open each blob (AEAD + keyed hash), write_at into its file;
 //!   the piece that ends a file sets its length if its last bytes were left as a hole
-//! metadata for every file whose pieces all landed, through its descriptor; close
+//! for every file whose pieces all landed, through its descriptor: --verify reads it back,
+//!   metadata; close
 //! ```
 //!
 //! So each region of a pack is fetched once for the whole slice, whatever the files' order,
@@ -27,7 +28,7 @@ use repo_format::{Content, GroupCache, NodeKind, same_group};
 
 use super::read::{envelope, plan_reads};
 use super::sparse::write_sparse;
-use super::{FileJob, apply_file_metadata, cannot_create, create_file, error_chain};
+use super::{FileJob, Verify, apply_file_metadata, cannot_create, create_file, error_chain};
 use crate::error::{Error, Result};
 use crate::index::cache::BlobLocation;
 use crate::progress::Progress;
@@ -67,11 +68,12 @@ pub(super) struct SmallOutcome {
     pub failed: Vec<(PathBuf, String)>,
 }
 
-/// Restores small files (see the module docs); `verify` is applied per file afterwards.
+/// Restores small files (see the module docs); `verify` is applied per file, before its
+/// metadata.
 pub(super) fn restore_small(
     repo: &Repository,
     jobs: &[&FileJob],
-    verify: &(dyn Fn(&FileJob) -> Result<()> + Sync),
+    verify: &Verify,
     progress: &dyn Progress,
 ) -> SmallOutcome {
     let mut out = SmallOutcome::default();
@@ -81,12 +83,12 @@ pub(super) fn restore_small(
             .par_iter()
             .zip(written.into_par_iter())
             .map(|(job, written)| {
-                // Closed before it is verified (read back by path).
+                // Verified (read back through its descriptor), then given its metadata.
                 let result = written.and_then(|file| {
-                    apply_file_metadata(&file, &job.path, &job.node)
+                    verify(job, &file)
+                        .and_then(|()| apply_file_metadata(&file, &job.path, &job.node))
                         .map_err(|e| (error_chain(&e), true))
                 });
-                let result = result.and_then(|()| verify(job).map_err(|e| (error_chain(&e), true)));
                 progress.file_done();
                 match result {
                     Ok(()) => (job.path.clone(), None),
