@@ -137,33 +137,29 @@ pub(super) fn walk_tree(
         rel.push(node.name.clone());
         let sel = selected(&rel, includes);
         let path = dir.join(OsStr::from_bytes(&node.name));
-        if sel == Selected::No {
-            rel.pop();
-            continue;
-        }
-        if let NodeKind::Dir { subtree } = &node.kind {
-            create_dir(&path, node.mode).map_err(|e| cannot_create("directory", &path, e))?;
-            let subtree = *subtree;
-            parts.push(Part::Subdir {
-                path,
-                node,
-                subtree,
-                rel: rel.clone(),
-            });
-            rel.pop();
-            continue;
+        match (&node.kind, sel) {
+            (_, Selected::No) => {}
+            (NodeKind::Dir { subtree }, _) => {
+                create_dir(&path, node.mode).map_err(|e| cannot_create("directory", &path, e))?;
+                let subtree = *subtree;
+                parts.push(Part::Subdir {
+                    path,
+                    node,
+                    subtree,
+                    rel: rel.clone(),
+                });
+            }
+            (_, Selected::Partly) => {}
+            _ => match parts.last_mut() {
+                Some(Part::Made(made)) => add_leaf(made, path, node),
+                _ => {
+                    let mut made = Walked::default();
+                    add_leaf(&mut made, path, node);
+                    parts.push(Part::Made(made));
+                }
+            },
         }
         rel.pop();
-        if sel == Selected::Partly {
-            continue;
-        }
-        if !matches!(parts.last(), Some(Part::Made(_))) {
-            parts.push(Part::Made(Walked::default()));
-        }
-        let Some(Part::Made(made)) = parts.last_mut() else {
-            continue; // pushed just above
-        };
-        add_leaf(made, path, node);
     }
     let walked = parts
         .into_par_iter()
