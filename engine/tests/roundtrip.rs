@@ -624,6 +624,27 @@ fn wrong_password_leaves_no_private_cache() {
     assert_eq!(private_caches(), 0);
 }
 
+/// A wrong password opens no cache at all: the repository id comes from the config, which is
+/// not authenticated until a key opens it, so a cache opened for it could hold the lock of
+/// another repository's cache, or create one for an id nobody has proved (b00ada2, reverted).
+#[test]
+fn wrong_password_creates_no_cache() {
+    let env = env();
+    let _ = fs::remove_dir_all(&env.cache);
+    for _ in 0..2 {
+        open_with_wrong_password(&env);
+        let made: Vec<_> = fs::read_dir(&env.cache)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            made.is_empty(),
+            "a failed open made {made:?} in the cache directory"
+        );
+    }
+    drop(env.open());
+    assert!(env.cache.exists(), "the right password opens a cache");
+}
+
 #[test]
 fn missing_or_truncated_config_and_keys_are_clear_errors() {
     let env = env();

@@ -67,6 +67,14 @@ pub enum FormatError {
         /// The unknown tag.
         tag: u16,
     },
+    /// The system would not give the memory a computation needs (Argon2's, for a key file).
+    #[error("{what}: out of memory: {detail}")]
+    OutOfMemory {
+        /// The structure being processed.
+        what: &'static str,
+        /// What was needed.
+        detail: String,
+    },
     /// Anything else structurally wrong.
     #[error("{what}: corrupted: {detail}")]
     Corrupted {
