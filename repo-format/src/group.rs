@@ -62,25 +62,47 @@ pub fn seal_group(
     zstd: impl Into<Zstd>,
     nonce_salt: [u8; 16],
 ) -> Option<SealedGroup> {
+    let (plain, members) = join(blobs);
+    seal_joined_group(keys, blob_type, &plain, &members, zstd, nonce_salt)
+}
+
+/// [`seal_group`] for members already laid out one after the other in `plain` (a writer that
+/// collects a group in one buffer saves copying it again): `members` are their ids and lengths
+/// in order. `None` also when the lengths do not add up to `plain.len()`.
+pub fn seal_joined_group(
+    keys: &RepoKeys,
+    blob_type: BlobType,
+    plain: &[u8],
+    members: &[(BlobId, usize)],
+    zstd: impl Into<Zstd>,
+    nonce_salt: [u8; 16],
+) -> Option<SealedGroup> {
     let zstd = zstd.into();
-    let total: usize = blobs.iter().map(|(_, b)| b.len()).sum();
-    if blobs.len() < 2
-        || zstd.level == 0
-        || total > MAX_GROUP_RAW
-        || blobs.iter().any(|(_, b)| b.is_empty())
-    {
+    if !groupable(plain, members) || zstd.level == 0 {
         return None;
     }
-    let frame = compress(zstd, &concat(blobs))?;
+    let frame = compress(zstd, plain)?;
     seal_frame(
         keys,
         blob_type,
         Compression::Group,
-        blobs,
+        members,
         &frame,
         nonce_salt,
         Vec::new(),
     )
+}
+
+/// Whether `members` can be a group of `plain`: at least two, none empty, their lengths adding
+/// up to `plain.len()`, at most [`MAX_GROUP_RAW`] bytes together.
+fn groupable(plain: &[u8], members: &[(BlobId, usize)]) -> bool {
+    members.len() >= 2
+        && plain.len() <= MAX_GROUP_RAW
+        && members.iter().all(|&(_, n)| n > 0 && n <= MAX_GROUP_RAW)
+        && members
+            .iter()
+            .try_fold(0usize, |sum, &(_, n)| sum.checked_add(n))
+            == Some(plain.len())
 }
 
 /// [`seal_group`] for data blobs, compressed against `base` (id, plaintext; each id
@@ -98,15 +120,26 @@ pub fn seal_based_group(
     level: i32,
     nonce_salt: [u8; 16],
 ) -> Option<SealedGroup> {
-    let total: usize = blobs.iter().map(|(_, b)| b.len()).sum();
+    let (plain, members) = join(blobs);
+    seal_joined_based_group(keys, &plain, &members, base, level, nonce_salt)
+}
+
+/// [`seal_based_group`] for members laid out one after the other in `plain` (see
+/// [`seal_joined_group`]).
+pub fn seal_joined_based_group(
+    keys: &RepoKeys,
+    plain: &[u8],
+    members: &[(BlobId, usize)],
+    base: &[(BlobId, &[u8])],
+    level: i32,
+    nonce_salt: [u8; 16],
+) -> Option<SealedGroup> {
     let base_total: usize = base.iter().map(|(_, b)| b.len()).sum();
     let repeated = base.iter().enumerate().any(|(i, (id, _))| {
-        base[..i].iter().any(|(other, _)| other == id) || blobs.iter().any(|(m, _)| m == id)
+        base[..i].iter().any(|(other, _)| other == id) || members.iter().any(|(m, _)| m == id)
     });
-    if blobs.len() < 2
+    if !groupable(plain, members)
         || level == 0
-        || total > MAX_GROUP_RAW
-        || blobs.iter().any(|(_, b)| b.is_empty())
         || base.is_empty()
         || base.len() > MAX_BASE_IDS
         || base_total > MAX_BASE_RAW
@@ -114,13 +147,13 @@ pub fn seal_based_group(
     {
         return None;
     }
-    let frame = compress_with_prefix(level, &concat(blobs), &concat(base))?;
+    let frame = compress_with_prefix(level, plain, &concat(base))?;
     let ids = base.iter().map(|(id, _)| *id).collect();
     seal_frame(
         keys,
         BlobType::Data,
         Compression::Based,
-        blobs,
+        members,
         &frame,
         nonce_salt,
         ids,
@@ -135,12 +168,18 @@ fn concat(blobs: &[(BlobId, &[u8])]) -> Vec<u8> {
     out
 }
 
-/// Seals `frame` as the group of `blobs` (≤ [`MAX_GROUP_RAW`] bytes together).
+/// `blobs`' plaintexts one after the other, and each one's id and length.
+fn join(blobs: &[(BlobId, &[u8])]) -> (Vec<u8>, Vec<(BlobId, usize)>) {
+    let members = blobs.iter().map(|(id, b)| (*id, b.len())).collect();
+    (concat(blobs), members)
+}
+
+/// Seals `frame` as the group of `members` (id, length; ≤ [`MAX_GROUP_RAW`] bytes together).
 fn seal_frame(
     keys: &RepoKeys,
     blob_type: BlobType,
     compression: Compression,
-    blobs: &[(BlobId, &[u8])],
+    members: &[(BlobId, usize)],
     frame: &[u8],
     nonce_salt: [u8; 16],
     base: Vec<BlobId>,
@@ -149,15 +188,15 @@ fn seal_frame(
     let aad = aad(blob_type.object_type(), keys.repo_id(), &Id::ZERO);
     seal_into(&keys.master().enc_key, &aad, nonce_salt, frame, &mut bytes);
     let stored_len = u32::try_from(bytes.len()).ok()?;
-    let entries = blobs
+    let entries = members
         .iter()
         .enumerate()
-        .map(|(i, (id, b))| PackEntry {
+        .map(|(i, &(id, len))| PackEntry {
             blob_type,
             compression,
             stored_len: if i == 0 { stored_len } else { 0 },
-            raw_len: b.len() as u32, // ≤ total ≤ MAX_GROUP_RAW
-            id: *id,
+            raw_len: len as u32, // ≤ total ≤ MAX_GROUP_RAW
+            id,
         })
         .collect();
     Some(SealedGroup {

@@ -75,7 +75,7 @@ pub use crypto::{MasterKey, ObjectType, RepoKeys, aad, open, seal, seal_into};
 pub use error::FormatError;
 pub use group::{
     GroupCache, SealedGroup, blob_in_group, open_based_group, open_group, same_group,
-    seal_based_group, seal_group,
+    seal_based_group, seal_group, seal_joined_based_group, seal_joined_group,
 };
 pub use id::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId, object_id};
 pub use index::{GroupBase, IndexEntry, IndexFile, IndexPack, stored_shares};

@@ -517,6 +517,18 @@ impl PackWriter {
         }
     }
 
+    /// An empty pack that fills `buffer` (cleared first), with room for at least `size` bytes
+    /// of blobs: a writer that knows the pack's size spares it growing by copying, and one
+    /// that reuses the buffer of a pack it stored spares the system mapping new pages.
+    pub fn with_buffer(mut buffer: Vec<u8>, size: usize) -> PackWriter {
+        buffer.clear();
+        buffer.reserve_exact(size);
+        PackWriter {
+            bytes: buffer,
+            ..PackWriter::new()
+        }
+    }
+
     /// Appends a blob.
     pub fn add(&mut self, blob: SealedBlob) {
         self.bytes.extend_from_slice(&blob.bytes);

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use engine::archiver::saver::{BlobSaver, Job};
+use engine::archiver::saver::{BlobSaver, Chunk};
 use engine::backend::FileType;
 use engine::repository::{self, InitOptions, OpenOptions, Repository};
 use repo_format::{
@@ -171,26 +171,22 @@ impl Generator<'_> {
         let end = first + count;
         while seq < end {
             let n = usize::try_from((end - seq).min(BATCH as u64))?;
-            let mut jobs = Vec::with_capacity(n);
+            let mut blobs = Vec::with_capacity(n);
             for _ in 0..n {
                 let data = self.rng.blob(seq, size);
                 seq += 1;
-                jobs.push(Job {
-                    blob_type: BlobType::Data,
-                    id: keys.blob_id(&data),
+                blobs.push((keys.blob_id(&data), data));
+            }
+            let ids: Vec<_> = blobs.iter().map(|(id, _)| *id).collect();
+            let needed = saver.need_many(&ids)?;
+            saver.save_chunks(blobs.iter().zip(needed).filter(|(_, need)| *need).map(
+                |((id, data), _)| Chunk {
+                    id: *id,
                     data,
                     plain_only: false,
                     base: Vec::new(),
-                });
-            }
-            let ids: Vec<_> = jobs.iter().map(|j| j.id).collect();
-            let needed = saver.need_many(&ids)?;
-            let new: Vec<Job> = jobs
-                .into_iter()
-                .zip(needed)
-                .filter_map(|(job, need)| need.then_some(job))
-                .collect();
-            saver.save_many(new)?;
+                },
+            ))?;
             for id in ids {
                 if let Some((_, list)) = content.push(keys, id)? {
                     saver.save_if_new(BlobType::Tree, list)?;

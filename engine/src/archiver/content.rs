@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use repo_format::{BlobId, BlobType, Chunker, Content, ContentBuilder, RepoKeys};
 
 use super::guide::Guide;
-use super::saver::{BlobSaver, Job};
+use super::saver::{BlobSaver, Chunk};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -124,22 +124,21 @@ pub fn save_content(
         let found = found?;
         let seen: Vec<(BlobId, bool)> = found.chunks.iter().map(|c| (c.id, c.new)).collect();
         let bases = saver.bases_for(&seen)?;
-        let jobs: Vec<Job> = found
+        let chunks: Vec<Chunk<'_>> = found
             .chunks
             .iter()
             .filter(|c| c.new)
             .zip(bases)
-            .map(|(c, (base, plain_only))| Job {
-                blob_type: BlobType::Data,
+            .map(|(c, (base, plain_only))| Chunk {
                 id: c.id,
-                data: data[c.start..c.end].to_vec(),
+                data: &data[c.start..c.end],
                 plain_only,
                 base,
             })
             .collect();
-        let new_bytes: usize = jobs.iter().map(|j| j.data.len()).sum();
+        let new_bytes: usize = chunks.iter().map(|c| c.data.len()).sum();
         sequential = 8 * new_bytes > data.len();
-        saver.save_many(jobs)?;
+        saver.save_chunks(chunks)?;
         for c in &found.chunks {
             if let Some((list_id, list)) = builder
                 .push(keys, c.id)

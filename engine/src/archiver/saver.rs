@@ -7,7 +7,7 @@
 //!   id = keyed BLAKE3(chunk)
 //!   need(id)? -- no --> dedup hit
 //!     | yes
-//!     +--> small data blobs held until ~1 MiB (a compression group, SPEC §7)
+//!     +--> small data blobs copied into one buffer until ~2 MiB (a compression group, SPEC §7)
 //!     +--> bounded queue -------------> zstd + AES-GCM (seal_group / seal_blob)
 //!                                        append to the open pack of its type
 //!                                        pack full? finish + seal header --> put pack (bounded
@@ -16,8 +16,10 @@
 //!   maybe_flush_index(): every 65 536 uploaded entries, write an index file  <--+
 //! ```
 //!
-//! Memory is bounded by the held group, the queue length, the open packs, the uploads in flight and the index
-//! entries not yet flushed (at most [`INDEX_FLUSH_ENTRIES`]); none grows with the input size.
+//! Memory is bounded by the held group, the queue length, the open packs, the uploads in
+//! flight, the spare buffers kept for reuse ([`SPARE_BUFFERS`] pack and group buffers) and the
+//! index entries not yet flushed (at most [`INDEX_FLUSH_ENTRIES`]); none grows with the input
+//! size.
 //! The `pending` set holds only blobs of packs not yet named by an index file: after a flush
 //! they are in the local cache and leave the set.
 //!
@@ -36,10 +38,10 @@ use std::time::{Duration, Instant};
 use repo_format::format::{MAX_BASE_IDS, MAX_BASE_RAW, MAX_PACK_ENTRIES};
 use repo_format::{
     BlobId, BlobType, IndexFile, IndexId, IndexPack, PackId, PackWriter, SealedBlob, Zstd,
-    seal_blob, seal_group,
+    seal_blob, seal_joined_based_group, seal_joined_group,
 };
 
-use super::zstd_trial::{TRIAL_SAMPLE_BYTES, ZstdTrial, sample_of, sample_size};
+use super::zstd_trial::{ZstdTrial, sample_of, sample_size};
 
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
@@ -54,24 +56,73 @@ pub const INDEX_FLUSH_ENTRIES: usize = 65_536;
 const INDEX_FLUSH_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Packs uploading at once. Pack buffers alive at any time are at most (workers + this + 2 open
-/// packs) × the pack size: a worker that filled a pack waits for a slot while holding it. With
-/// 2 workers and 16 MiB packs, 128 MiB.
+/// packs + [`SPARE_BUFFERS`]) × the pack size and one group (each is reserved for its target
+/// and the group that crosses it): a worker that filled a pack waits for a slot while holding
+/// it. With 2 workers and 16 MiB packs, 10 × 18.3 MiB, 183 MiB of address space, of which the
+/// open packs are touched only as far as they are filled.
 const UPLOADS_IN_FLIGHT: usize = 4;
 
-/// A blob waiting to be compressed and sealed.
-pub struct Job {
-    /// Data or tree.
-    pub blob_type: BlobType,
+/// Buffers of stored packs and of sealed groups kept for the next ones, of each. A new buffer
+/// of several MiB costs a page fault every 4 KiB as it fills (glibc maps buffers this large
+/// afresh and unmaps them when freed): a first backup of a 300 MiB RDB took 52 000 page
+/// faults, 16 000 of them in group buffers and 10 000 in pack buffers.
+const SPARE_BUFFERS: usize = 2;
+
+/// A new data chunk for [`BlobSaver::save_chunks`], borrowed from the reader's buffer.
+pub struct Chunk<'a> {
     /// Its id (keyed hash of `data`).
     pub id: BlobId,
     /// Its plaintext.
-    pub data: Vec<u8>,
+    pub data: &'a [u8],
     /// Never in a based group: a blob the index already names (stored again), since some
     /// based group may use it as its base (SPEC §7).
     pub plain_only: bool,
     /// Stored blobs this one most likely replaces ([`BlobSaver::resolve_bases`]): its group is
     /// compressed against them when that is smaller (a based group, SPEC §7). Empty: none.
     pub base: Vec<BlobId>,
+}
+
+/// A blob sealed on its own, waiting for a worker.
+struct Job {
+    blob_type: BlobType,
+    id: BlobId,
+    data: Vec<u8>,
+}
+
+/// A compression group waiting to fill, then for a worker: its members' plaintexts one after
+/// the other in one buffer, copied there straight from the reader's (no copy per chunk, and
+/// none to join them for zstd).
+#[derive(Default)]
+struct Group {
+    plain: Vec<u8>,
+    members: Vec<Member>,
+}
+
+/// A blob of a [`Group`]: `Chunk` without its bytes.
+struct Member {
+    id: BlobId,
+    len: usize,
+    plain_only: bool,
+    base: Vec<BlobId>,
+}
+
+impl Group {
+    /// Each member's bytes.
+    fn blobs(&self) -> impl Iterator<Item = (&Member, &[u8])> {
+        self.members.iter().scan(0usize, |at, m| {
+            let b = &self.plain[*at..*at + m.len];
+            *at += m.len;
+            Some((m, b))
+        })
+    }
+}
+
+/// What the workers are sent.
+enum Work {
+    /// Blobs sealed one by one (trees, large chunks), about [`BATCH_BYTES`] of them.
+    Jobs(Vec<Job>),
+    /// A full compression group (or the last one, however full).
+    Group(Group),
 }
 
 /// Jobs travel to the workers in batches of about this many bytes: one channel message per
@@ -94,6 +145,10 @@ pub const GROUP_BYTES: usize = 2 << 20;
 /// ... or until this many blobs are (tiny files): keeps a group's header entries well under
 /// what one pack may hold.
 const GROUP_BLOBS: usize = 4096;
+
+/// Room in a pack's buffer beyond its target and one group: a group's envelope and header
+/// entries.
+const PACK_SLACK: usize = 64 << 10;
 
 /// Counters of what this saver added to the repository.
 #[derive(Debug, Default)]
@@ -132,6 +187,10 @@ struct Shared<'r> {
     uploaded: Arc<Mutex<Vec<IndexPack>>>,
     uploads: Mutex<Vec<tokio::task::JoinHandle<Result<()>>>>,
     slots: Arc<tokio::sync::Semaphore>,
+    /// Buffers of stored packs, for the next packs to fill (at most [`SPARE_BUFFERS`]).
+    spare_buffers: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Buffers of sealed groups, for the next groups to fill (at most [`SPARE_BUFFERS`]).
+    spare_groups: Mutex<Vec<Vec<u8>>>,
     /// The first failure of a worker or an upload; the producer sees it at its next check.
     failure: Arc<Mutex<Option<Error>>>,
     stats: SaverStats,
@@ -143,13 +202,13 @@ struct Shared<'r> {
 /// stores them (see the module docs).
 pub struct BlobSaver<'s> {
     shared: Arc<Shared<'s>>,
-    /// Small data blobs waiting for a group to fill (at most [`GROUP_BYTES`] and one blob), and
-    /// their bytes. Counted as pending like queued blobs; [`BlobSaver::finish`] sends the rest.
-    held: Mutex<(Vec<Job>, usize)>,
+    /// Small data blobs waiting for a group to fill (at most [`GROUP_BYTES`] and one blob).
+    /// Counted as pending like queued blobs; [`BlobSaver::finish`] sends the rest.
+    held: Mutex<Group>,
     /// The parent snapshot's chunks of the stream being saved, if followed (see
     /// [`BlobSaver::follow_parent`]).
     parent: Mutex<Option<super::bases::ParentStream>>,
-    queue: Option<Sender<Vec<Job>>>,
+    queue: Option<Sender<Work>>,
     workers: Vec<std::thread::ScopedJoinHandle<'s, ()>>,
 }
 
@@ -193,18 +252,20 @@ impl<'s> BlobSaver<'s> {
             uploaded: Arc::new(Mutex::new(Vec::new())),
             uploads: Mutex::new(Vec::new()),
             slots: Arc::new(tokio::sync::Semaphore::new(UPLOADS_IN_FLIGHT)),
+            spare_buffers: Arc::new(Mutex::new(Vec::new())),
+            spare_groups: Mutex::new(Vec::new()),
             failure: Arc::new(Mutex::new(None)),
             stats: SaverStats::default(),
             zstd_trial: ZstdTrial::new(repo.config().compression_level),
         });
-        let (tx, rx) = crossbeam_channel::bounded::<Vec<Job>>(workers.max(1) * 2);
+        let (tx, rx) = crossbeam_channel::bounded::<Work>(workers.max(1) * 2);
         let workers = (0..workers.max(1))
             .map(|_| {
-                let rx: Receiver<Vec<Job>> = rx.clone();
+                let rx: Receiver<Work> = rx.clone();
                 let shared = Arc::clone(&shared);
                 scope.spawn(move || {
-                    for batch in rx {
-                        if let Err(e) = shared.seal_batch(batch) {
+                    for work in rx {
+                        if let Err(e) = shared.seal(work) {
                             shared.fail(e);
                         }
                     }
@@ -213,7 +274,7 @@ impl<'s> BlobSaver<'s> {
             .collect();
         BlobSaver {
             shared,
-            held: Mutex::new((Vec::new(), 0)),
+            held: Mutex::new(Group::default()),
             parent: Mutex::new(None),
             queue: Some(tx),
             workers,
@@ -383,55 +444,85 @@ impl<'s> BlobSaver<'s> {
 
     /// Queues a blob for sealing and packing (after [`need`](Self::need) said yes).
     pub fn save(&self, blob_type: BlobType, id: BlobId, data: Vec<u8>) -> Result<()> {
-        self.save_many(vec![Job {
-            blob_type,
-            id,
-            data,
-            plain_only: false,
-            base: Vec::new(),
-        }])
+        self.check()?;
+        if groupable(blob_type, data.len()) {
+            self.hold(id, &data, false, Vec::new())?;
+        } else {
+            self.send(Work::Jobs(vec![Job {
+                blob_type,
+                id,
+                data,
+            }]))?;
+        }
+        self.maybe_flush_index(false)
     }
 
-    /// Queues several blobs (each after [`need`](Self::need) said yes), in batches.
-    pub fn save_many(&self, jobs: Vec<Job>) -> Result<()> {
+    /// Queues new data chunks (each after [`need`](Self::need) said yes): small ones are copied
+    /// into the group that is filling, larger ones into blobs of their own, sent in batches.
+    pub fn save_chunks<'a>(&self, chunks: impl IntoIterator<Item = Chunk<'a>>) -> Result<()> {
         self.check()?;
-        let queue = self
-            .queue
-            .as_ref()
-            .ok_or_else(|| Error::new(ErrorKind::Io, "blob saver already finished"))?;
         let mut batch = Vec::new();
         let mut bytes = 0;
-        let send = |batch: Vec<Job>| {
-            queue.send(batch).map_err(|_| {
-                self.take_failure()
-                    .unwrap_or_else(|| Error::new(ErrorKind::Io, "the blob workers stopped"))
-            })
-        };
-        for job in jobs {
-            if groupable(&job) {
-                let full = {
-                    let mut held = lock(&self.held);
-                    held.1 += job.data.len();
-                    held.0.push(job);
-                    (held.1 >= GROUP_BYTES || held.0.len() >= GROUP_BLOBS)
-                        .then(|| std::mem::take(&mut *held).0)
-                };
-                if let Some(group) = full {
-                    send(group)?;
-                }
+        for c in chunks {
+            if groupable(BlobType::Data, c.data.len()) {
+                self.hold(c.id, c.data, c.plain_only, c.base)?;
                 continue;
             }
-            bytes += job.data.len();
-            batch.push(job);
+            bytes += c.data.len();
+            batch.push(Job {
+                blob_type: BlobType::Data,
+                id: c.id,
+                data: c.data.to_vec(),
+            });
             if bytes >= BATCH_BYTES {
-                send(std::mem::take(&mut batch))?;
+                self.send(Work::Jobs(std::mem::take(&mut batch)))?;
                 bytes = 0;
             }
         }
         if !batch.is_empty() {
-            send(batch)?;
+            self.send(Work::Jobs(batch))?;
         }
         self.maybe_flush_index(false)
+    }
+
+    /// Adds a small data blob to the group that is filling, and sends the group once full.
+    fn hold(&self, id: BlobId, data: &[u8], plain_only: bool, base: Vec<BlobId>) -> Result<()> {
+        let full = {
+            let mut held = lock(&self.held);
+            if held.members.is_empty() {
+                // Room for the fullest group (it never grows by copying), in a sealed group's
+                // buffer if there is one.
+                if let Some(spare) = lock(&self.shared.spare_groups).pop() {
+                    held.plain = spare;
+                }
+                held.plain.reserve_exact(GROUP_BYTES + GROUP_BLOB_MAX);
+            }
+            held.plain.extend_from_slice(data);
+            held.members.push(Member {
+                id,
+                len: data.len(),
+                plain_only,
+                base,
+            });
+            (held.plain.len() >= GROUP_BYTES || held.members.len() >= GROUP_BLOBS)
+                .then(|| std::mem::take(&mut *held))
+        };
+        match full {
+            Some(group) => self.send(Work::Group(group)),
+            None => Ok(()),
+        }
+    }
+
+    /// Queues work for the workers (waiting while the queue is full).
+    fn send(&self, work: Work) -> Result<()> {
+        let queue = self
+            .queue
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::Io, "blob saver already finished"))?;
+        queue.send(work).map_err(|_| {
+            self.take_failure()
+                .unwrap_or_else(|| Error::new(ErrorKind::Io, "the blob workers stopped"))
+        })
     }
 
     /// Stores `data` as a blob unless it is already there; returns its id.
@@ -526,14 +617,9 @@ impl<'s> BlobSaver<'s> {
     pub fn finish(mut self) -> Result<SaverTotals> {
         // The last, partial group goes first. Closing the queue lets the workers drain it and
         // exit; the packs still open are then flushed here, on this thread.
-        let held = std::mem::take(&mut *lock(&self.held)).0;
-        if !held.is_empty()
-            && let Some(queue) = &self.queue
-            && queue.send(held).is_err()
-        {
-            return Err(self
-                .take_failure()
-                .unwrap_or_else(|| Error::new(ErrorKind::Io, "the blob workers stopped")));
+        let held = std::mem::take(&mut *lock(&self.held));
+        if !held.members.is_empty() {
+            self.send(Work::Group(held))?;
         }
         drop(self.queue.take());
         for w in self.workers.drain(..) {
@@ -599,9 +685,18 @@ impl Drop for BlobSaver<'_> {
     }
 }
 
-/// Whether a job goes into a compression group: a data blob of at most [`GROUP_BLOB_MAX`].
-fn groupable(job: &Job) -> bool {
-    job.blob_type == BlobType::Data && !job.data.is_empty() && job.data.len() <= GROUP_BLOB_MAX
+/// Whether a blob goes into a compression group: a data blob of at most [`GROUP_BLOB_MAX`].
+fn groupable(blob_type: BlobType, len: usize) -> bool {
+    blob_type == BlobType::Data && len > 0 && len <= GROUP_BLOB_MAX
+}
+
+/// Keeps `buffer`, emptied, for reuse if `pool` holds fewer than [`SPARE_BUFFERS`].
+fn keep_spare(pool: &Mutex<Vec<Vec<u8>>>, mut buffer: Vec<u8>) {
+    buffer.clear();
+    let mut spare = lock(pool);
+    if spare.len() < SPARE_BUFFERS {
+        spare.push(buffer);
+    }
 }
 
 /// Keeps the first failure; later ones are consequences of it.
@@ -647,84 +742,93 @@ impl Shared<'_> {
         Ok(true)
     }
 
-    /// Seals a batch: its runs of small data blobs as compression groups (each alone when a
-    /// group does not apply, e.g. incompressible data), the other blobs one by one.
-    fn seal_batch(&self, batch: Vec<Job>) -> Result<()> {
-        let mut rest = batch.as_slice();
-        while !rest.is_empty() {
-            let run = rest.iter().take_while(|j| groupable(j)).count();
-            if run >= 2 {
-                let (group, tail) = rest.split_at(run);
-                self.seal_group_and_pack(group)?;
-                rest = tail;
-            } else {
-                self.seal_and_pack(&rest[0])?;
-                rest = &rest[1..];
+    /// Seals what a worker was sent: a group as one compression group (its members one by one
+    /// when a group does not apply, e.g. incompressible data or a single member), the other
+    /// blobs one by one.
+    fn seal(&self, work: Work) -> Result<()> {
+        match work {
+            Work::Jobs(jobs) => jobs
+                .iter()
+                .try_for_each(|j| self.seal_and_pack(j.blob_type, j.id, &j.data)),
+            Work::Group(group) => {
+                if group.members.len() >= 2 {
+                    self.seal_group_and_pack(&group)?;
+                } else {
+                    self.seal_members(&group)?;
+                }
+                keep_spare(&self.spare_groups, group.plain);
+                Ok(())
             }
         }
-        Ok(())
     }
 
-    fn seal_group_and_pack(&self, jobs: &[Job]) -> Result<()> {
+    /// Seals a group's members one by one (a single member, or a group that does not apply).
+    fn seal_members(&self, group: &Group) -> Result<()> {
+        group
+            .blobs()
+            .try_for_each(|(m, b)| self.seal_and_pack(BlobType::Data, m.id, b))
+    }
+
+    fn seal_group_and_pack(&self, group: &Group) -> Result<()> {
         let repo = self.repo;
-        let blobs: Vec<(BlobId, &[u8])> = jobs.iter().map(|j| (j.id, j.data.as_slice())).collect();
+        let members: Vec<(BlobId, usize)> = group.members.iter().map(|m| (m.id, m.len)).collect();
+        let plain = group.plain.as_slice();
         let level = repo.config().compression_level;
         // Against the blobs the members replace, when that is smaller (SPEC §7). A based
         // frame under 1/32 of the plaintext is taken without trying the plain one: a dump
         // compresses about 5-17x plainly, and the second compression doubled the time of a
         // pg day 2 (1.7 s against 0.8).
-        let based = self.seal_based(jobs, &blobs, level)?;
-        let raw: usize = blobs.iter().map(|(_, b)| b.len()).sum();
-        let group = match based {
+        let based = self.seal_based(group, &members, level)?;
+        let raw = plain.len();
+        let sealed = match based {
             Some(b) if b.bytes.len() * 32 <= raw => Some(b),
             based => {
-                let mut sample = None;
-                let zstd = self.zstd_trial.setting(raw, |z| {
-                    let sample =
-                        sample.get_or_insert_with(|| sample_of(blobs.iter().map(|(_, b)| *b)));
-                    sample_size(z, sample)
-                });
+                let zstd = self
+                    .zstd_trial
+                    .setting(raw, |z| sample_size(z, sample_of(plain)));
                 let salt = random_bytes::<16>()?;
-                let plain = seal_group(repo.keys(), BlobType::Data, &blobs, zstd, salt);
+                let grouped =
+                    seal_joined_group(repo.keys(), BlobType::Data, plain, &members, zstd, salt);
                 // A based group keeps its base alive for as long as a snapshot needs one of
                 // its members: worth it only when it halves what the group stores.
-                match (plain, based) {
+                match (grouped, based) {
                     (Some(p), Some(b)) if b.bytes.len() * 2 < p.bytes.len() => Some(b),
                     (None, Some(b)) if b.bytes.len() * 2 < raw => Some(b),
                     (p, _) => p,
                 }
             }
         };
-        let Some(group) = group else {
-            return jobs.iter().try_for_each(|j| self.seal_and_pack(j));
+        let Some(sealed) = sealed else {
+            return self.seal_members(group);
         };
         self.stats
             .blobs
-            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+            .fetch_add(members.len() as u64, Ordering::Relaxed);
         self.stats.raw.fetch_add(raw as u64, Ordering::Relaxed);
         self.stats
             .stored
-            .fetch_add(group.bytes.len() as u64, Ordering::Relaxed);
-        let n = group.entries.len();
-        self.pack(BlobType::Data, n, |packer| packer.add_group(group))
+            .fetch_add(sealed.bytes.len() as u64, Ordering::Relaxed);
+        let n = sealed.entries.len();
+        self.pack(BlobType::Data, n, |packer| packer.add_group(sealed))
     }
 
-    /// The based group of `jobs` on their bases, if they have any and the bases load: at most
-    /// [`MAX_BASE_IDS`] blobs and [`MAX_BASE_RAW`] bytes of them, in the members' order. A base
-    /// that cannot be read only costs the group its base: a backup never fails over one.
+    /// The based group of `group` on its members' bases, if they have any and the bases load:
+    /// at most [`MAX_BASE_IDS`] blobs and [`MAX_BASE_RAW`] bytes of them, in the members'
+    /// order. A base that cannot be read only costs the group its base: a backup never fails
+    /// over one.
     fn seal_based(
         &self,
-        jobs: &[Job],
-        blobs: &[(BlobId, &[u8])],
+        group: &Group,
+        members: &[(BlobId, usize)],
         level: i32,
     ) -> Result<Option<repo_format::SealedGroup>> {
-        if jobs.iter().any(|j| j.plain_only) {
+        if group.members.iter().any(|m| m.plain_only) {
             return Ok(None);
         }
-        let members: HashSet<BlobId> = jobs.iter().map(|j| j.id).collect();
+        let ids_in: HashSet<BlobId> = group.members.iter().map(|m| m.id).collect();
         let mut ids: Vec<BlobId> = Vec::new();
-        for id in jobs.iter().flat_map(|j| &j.base) {
-            if ids.len() < MAX_BASE_IDS && !members.contains(id) && !ids.contains(id) {
+        for id in group.members.iter().flat_map(|m| &m.base) {
+            if ids.len() < MAX_BASE_IDS && !ids_in.contains(id) && !ids.contains(id) {
                 ids.push(*id);
             }
         }
@@ -751,33 +855,28 @@ impl Shared<'_> {
             spans.push((id, start, buf.len()));
         }
         let base: Vec<(BlobId, &[u8])> = spans.iter().map(|&(id, a, b)| (id, &buf[a..b])).collect();
-        Ok(repo_format::seal_based_group(
+        Ok(seal_joined_based_group(
             self.repo.keys(),
-            blobs,
+            &group.plain,
+            members,
             &base,
             level,
             random_bytes::<16>()?,
         ))
     }
 
-    fn seal_and_pack(&self, job: &Job) -> Result<()> {
+    fn seal_and_pack(&self, blob_type: BlobType, id: BlobId, data: &[u8]) -> Result<()> {
         let repo = self.repo;
         let config = repo.config();
         let seal = |zstd: Zstd| -> Result<SealedBlob> {
             let salt = random_bytes::<16>()?;
-            Ok(seal_blob(
-                repo.keys(),
-                job.blob_type,
-                job.id,
-                &job.data,
-                zstd,
-                salt,
-            ))
+            Ok(seal_blob(repo.keys(), blob_type, id, data, zstd, salt))
         };
-        let sealed = match job.blob_type {
-            BlobType::Data => seal(self.zstd_trial.setting(job.data.len(), |z| {
-                sample_size(z, &job.data[..job.data.len().min(TRIAL_SAMPLE_BYTES)])
-            }))?,
+        let sealed = match blob_type {
+            BlobType::Data => seal(
+                self.zstd_trial
+                    .setting(data.len(), |z| sample_size(z, sample_of(data))),
+            )?,
             BlobType::Tree => seal(Zstd::from(config.compression_level))?,
         };
         self.stats.blobs.fetch_add(1, Ordering::Relaxed);
@@ -787,7 +886,7 @@ impl Shared<'_> {
         self.stats
             .stored
             .fetch_add(u64::from(sealed.entry.stored_len), Ordering::Relaxed);
-        self.pack(job.blob_type, 1, |packer| packer.add(sealed))
+        self.pack(blob_type, 1, |packer| packer.add(sealed))
     }
 
     /// Adds `entries` header entries to the open pack of `blob_type` and uploads it once full
@@ -809,6 +908,15 @@ impl Shared<'_> {
             let mut packer = lock(&self.packers[blob_type as usize]);
             let no_room = (!packer.is_empty() && packer.count() + entries > MAX_PACK_ENTRIES)
                 .then(|| std::mem::replace(&mut *packer, PackWriter::new()));
+            if packer.is_empty() {
+                // Room for the target and the group or blob that crosses it (one larger than a
+                // group still grows the buffer), in a stored pack's buffer if there is one.
+                let spare = lock(&self.spare_buffers).pop().unwrap_or_default();
+                *packer = PackWriter::with_buffer(
+                    spare,
+                    target + GROUP_BYTES + GROUP_BLOB_MAX + PACK_SLACK,
+                );
+            }
             add(&mut packer);
             // Groups of tiny files put up to 4096 entries in ~1 MiB: closing a pack at
             // INDEX_FLUSH_ENTRIES keeps the entries that wait for an index file bounded as
@@ -837,12 +945,17 @@ impl Shared<'_> {
         let own = Arc::clone(&self.own);
         let unindexed_since = Arc::clone(&self.unindexed_since);
         let failure = Arc::clone(&self.failure);
+        let spare_buffers = Arc::clone(&self.spare_buffers);
         let handle = repo.runtime().spawn(async move {
             let id = finished.id;
+            let bytes = Bytes::from(finished.bytes);
             let stored =
-                put_content_addressed(&*backend, FileType::Pack, id.0, Bytes::from(finished.bytes))
-                    .await;
+                put_content_addressed(&*backend, FileType::Pack, id.0, bytes.clone()).await;
             drop(permit);
+            // The buffer goes back for another pack once the backend has let go of it.
+            if let Ok(buffer) = bytes.try_into_mut() {
+                keep_spare(&spare_buffers, Vec::from(buffer));
+            }
             match stored {
                 Ok(()) => {
                     let now = Instant::now();

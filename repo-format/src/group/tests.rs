@@ -177,6 +177,33 @@ fn groups_that_do_not_apply_are_declined() {
 }
 
 #[test]
+fn a_joined_group_is_the_group_of_its_members() {
+    let k = keys();
+    let (a, b) = (text(3000, 1), text(5000, 2));
+    let blobs = [(k.blob_id(&a), a.as_slice()), (k.blob_id(&b), b.as_slice())];
+    let plain = [a.as_slice(), b.as_slice()].concat();
+    let members = [(blobs[0].0, a.len()), (blobs[1].0, b.len())];
+    let joined = seal_joined_group(&k, BlobType::Data, &plain, &members, 3, [5; 16]).expect("g");
+    let listed = seal_group(&k, BlobType::Data, &blobs, 3, [5; 16]).expect("g");
+    assert_eq!(joined.bytes, listed.bytes);
+    assert_eq!(joined.entries, listed.entries);
+    // Lengths that do not add up to the buffer are declined, not sealed, plain or based.
+    let base_blob = text(4000, 3);
+    let base = [(k.blob_id(&base_blob), base_blob.as_slice())];
+    assert!(seal_joined_based_group(&k, &plain, &members, &base, 3, [5; 16]).is_some());
+    for wrong in [
+        [(blobs[0].0, a.len()), (blobs[1].0, b.len() - 1)],
+        [(blobs[0].0, a.len()), (blobs[1].0, b.len() + 1)],
+        [(blobs[0].0, 0), (blobs[1].0, a.len() + b.len())],
+        // Would wrap to the buffer's length in a wrapping sum.
+        [(blobs[0].0, usize::MAX), (blobs[1].0, plain.len() + 1)],
+    ] {
+        assert!(seal_joined_group(&k, BlobType::Data, &plain, &wrong, 3, [5; 16]).is_none());
+        assert!(seal_joined_based_group(&k, &plain, &wrong, &base, 3, [5; 16]).is_none());
+    }
+}
+
+#[test]
 fn header_rules_for_groups() {
     let id = BlobId(Id([7; 32]));
     let entry = |compression: u8, stored: u32, raw: u32| {

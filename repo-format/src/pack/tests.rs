@@ -41,6 +41,21 @@ fn write_then_read_blobs() {
 }
 
 #[test]
+fn a_pack_in_a_used_buffer_is_the_pack_in_a_new_one() {
+    let k = keys();
+    let (fresh, datas) = two_blob_pack();
+    // A buffer that held another pack, smaller and larger than the room asked for.
+    for room in [16, 1 << 20] {
+        let mut w = PackWriter::with_buffer(vec![0xA5; 100_000], room);
+        w.add(blob(&k, BlobType::Data, &datas[0], 1));
+        w.add(blob(&k, BlobType::Data, &datas[1], 2));
+        let reused = w.finish(&k, [9; 16]).unwrap();
+        assert_eq!(reused.bytes, fresh.bytes);
+        assert_eq!(reused.id, fresh.id);
+    }
+}
+
+#[test]
 fn moved_or_swapped_blob_fails() {
     let k = keys();
     let (p, _) = two_blob_pack();
