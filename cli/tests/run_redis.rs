@@ -153,9 +153,12 @@ interval = "6h"
         100.0 * r2[0].bytes_added as f64 / r2[0].bytes_read.max(1) as f64,
         mib(r2[0].bytes_stored)
     );
+    // 1 % of the keys touch many of the RDB's chunks (with 64 KiB chunks, 37-78 % of this
+    // 7 MiB one in 170 runs: where the changed keys fall depends on the server's hash seed),
+    // but not all: the rest deduplicate.
     assert!(
-        r2[0].bytes_added < r2[0].bytes_read / 2,
-        "added {} of a {} RDB",
+        r2[0].bytes_added < r2[0].bytes_read / 10 * 9,
+        "run 2 found {} of a {} RDB in new chunks: the unchanged chunks did not deduplicate",
         mib(r2[0].bytes_added),
         mib(r2[0].bytes_read)
     );

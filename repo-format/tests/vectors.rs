@@ -387,9 +387,9 @@ fn config() {
     assert_eq!(
         back.profile("redis").unwrap().params,
         ChunkerParams {
-            min: 8 << 10,
-            avg: 32 << 10,
-            max: 128 << 10
+            min: 16 << 10,
+            avg: 64 << 10,
+            max: 256 << 10
         }
     );
 }
