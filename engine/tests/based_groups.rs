@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::grace::{GraceEnv, dump, env_with_grace, stream};
-use common::{Rng, env};
+use common::{Rng, env, env_with_stream_chunks};
 use engine::archiver::saver::BlobSaver;
 use engine::backend::FileType;
 use engine::checker::{CheckOptions, FindingKind, ReadData, check};
@@ -20,8 +20,8 @@ use engine::repair::repair_index;
 use engine::repository::Repository;
 use engine::restorer::find_node;
 use repo_format::{
-    BlobId, BlobType, Compression, Content, GroupBase, IndexFile, IndexPack, NodeKind, PackId,
-    PackWriter, SnapshotId, seal_based_group, seal_blob,
+    BlobId, BlobType, ChunkerParams, Compression, Content, GroupBase, IndexFile, IndexPack,
+    NodeKind, PackId, PackWriter, SnapshotId, seal_based_group, seal_blob,
 };
 
 /// Stores `base` as single blobs in one pack and `members` as a based group on them in another,
@@ -566,6 +566,48 @@ fn nightly_streams_are_stored_against_the_night_before() {
     let repo = env.open();
     assert_eq!(dump(&repo, &s3).expect("dump after prune"), day3);
     let report = check(&repo, &read_data, &NoProgress).expect("check");
+    assert!(report.is_clean(), "{:?}", report.errors);
+}
+
+/// A dump whose only change is at its end (an RDB's checksum changes whenever a key does):
+/// the one new chunk has no neighbour to group with, and is still stored as its difference
+/// from the chunk it replaces, a based group of one member.
+#[test]
+fn a_lone_changed_last_chunk_is_stored_against_the_one_it_replaces() {
+    // Fixed 64 KiB chunks: the last is exactly 40 KiB, whatever the chunker's seed.
+    let env = env_with_stream_chunks(ChunkerParams {
+        min: 64 << 10,
+        avg: 64 << 10,
+        max: 64 << 10,
+    });
+    let repo = env.open();
+    let day1 = Rng(12).text((1 << 20) + (40 << 10));
+    let mut day2 = day1.clone();
+    let n = day2.len();
+    day2[n - 8..].copy_from_slice(b"checksum");
+    stream(&repo, day1);
+    assert!(based_groups(&repo).is_empty(), "day 1 has no parent");
+    let s2 = stream(&repo, day2.clone());
+    let d2 = repo
+        .load_snapshot(&s2)
+        .expect("snapshot")
+        .summary
+        .expect("summary");
+    // The last chunk and the tree.
+    assert_eq!(d2.blobs_added, 2, "only the last chunk is new: {d2:?}");
+    assert!(
+        (40 << 10..41 << 10).contains(&d2.data_added_raw),
+        "the 40 KiB chunk and a tree of 17 ids: {d2:?}"
+    );
+    assert_eq!(based_groups(&repo).len(), 1, "{d2:?}");
+    // Alone, these 40 KiB compress ~5x (8 KiB); against the chunk they replace, to about their
+    // 8 changed bytes. What is stored also counts the tree (~0.6 KiB).
+    assert!(
+        d2.data_added_stored < 2 << 10,
+        "the last chunk was stored whole: {d2:?}"
+    );
+    assert_eq!(dump(&repo, &s2).expect("dump"), day2);
+    let report = check(&repo, &read_data(), &NoProgress).expect("check");
     assert!(report.is_clean(), "{:?}", report.errors);
 }
 

@@ -78,7 +78,7 @@ pub fn seal_joined_group(
     nonce_salt: [u8; 16],
 ) -> Option<SealedGroup> {
     let zstd = zstd.into();
-    if !groupable(plain, members) || zstd.level == 0 {
+    if !groupable(plain, members, 2) || zstd.level == 0 {
         return None;
     }
     let frame = compress(zstd, plain)?;
@@ -93,10 +93,10 @@ pub fn seal_joined_group(
     )
 }
 
-/// Whether `members` can be a group of `plain`: at least two, none empty, their lengths adding
-/// up to `plain.len()`, at most [`MAX_GROUP_RAW`] bytes together.
-fn groupable(plain: &[u8], members: &[(BlobId, usize)]) -> bool {
-    members.len() >= 2
+/// Whether `members` can be a group of `plain`: at least `min` of them, none empty, their
+/// lengths adding up to `plain.len()`, at most [`MAX_GROUP_RAW`] bytes together.
+fn groupable(plain: &[u8], members: &[(BlobId, usize)], min: usize) -> bool {
+    members.len() >= min
         && plain.len() <= MAX_GROUP_RAW
         && members.iter().all(|&(_, n)| n > 0 && n <= MAX_GROUP_RAW)
         && members
@@ -109,7 +109,11 @@ fn groupable(plain: &[u8], members: &[(BlobId, usize)]) -> bool {
 /// `keys.blob_id` of its plaintext): the base's plaintexts, concatenated in order, are the
 /// frame's history (SPEC §7).
 ///
-/// `None` when a based group does not apply: as for [`seal_group`], or an empty base, more than
+/// A single blob may be a based group of one (a stream's last chunk, say, which replaces the
+/// last chunk of the stream before it): its base is what makes it small, not its neighbours.
+///
+/// `None` when a based group does not apply: as for [`seal_group`] (except that one blob is
+/// enough), or an empty base, more than
 /// [`MAX_BASE_IDS`] base blobs or [`MAX_BASE_RAW`] bytes of them, a base blob named twice or
 /// also a member, or a frame not smaller than the plaintexts. The caller decides whether the
 /// based frame is worth it against a plain group's.
@@ -138,7 +142,7 @@ pub fn seal_joined_based_group(
     let repeated = base.iter().enumerate().any(|(i, (id, _))| {
         base[..i].iter().any(|(other, _)| other == id) || members.iter().any(|(m, _)| m == id)
     });
-    if !groupable(plain, members)
+    if !groupable(plain, members, 1)
         || level == 0
         || base.is_empty()
         || base.len() > MAX_BASE_IDS

@@ -743,15 +743,17 @@ impl Shared<'_> {
     }
 
     /// Seals what a worker was sent: a group as one compression group (its members one by one
-    /// when a group does not apply, e.g. incompressible data or a single member), the other
-    /// blobs one by one.
+    /// when a group does not apply, e.g. incompressible data, or a single member without a
+    /// base), the other blobs one by one.
     fn seal(&self, work: Work) -> Result<()> {
         match work {
             Work::Jobs(jobs) => jobs
                 .iter()
                 .try_for_each(|j| self.seal_and_pack(j.blob_type, j.id, &j.data)),
             Work::Group(group) => {
-                if group.members.len() >= 2 {
+                // A lone member with a base (a stream's last chunk) may still be stored as its
+                // difference: a based group of one.
+                if group.members.len() >= 2 || group.members.iter().any(|m| !m.base.is_empty()) {
                     self.seal_group_and_pack(&group)?;
                 } else {
                     self.seal_members(&group)?;
@@ -782,6 +784,15 @@ impl Shared<'_> {
         let raw = plain.len();
         let sealed = match based {
             Some(b) if b.bytes.len() * 32 <= raw => Some(b),
+            // A lone member (it has a base, or it would not be here) against itself alone.
+            based if members.len() < 2 => {
+                let (id, data) = (members[0].0, plain);
+                let alone = self.seal_single(BlobType::Data, id, data)?;
+                match based {
+                    Some(b) if b.bytes.len() * 2 < alone.bytes.len() => Some(b),
+                    _ => return self.pack_single(BlobType::Data, alone),
+                }
+            }
             based => {
                 let zstd = self
                     .zstd_trial
@@ -866,19 +877,25 @@ impl Shared<'_> {
     }
 
     fn seal_and_pack(&self, blob_type: BlobType, id: BlobId, data: &[u8]) -> Result<()> {
+        let sealed = self.seal_single(blob_type, id, data)?;
+        self.pack_single(blob_type, sealed)
+    }
+
+    /// One blob sealed on its own: data blobs with the zstd setting of the trials, trees at
+    /// the configured level.
+    fn seal_single(&self, blob_type: BlobType, id: BlobId, data: &[u8]) -> Result<SealedBlob> {
         let repo = self.repo;
-        let config = repo.config();
-        let seal = |zstd: Zstd| -> Result<SealedBlob> {
-            let salt = random_bytes::<16>()?;
-            Ok(seal_blob(repo.keys(), blob_type, id, data, zstd, salt))
+        let zstd = match blob_type {
+            BlobType::Data => self
+                .zstd_trial
+                .setting(data.len(), |z| sample_size(z, sample_of(data))),
+            BlobType::Tree => Zstd::from(repo.config().compression_level),
         };
-        let sealed = match blob_type {
-            BlobType::Data => seal(
-                self.zstd_trial
-                    .setting(data.len(), |z| sample_size(z, sample_of(data))),
-            )?,
-            BlobType::Tree => seal(Zstd::from(config.compression_level))?,
-        };
+        let salt = random_bytes::<16>()?;
+        Ok(seal_blob(repo.keys(), blob_type, id, data, zstd, salt))
+    }
+
+    fn pack_single(&self, blob_type: BlobType, sealed: SealedBlob) -> Result<()> {
         self.stats.blobs.fetch_add(1, Ordering::Relaxed);
         self.stats
             .raw

@@ -95,14 +95,21 @@ pub fn env() -> Env {
 /// A new, empty repository whose `stream` profile cuts 4/16/64 KiB chunks (the size `init`
 /// wrote before SPEC §6 raised it): content lists and groups of many chunks from a few MiB.
 pub fn env_small_chunks() -> Env {
+    env_with_stream_chunks(repo_format::ChunkerParams {
+        min: 4 << 10,
+        avg: 16 << 10,
+        max: 64 << 10,
+    })
+}
+
+/// A new, empty repository whose `stream` profile is `params` (min = max cuts fixed sizes, so
+/// a test knows every chunk whatever the repository's chunker seed).
+#[allow(dead_code)] // each test binary compiles its own copy of this module
+pub fn env_with_stream_chunks(params: repo_format::ChunkerParams) -> Env {
     let mut profiles = repo_format::Config::new(repo_format::Id([0; 32]), 0).profiles;
     for p in &mut profiles {
         if p.name == "stream" {
-            p.params = repo_format::ChunkerParams {
-                min: 4 << 10,
-                avg: 16 << 10,
-                max: 64 << 10,
-            };
+            p.params = params;
         }
     }
     env_with(InitOptions {
