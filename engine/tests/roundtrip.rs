@@ -626,7 +626,8 @@ fn wrong_password_leaves_no_private_cache() {
 
 /// A wrong password opens no cache at all: the repository id comes from the config, which is
 /// not authenticated until a key opens it, so a cache opened for it could hold the lock of
-/// another repository's cache, or create one for an id nobody has proved (b00ada2, reverted).
+/// another repository's cache, or create one for an id nobody has proved (an experiment that
+/// opened the cache during Argon2 did both, and was withdrawn).
 #[test]
 fn wrong_password_creates_no_cache() {
     let env = env();
