@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::grace::{GraceEnv, dump, env_with_grace, stream};
-use common::{Rng, env, env_with_stream_chunks};
+use common::{Env, Rng, env, env_with_stream_chunks};
 use engine::archiver::saver::BlobSaver;
 use engine::backend::FileType;
 use engine::checker::{CheckOptions, FindingKind, ReadData, check};
@@ -21,7 +21,7 @@ use engine::repository::Repository;
 use engine::restorer::find_node;
 use repo_format::{
     BlobId, BlobType, ChunkerParams, Compression, Content, GroupBase, IndexFile, IndexPack,
-    NodeKind, PackId, PackWriter, SnapshotId, seal_based_group, seal_blob,
+    NodeKind, PackId, PackWriter, SnapshotId, Summary, seal_based_group, seal_blob,
 };
 
 /// Stores `base` as single blobs in one pack and `members` as a based group on them in another,
@@ -569,12 +569,10 @@ fn nightly_streams_are_stored_against_the_night_before() {
     assert!(report.is_clean(), "{:?}", report.errors);
 }
 
-/// A dump whose only change is at its end (an RDB's checksum changes whenever a key does):
-/// the one new chunk has no neighbour to group with, and is still stored as its difference
-/// from the chunk it replaces, a based group of one member.
-#[test]
-fn a_lone_changed_last_chunk_is_stored_against_the_one_it_replaces() {
-    // Fixed 64 KiB chunks: the last is exactly 40 KiB, whatever the chunker's seed.
+/// Day 1, a stream of 1 MiB + 40 KiB cut into fixed 64 KiB chunks (the last is exactly 40 KiB
+/// whatever the chunker's seed), then day 2 = `day2(day1)`: the repository, day 2's snapshot
+/// summary (and the directory they live in), once day 2 restores byte for byte and `check --read-data` is clean.
+fn last_chunk_changed(day2: impl FnOnce(&[u8]) -> Vec<u8>) -> (Env, Repository, Summary) {
     let env = env_with_stream_chunks(ChunkerParams {
         min: 64 << 10,
         avg: 64 << 10,
@@ -582,9 +580,7 @@ fn a_lone_changed_last_chunk_is_stored_against_the_one_it_replaces() {
     });
     let repo = env.open();
     let day1 = Rng(12).text((1 << 20) + (40 << 10));
-    let mut day2 = day1.clone();
-    let n = day2.len();
-    day2[n - 8..].copy_from_slice(b"checksum");
+    let day2 = day2(&day1);
     stream(&repo, day1);
     assert!(based_groups(&repo).is_empty(), "day 1 has no parent");
     let s2 = stream(&repo, day2.clone());
@@ -595,6 +591,23 @@ fn a_lone_changed_last_chunk_is_stored_against_the_one_it_replaces() {
         .expect("summary");
     // The last chunk and the tree.
     assert_eq!(d2.blobs_added, 2, "only the last chunk is new: {d2:?}");
+    assert_eq!(dump(&repo, &s2).expect("dump"), day2);
+    let report = check(&repo, &read_data(), &NoProgress).expect("check");
+    assert!(report.is_clean(), "{:?}", report.errors);
+    (env, repo, d2)
+}
+
+/// A dump whose only change is at its end (an RDB's checksum changes whenever a key does):
+/// the one new chunk has no neighbour to group with, and is still stored as its difference
+/// from the chunk it replaces, a based group of one member.
+#[test]
+fn a_lone_changed_last_chunk_is_stored_against_the_one_it_replaces() {
+    let (_env, repo, d2) = last_chunk_changed(|day1| {
+        let mut day2 = day1.to_vec();
+        let n = day2.len();
+        day2[n - 8..].copy_from_slice(b"checksum");
+        day2
+    });
     assert!(
         (40 << 10..41 << 10).contains(&d2.data_added_raw),
         "the 40 KiB chunk and a tree of 17 ids: {d2:?}"
@@ -606,9 +619,23 @@ fn a_lone_changed_last_chunk_is_stored_against_the_one_it_replaces() {
         d2.data_added_stored < 2 << 10,
         "the last chunk was stored whole: {d2:?}"
     );
-    assert_eq!(dump(&repo, &s2).expect("dump"), day2);
-    let report = check(&repo, &read_data(), &NoProgress).expect("check");
-    assert!(report.is_clean(), "{:?}", report.errors);
+}
+
+/// The same, but the last chunk is new text that its candidate does not explain: it is no
+/// smaller against that chunk than alone, so it is stored alone, once.
+#[test]
+fn a_lone_last_chunk_unlike_the_one_it_replaces_is_stored_alone() {
+    let (_env, repo, d2) = last_chunk_changed(|day1| {
+        let mut day2 = day1[..1 << 20].to_vec();
+        day2.extend(Rng(99).text(40 << 10));
+        day2
+    });
+    assert!(based_groups(&repo).is_empty(), "{d2:?}");
+    // Stored once, compressed: these words compress ~5x.
+    assert!(
+        (4 << 10..12 << 10).contains(&d2.data_added_stored),
+        "{d2:?}"
+    );
 }
 
 #[test]
