@@ -742,35 +742,30 @@ impl Shared<'_> {
         Ok(true)
     }
 
-    /// Seals what a worker was sent: a group as one compression group (its members one by one
-    /// when a group does not apply, e.g. incompressible data, or a single member without a
-    /// base), the other blobs one by one.
+    /// Seals what a worker was sent: a group as one compression group (see
+    /// [`Shared::seal_group_and_pack`]), the other blobs one by one.
     fn seal(&self, work: Work) -> Result<()> {
         match work {
             Work::Jobs(jobs) => jobs
                 .iter()
                 .try_for_each(|j| self.seal_and_pack(j.blob_type, j.id, &j.data)),
             Work::Group(group) => {
-                // A lone member with a base (a stream's last chunk) may still be stored as its
-                // difference: a based group of one.
-                if group.members.len() >= 2 || group.members.iter().any(|m| !m.base.is_empty()) {
-                    self.seal_group_and_pack(&group)?;
-                } else {
-                    self.seal_members(&group)?;
-                }
+                self.seal_group_and_pack(&group)?;
                 keep_spare(&self.spare_groups, group.plain);
                 Ok(())
             }
         }
     }
 
-    /// Seals a group's members one by one (a single member, or a group that does not apply).
+    /// Seals a group's members one by one (a group that does not apply).
     fn seal_members(&self, group: &Group) -> Result<()> {
         group
             .blobs()
             .try_for_each(|(m, b)| self.seal_and_pack(BlobType::Data, m.id, b))
     }
 
+    /// Seals a group (never empty: only a held blob starts one) as a based group, a plain
+    /// one, or its members one by one, whichever SPEC §7 and the sizes say.
     fn seal_group_and_pack(&self, group: &Group) -> Result<()> {
         let repo = self.repo;
         let members: Vec<(BlobId, usize)> = group.members.iter().map(|m| (m.id, m.len)).collect();
@@ -784,8 +779,9 @@ impl Shared<'_> {
         let raw = plain.len();
         let sealed = match based {
             Some(b) if b.bytes.len() * 32 <= raw => Some(b),
-            // A lone member (it has a base, or it would not be here) against itself alone.
-            based if members.len() < 2 => {
+            // A group of one (a backup's last, often a stream's last chunk) is based only
+            // when that halves the member sealed alone.
+            based if members.len() == 1 => {
                 let (id, data) = (members[0].0, plain);
                 let alone = self.seal_single(BlobType::Data, id, data)?;
                 match based {
